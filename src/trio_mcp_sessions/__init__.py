@@ -1,0 +1,58 @@
+"""trio-mcp-sessions: a trio-native MCP server with bounded Streamable HTTP sessions.
+
+The public API lives here; everything in underscore modules is private.
+"""
+
+from ._errors import EventsPurged as EventsPurged
+from ._errors import ServiceUnavailable as ServiceUnavailable
+from ._errors import SessionError as SessionError
+from ._errors import SessionNotFound as SessionNotFound
+from ._errors import StoreUnavailable as StoreUnavailable
+from ._errors import TooManySessions as TooManySessions
+from ._errors import UnknownEventId as UnknownEventId
+from ._manager import BoundedSessionManager as BoundedSessionManager
+from ._manager import ManagerStatistics as ManagerStatistics
+from ._manager import RestoreOutcome as RestoreOutcome
+from ._manager import SessionInfo as SessionInfo
+from ._manager import SessionLimits as SessionLimits
+from ._manager import SessionManager as SessionManager
+from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
+from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
+from ._protocol._lifecycle import ClientInfo as ClientInfo
+from ._serve import serve as serve
+from ._serve import wait_for_shutdown_signal as wait_for_shutdown_signal
+from ._server._content import McpError as McpError
+from ._server._content import ToolError as ToolError
+from ._server._content import ToolResult as ToolResult
+from ._server._content import audio_content as audio_content
+from ._server._content import embedded_resource as embedded_resource
+from ._server._content import image_content as image_content
+from ._server._content import resource_link as resource_link
+from ._server._content import text_content as text_content
+from ._server._context import CapabilityNotSupported as CapabilityNotSupported
+from ._server._context import Context as Context
+from ._server._server import McpServer as McpServer
+from ._session import CloseReason as CloseReason
+from ._session import EventStream as EventStream
+from ._session import RequestInfo as RequestInfo
+from ._stores._base import EventStore as EventStore
+from ._stores._base import StoredEvent as StoredEvent
+from ._stores._memory import InMemoryEventStore as InMemoryEventStore
+from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
+from ._transport._http import HostPolicy as HostPolicy
+
+__version__ = "0.1.0"
+
+
+def _fixup_module_metadata() -> None:
+    # Show public classes as trio_mcp_sessions.X, not trio_mcp_sessions._private.X.
+    for name, obj in list(globals().items()):
+        if not name.startswith("_") and getattr(obj, "__module__", "").startswith(__name__ + "."):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):
+                pass
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -1,0 +1,118 @@
+"""``python -m trio_mcp_sessions serve module:server`` — the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._manager import SessionLimits
+from ._serve import serve
+from ._server._server import McpServer
+from ._transport._asgi import StreamableHTTPApp
+from ._transport._http import HostPolicy
+
+__all__ = ["load_target", "main"]
+
+
+def load_target(spec: str) -> McpServer | StreamableHTTPApp:
+    """Load ``module:attr`` or ``path/to/file.py:attr`` (a server, an app, or a factory)."""
+    module_name, sep, attr = spec.partition(":")
+    attr = attr or "server"
+    if module_name.endswith(".py") or "/" in module_name:
+        path = Path(module_name).resolve()
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise SystemExit(f"cannot load {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if callable(target) and not isinstance(target, (McpServer, StreamableHTTPApp)):
+        target = target()
+    if not isinstance(target, (McpServer, StreamableHTTPApp)):
+        raise SystemExit(f"{spec} is neither an McpServer nor a StreamableHTTPApp")
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = SessionLimits()
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_mcp_sessions",
+        description="Serve an MCP server over Streamable HTTP on Hypercorn's trio worker.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="serve an McpServer (module:attr or file.py:attr)")
+    run.add_argument("target", help="module:attr or path/to/file.py:attr")
+    run.add_argument("--bind", action="append", help="host:port (repeatable; default 127.0.0.1:8000)")
+    run.add_argument("--path", default="/mcp", help="endpoint path (default /mcp)")
+    run.add_argument("--reply-mode", choices=("sse", "json"), default="sse", help="default sse")
+    run.add_argument("--max-sessions", type=int, default=defaults.max_sessions)
+    run.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds")
+    run.add_argument("--init-timeout", type=float, default=defaults.init_timeout, help="seconds")
+    run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
+    run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
+    run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
+    run.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    run.add_argument("--retry-ms", type=int, default=1000, help="SSE retry hint (ms)")
+    run.add_argument("--graceful-timeout", type=float, default=5.0, help="seconds")
+    run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    target = load_target(args.target)
+    binds = args.bind or ["127.0.0.1:8000"]
+    options: dict[str, Any] = {}
+    if isinstance(target, McpServer):
+        try:
+            limits = SessionLimits(
+                max_sessions=args.max_sessions,
+                idle_timeout=args.idle_timeout,
+                init_timeout=args.init_timeout,
+            )
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        options = {
+            "path": args.path,
+            "reply_mode": args.reply_mode,
+            "limits": limits,
+            "host_policy": HostPolicy(
+                tuple(args.allowed_host) if args.allowed_host else None,
+                tuple(args.allowed_origin) if args.allowed_origin else None,
+            ),
+            "max_body_bytes": args.max_body_bytes,
+            "retry_ms": args.retry_ms,
+        }
+        if args.no_event_store:
+            options["event_store"] = None
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                partial(
+                    serve, target, bind=binds, graceful_timeout=args.graceful_timeout, **options
+                )
+            )
+            path = args.path if isinstance(target, McpServer) else target.path
+            for url in urls:
+                print(f"Serving MCP on {url}{path} (Ctrl-C to stop)", flush=True)
+
+    trio.run(run)
+    print("Stopped.", flush=True)
+    return 0

@@ -1,0 +1,60 @@
+"""Errors of the session layer, named for the condition (trio style).
+
+Each carries what the HTTP transport needs to answer clearly; the session
+manager itself knows nothing of HTTP, so these are hints, not responses.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventsPurged",
+    "SessionError",
+    "SessionNotFound",
+    "ServiceUnavailable",
+    "StoreUnavailable",
+    "TooManySessions",
+    "UnknownEventId",
+]
+
+
+class SessionError(Exception):
+    """Base class of every error the session layer raises on purpose."""
+
+
+class SessionNotFound(SessionError):
+    """No live session has this id: unknown, expired, evicted or deleted.
+
+    The transport answers 404, after which a client must re-``initialize``.
+    """
+
+
+class ServiceUnavailable(SessionError):
+    """The manager cannot admit work now (not started, or draining for shutdown).
+
+    Attributes:
+        retry_after: Seconds after which a retry may succeed.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManySessions(ServiceUnavailable):
+    """The session cap is reached and nothing could be evicted."""
+
+
+class UnknownEventId(SessionError):
+    """A ``Last-Event-ID`` that names no stream of this session."""
+
+
+class EventsPurged(SessionError):
+    """Events after a ``Last-Event-ID`` were already dropped by the event store's bounds.
+
+    Replaying what is left would silently lose messages, so resumption fails
+    instead (the transport answers with a distinct error).
+    """
+
+
+class StoreUnavailable(SessionError):
+    """A store backend failed or timed out; the original error is ``__cause__``."""

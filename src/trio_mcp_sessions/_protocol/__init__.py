@@ -1,0 +1,4 @@
+"""The sans-IO protocol core: JSON-RPC framing and the MCP lifecycle.
+
+This package imports neither trio nor Hypercorn.
+"""

@@ -1,0 +1,261 @@
+"""The per-request context that handlers use to talk back to the client."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
+
+from .._protocol._jsonrpc import Notification, RequestId
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._protocol._lifecycle import ClientInfo
+
+__all__ = ["LOG_LEVELS", "CapabilityNotSupported", "Context", "Peer"]
+
+#: RFC 5424 severities, least severe first (MCP ``LoggingLevel``).
+LOG_LEVELS: Final = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+_SEVERITY: Final = {name: index for index, name in enumerate(LOG_LEVELS)}
+
+
+class CapabilityNotSupported(Exception):
+    """The client did not declare the capability a server request needs.
+
+    MCP forbids sending, for example, ``sampling/createMessage`` to a client
+    that did not declare ``sampling``; we refuse locally instead.
+    """
+
+
+class Peer(Protocol):
+    """What a session offers to handlers; implemented by the session layer."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def client(self) -> ClientInfo: ...
+
+    @property
+    def log_level(self) -> str | None: ...
+
+    @property
+    def is_restored(self) -> bool: ...
+
+    async def send_notification(
+        self, notification: Notification, *, related_request: RequestId | None
+    ) -> None: ...
+
+    async def send_request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, Any]: ...
+
+    def close_request_stream(self, request_id: RequestId) -> None: ...
+
+
+@final
+class Context:
+    """Handed to a handler that asks for it (a parameter annotated ``Context``).
+
+    Everything sent through a context is *related* to the request being
+    handled: on a Streamable HTTP session it travels on that request's SSE
+    stream, so the client can tie progress, logs, sampling and elicitation to
+    the call that caused them.
+
+    Attributes:
+        request_id: The id of the request being handled.
+        meta: The request's ``params._meta`` (empty when absent).
+    """
+
+    __slots__ = ("_last_progress", "_peer", "default_timeout", "meta", "request_id")
+
+    def __init__(
+        self,
+        peer: Peer,
+        request_id: RequestId,
+        meta: dict[str, Any] | None,
+        *,
+        default_timeout: float = 60.0,
+    ) -> None:
+        self._peer = peer
+        self.request_id = request_id
+        self.meta: dict[str, Any] = meta or {}
+        self.default_timeout = default_timeout
+        self._last_progress = -math.inf
+
+    # -- who is asking ---------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self._peer.session_id
+
+    @property
+    def client(self) -> ClientInfo:
+        """The client's ``initialize`` parameters and negotiated version."""
+        return self._peer.client
+
+    @property
+    def is_restored(self) -> bool:
+        """True when this session was restored from a session store (not a new client)."""
+        return self._peer.is_restored
+
+    @property
+    def progress_token(self) -> str | int | None:
+        token = self.meta.get("progressToken")
+        if isinstance(token, (str, int)) and not isinstance(token, bool):
+            return token
+        return None
+
+    # -- notifications ---------------------------------------------------------------
+
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Send ``notifications/progress`` if the client asked for progress.
+
+        Raises:
+            ValueError: If *progress* does not increase (MCP requires it to).
+        """
+        token = self.progress_token
+        if token is None:
+            return
+        if progress <= self._last_progress:
+            raise ValueError(
+                f"progress must increase: {progress} after {self._last_progress}"
+            )
+        self._last_progress = progress
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self._peer.send_notification(
+            Notification("notifications/progress", params), related_request=self.request_id
+        )
+
+    async def log(self, level: str, data: Any, *, logger: str | None = None) -> None:
+        """Send ``notifications/message`` unless below the client's ``logging/setLevel``."""
+        if level not in _SEVERITY:
+            raise ValueError(f"unknown log level {level!r}; use one of {LOG_LEVELS}")
+        threshold = self._peer.log_level
+        if threshold is not None and _SEVERITY[level] < _SEVERITY[threshold]:
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger is not None:
+            params["logger"] = logger
+        await self._peer.send_notification(
+            Notification("notifications/message", params), related_request=self.request_id
+        )
+
+    async def debug(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("debug", data, logger=logger)
+
+    async def info(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("info", data, logger=logger)
+
+    async def warning(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("warning", data, logger=logger)
+
+    async def error(self, data: Any, *, logger: str | None = None) -> None:
+        await self.log("error", data, logger=logger)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send any notification on this request's stream."""
+        await self._peer.send_notification(
+            Notification(method, params), related_request=self.request_id
+        )
+
+    # -- server-to-client requests -----------------------------------------------------
+
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send a request to the client and wait for its result.
+
+        Raises:
+            McpError: The client answered with a JSON-RPC error.
+            trio.TooSlowError: No answer within *timeout* (the request is then
+                cancelled with ``notifications/cancelled``).
+        """
+        return await self._peer.send_request(
+            method,
+            params,
+            related_request=self.request_id,
+            timeout=self.default_timeout if timeout is None else timeout,
+        )
+
+    def _require(self, capability: str, sub: str | None = None) -> None:
+        if not self._peer.client.has_capability(capability, sub):
+            raise CapabilityNotSupported(f"the client did not declare the {capability!r} capability")
+
+    async def sample(
+        self,
+        messages: str | Sequence[dict[str, Any]],
+        *,
+        max_tokens: int,
+        system_prompt: str | None = None,
+        timeout: float | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Ask the client's model for a completion (``sampling/createMessage``).
+
+        Args:
+            messages: A user prompt, or a list of ``SamplingMessage`` objects.
+            max_tokens: Required by MCP.
+            system_prompt: Optional system prompt.
+            timeout: Seconds to wait; defaults to the context's default.
+            **extra: Other ``CreateMessageRequest`` params (``temperature``,
+                ``modelPreferences``, ...), passed through as given.
+        """
+        self._require("sampling")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
+        params: dict[str, Any] = {"messages": list(messages), "maxTokens": max_tokens, **extra}
+        if system_prompt is not None:
+            params["systemPrompt"] = system_prompt
+        return await self.request("sampling/createMessage", params, timeout=timeout)
+
+    async def elicit(
+        self, message: str, requested_schema: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Ask the user for structured input (``elicitation/create``, form mode)."""
+        self._require("elicitation", "form")
+        return await self.request(
+            "elicitation/create",
+            {"message": message, "requestedSchema": requested_schema},
+            timeout=timeout,
+        )
+
+    async def list_roots(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The client's filesystem roots (``roots/list``)."""
+        self._require("roots")
+        result = await self.request("roots/list", None, timeout=timeout)
+        roots = result.get("roots", [])
+        return roots if isinstance(roots, list) else []
+
+    async def ping(self, *, timeout: float | None = None) -> None:
+        await self.request("ping", None, timeout=timeout)
+
+    def close_sse_stream(self) -> None:
+        """End this request's HTTP response now, without ending the request.
+
+        This is SEP-1699 server-side polling: the client reconnects with
+        ``Last-Event-ID`` after the ``retry`` delay and receives what it
+        missed, including the eventual result. It is a no-op when the request
+        is not carried on a resumable SSE stream.
+        """
+        self._peer.close_request_stream(self.request_id)

@@ -1,0 +1,671 @@
+"""One MCP session: its worker, its handler tasks, its outbound SSE streams.
+
+A session lives in its own :class:`trio.CancelScope` inside the manager's
+nursery. Its handlers run in the session's own nursery, so closing the
+session (cancelling the scope) ends every handler and every stream at once.
+The scope's deadline *is* the idle timeout: pushed forward on activity,
+suspended (``inf``) while a request is in flight or a stream is attached.
+
+Outbound messages never touch a socket here. Each HTTP response attached to a
+stream reads from a bounded memory channel (an :class:`EventStream`); the
+producer side only uses ``send_nowait`` and, when the reader is too slow and
+an event store holds the events, detaches the reader so the client resumes
+with ``Last-Event-ID`` instead of stalling the handler.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, final
+
+import trio
+
+from ._errors import EventsPurged, StoreUnavailable, UnknownEventId
+from ._protocol._jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    ErrorResponse,
+    Message,
+    Notification,
+    ProtocolError,
+    Request,
+    RequestId,
+    Response,
+    encode,
+)
+from ._protocol._lifecycle import (
+    ClientInfo,
+    SessionState,
+    SessionStateMachine,
+    supports_priming,
+)
+from ._server._content import McpError
+from ._server._context import CapabilityNotSupported, Context
+
+if TYPE_CHECKING:
+    from ._server._server import McpServer
+    from ._stores._base import EventStore
+
+__all__ = ["CloseReason", "EventStream", "RequestInfo", "Session", "SseEvent"]
+
+logger = logging.getLogger("trio_mcp_sessions.session")
+
+#: Events buffered per attached HTTP response before a slow reader is detached.
+STREAM_BUFFER: Final = 64
+ReplyMode = Literal["sse", "json"]
+
+
+class CloseReason(enum.Enum):
+    """Why a session ended; logged, counted and passed to the closed hook."""
+
+    DELETED = "deleted"
+    IDLE = "idle"
+    INIT_TIMEOUT = "init_timeout"
+    MAX_LIFETIME = "max_lifetime"
+    EVICTED = "evicted"
+    SHUTDOWN = "shutdown"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the transport knows about the HTTP request that carried a message.
+
+    Attributes:
+        client_address: ``"host"`` of the peer, or ``None`` when unknown.
+        principal: The authenticated identity, if the application set one.
+        headers: Lower-cased request headers.
+    """
+
+    client_address: str | None = None
+    principal: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One event for the transport to write. Empty ``data`` with an id is a priming event."""
+
+    event_id: str | None
+    data: bytes
+    retry_ms: int | None = None
+
+
+@final
+class EventStream:
+    """The transport's end of an outbound stream: events to write, in order.
+
+    Write :attr:`priming` (if any), then :attr:`replay`, then everything from
+    :attr:`events` until it ends. Call :meth:`detach` when the HTTP response
+    ends for any reason (client gone, server done); it is idempotent.
+    """
+
+    __slots__ = ("_on_detach", "events", "is_standalone", "priming", "replay", "stream_id")
+
+    def __init__(
+        self,
+        stream_id: str,
+        events: trio.MemoryReceiveChannel[SseEvent],
+        *,
+        priming: SseEvent | None,
+        replay: Sequence[SseEvent] = (),
+        on_detach: Any = None,
+        is_standalone: bool = False,
+    ) -> None:
+        self.stream_id = stream_id
+        self.events = events
+        self.priming = priming
+        self.replay = list(replay)
+        self.is_standalone = is_standalone
+        self._on_detach = on_detach
+
+    def detach(self) -> None:
+        self.events.close()
+        callback, self._on_detach = self._on_detach, None
+        if callback is not None:
+            callback()
+
+
+class _Connection:
+    """The session's end of one attached HTTP response."""
+
+    __slots__ = ("receive", "send")
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[SseEvent](STREAM_BUFFER)
+
+
+class _Stream:
+    """An outbound SSE stream: a POST's (for its requests) or the standalone GET one."""
+
+    __slots__ = ("connection", "lock", "pending", "reply_mode", "seq", "standalone", "stream_id")
+
+    def __init__(self, stream_id: str, *, standalone: bool, reply_mode: ReplyMode) -> None:
+        self.stream_id = stream_id
+        self.standalone = standalone
+        self.reply_mode = reply_mode
+        self.seq = 0
+        self.pending: set[RequestId] = set()
+        self.connection: _Connection | None = None
+        self.lock = trio.Lock()
+
+    def event_id(self, seq: int) -> str:
+        return f"{self.stream_id}_{seq}"
+
+
+class _PendingReply:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: ErrorResponse | None = None
+
+
+def parse_event_id(event_id: str) -> tuple[str, int]:
+    """Split ``"<stream>_<seq>"``; raise :class:`UnknownEventId` for anything else."""
+    stream_id, sep, seq = event_id.rpartition("_")
+    if not sep or not stream_id or not seq.isdigit() or len(seq) > 18:
+        raise UnknownEventId(f"malformed Last-Event-ID {event_id!r}")
+    return stream_id, int(seq)
+
+
+@final
+class Session:
+    """The server side of one MCP session. Created and owned by a session manager."""
+
+    def __init__(
+        self,
+        session_id: str,
+        server: McpServer,
+        *,
+        event_store: EventStore | None,
+        idle_timeout: float,
+        init_timeout: float,
+        retry_ms: int,
+        on_closed: Any,
+    ) -> None:
+        self.session_id = session_id
+        self.server = server
+        self.event_store = event_store
+        self.idle_timeout = idle_timeout
+        self.init_timeout = init_timeout
+        self.retry_ms = retry_ms
+        self.created_at = trio.current_time()
+        self.last_activity = self.created_at
+        self.state = SessionStateMachine()
+        self.client_info: ClientInfo | None = None
+        self.log_level: str | None = None
+        self.subscriptions: set[str] = set()
+        self.is_restored = False
+        self.close_reason: CloseReason | None = None
+        self.closed = trio.Event()
+        self._on_closed = on_closed
+        self._scope = trio.CancelScope(deadline=self.created_at + init_timeout)
+        self._nursery: trio.Nursery | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._request_streams: dict[RequestId, _Stream] = {}
+        self._inflight: dict[RequestId, trio.CancelScope] = {}
+        self._pending_replies: dict[RequestId, _PendingReply] = {}
+        self._standalone = self._new_stream(standalone=True, reply_mode="sse")
+        self._attached = 0
+        #: Whether the client has used the session after ``initialize`` (sent
+        #: ``initialized``, a request, or opened a stream); until then the
+        #: init timeout applies instead of the idle timeout.
+        self._seen_use = False
+
+    # -- the worker ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The session's worker: lives until closed, idle or out of time.
+
+        Never raises into the manager's nursery: a failure here ends this
+        session (reason ``error``), not every session.
+        """
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    task_status.started()
+                    await trio.sleep_forever()
+        except Exception:
+            logger.exception("session %s failed", self.session_id)
+            if self.close_reason is None:
+                self.close_reason = CloseReason.ERROR
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.close_reason is None:
+            if not self._scope.cancelled_caught:
+                self.close_reason = CloseReason.ERROR
+            elif self._seen_use:
+                self.close_reason = CloseReason.IDLE
+            else:
+                self.close_reason = CloseReason.INIT_TIMEOUT
+        self.state.close()
+        for stream in self._streams.values():
+            if stream.connection is not None:
+                stream.connection.send.close()
+                stream.connection = None
+        self._streams.clear()
+        self._request_streams.clear()
+        self._attached = 0
+        self.closed.set()
+        self._on_closed(self)
+
+    def close(self, reason: CloseReason) -> None:
+        """End the session: cancels its handlers and ends its streams. Idempotent."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._scope.cancel()
+
+    @property
+    def is_open(self) -> bool:
+        return self.close_reason is None and not self.closed.is_set()
+
+    # -- deadlines ----------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self._inflight) or self._attached > 0
+
+    def _update_deadline(self) -> None:
+        if self.close_reason is not None:
+            return
+        if self._busy():
+            self._scope.deadline = math.inf
+        elif not self._seen_use:
+            # Until the client shows it uses the session, the init timeout
+            # applies, counted from creation; activity does not extend it.
+            self._scope.deadline = self.created_at + self.init_timeout
+        else:
+            self._scope.deadline = self.last_activity + self.idle_timeout
+
+    def touch(self) -> None:
+        """Record client activity: pushes the idle deadline forward."""
+        self.last_activity = trio.current_time()
+        self._update_deadline()
+
+    @property
+    def idle_deadline(self) -> float:
+        return self._scope.deadline
+
+    # -- the handshake --------------------------------------------------------------------
+
+    async def initialize(self, request: Request, client: ClientInfo) -> Response | ErrorResponse:
+        """Answer ``initialize``; on failure the caller closes the session."""
+        self.client_info = client
+        try:
+            with trio.move_on_after(self.init_timeout) as scope:
+                result = await self.server.initialize(client, is_restored=self.is_restored)
+        except McpError as exc:
+            return ErrorResponse(request.id, exc.code, exc.message, exc.data)
+        except Exception:
+            logger.exception("initialize hook failed for session %s", self.session_id)
+            return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
+        if scope.cancelled_caught:
+            return ErrorResponse(request.id, INTERNAL_ERROR, "initialize timed out")
+        self.state.initialize_answered()
+        self.touch()
+        return Response(request.id, result)
+
+    @property
+    def protocol_version(self) -> str:
+        assert self.client_info is not None
+        return self.client_info.protocol_version
+
+    @property
+    def client(self) -> ClientInfo:
+        assert self.client_info is not None
+        return self.client_info
+
+    # -- streams --------------------------------------------------------------------------
+
+    def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _Stream:
+        while True:
+            stream_id = secrets.token_hex(6)
+            if stream_id not in self._streams:
+                break
+        stream = _Stream(stream_id, standalone=standalone, reply_mode=reply_mode)
+        self._streams[stream_id] = stream
+        return stream
+
+    def _priming(self, stream: _Stream) -> SseEvent | None:
+        if self.client_info is None or not supports_priming(self.protocol_version):
+            return None
+        return SseEvent(stream.event_id(stream.seq), b"", self.retry_ms)
+
+    def _attach(self, stream: _Stream, replay: Sequence[SseEvent] = ()) -> EventStream:
+        if stream.connection is not None:
+            # The old response is presumably dead (the client reconnected).
+            stream.connection.send.close()
+            self._attached -= 1
+        connection = _Connection()
+        stream.connection = connection
+        self._attached += 1
+        self._update_deadline()
+
+        def on_detach() -> None:
+            if stream.connection is connection:
+                stream.connection = None
+                connection.send.close()
+                self._attached -= 1
+                self.touch()
+
+        return EventStream(
+            stream.stream_id,
+            connection.receive,
+            priming=self._priming(stream) if stream.reply_mode == "sse" else None,
+            replay=replay,
+            on_detach=on_detach,
+            is_standalone=stream.standalone,
+        )
+
+    def _deliver(self, stream: _Stream, event: SseEvent) -> None:
+        connection = stream.connection
+        if connection is None:
+            return
+        try:
+            connection.send.send_nowait(event)
+        except trio.WouldBlock:
+            # A reader this slow would stall the producer. The event is in the
+            # store (if there is one), so cut the response and let the client
+            # resume; without a store the event is lost, which we log.
+            if self.event_store is None:
+                logger.warning(
+                    "session %s: dropping an event for a slow reader (no event store)",
+                    self.session_id,
+                )
+            connection.send.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _emit(self, stream: _Stream, message: Message | bytes) -> None:
+        data = message if isinstance(message, bytes) else encode(message)
+        if self.closed.is_set():
+            return  # nothing may be stored for a session that is gone
+        async with stream.lock:
+            stream.seq += 1
+            seq = stream.seq
+            if self.event_store is not None and stream.reply_mode == "sse":
+                try:
+                    await self.event_store.append(self.session_id, stream.stream_id, seq, data)
+                except StoreUnavailable:
+                    logger.warning("session %s: event store unavailable", self.session_id)
+            self._deliver(stream, SseEvent(stream.event_id(seq), data))
+
+    def _end_stream(self, stream: _Stream) -> None:
+        self._streams.pop(stream.stream_id, None)
+        if stream.connection is not None:
+            stream.connection.send.close()
+
+    # -- client -> server ---------------------------------------------------------------
+
+    def open_request_stream(
+        self, requests: Sequence[Request], info: RequestInfo, reply_mode: ReplyMode
+    ) -> EventStream:
+        """Start handlers for *requests*; their answers arrive on the returned stream.
+
+        Raises:
+            ProtocolError: A request is not allowed in the session's state, or
+                reuses the id of a request still in flight.
+        """
+        assert self._nursery is not None
+        ids: set[RequestId] = set()
+        for request in requests:
+            self.state.check_request(request)
+            if request.id in self._inflight or request.id in ids:
+                raise ProtocolError(
+                    INVALID_REQUEST,
+                    f"Invalid Request: id {request.id!r} is already in use",
+                    request_id=request.id,
+                )
+            ids.add(request.id)
+        self._seen_use = True
+        self.last_activity = trio.current_time()
+        stream = self._new_stream(standalone=False, reply_mode=reply_mode)
+        stream.pending = ids
+        handle = self._attach(stream)
+        for request in requests:
+            scope = trio.CancelScope()
+            self._inflight[request.id] = scope
+            self._request_streams[request.id] = stream
+            self._nursery.start_soon(self._run_handler, stream, request, info, scope)
+        self._update_deadline()
+        return handle
+
+    async def _run_handler(
+        self, stream: _Stream, request: Request, info: RequestInfo, scope: trio.CancelScope
+    ) -> None:
+        params = request.params or {}
+        meta = params.get("_meta")
+        ctx = Context(
+            self,
+            request.id,
+            meta if isinstance(meta, dict) else None,
+            default_timeout=self.server.request_timeout,
+        )
+        reply: Response | ErrorResponse | None = None
+        try:
+            with scope:
+                try:
+                    result = await self.server.handle_request(request, ctx, self)
+                    reply = Response(request.id, result)
+                except McpError as exc:
+                    reply = ErrorResponse(request.id, exc.code, exc.message, exc.data)
+                except ProtocolError as exc:
+                    reply = ErrorResponse(request.id, exc.code, exc.message, exc.data)
+                except CapabilityNotSupported as exc:
+                    reply = ErrorResponse(request.id, INVALID_REQUEST, str(exc))
+                except trio.TooSlowError:
+                    reply = ErrorResponse(
+                        request.id, INTERNAL_ERROR, "Timed out waiting for the client"
+                    )
+                except Exception:
+                    logger.exception(
+                        "session %s: handler for %r failed", self.session_id, request.method
+                    )
+                    reply = ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
+                try:
+                    data = encode(reply)
+                except (TypeError, ValueError):
+                    logger.exception(
+                        "session %s: result of %r is not JSON", self.session_id, request.method
+                    )
+                    data = encode(
+                        ErrorResponse(request.id, INTERNAL_ERROR, "Result is not serializable")
+                    )
+                await self._emit(stream, data)
+        finally:
+            self._inflight.pop(request.id, None)
+            self._request_streams.pop(request.id, None)
+            stream.pending.discard(request.id)
+            if not stream.pending:
+                self._end_stream(stream)
+            self.touch()
+
+    def accept(self, message: Message) -> None:
+        """Take a notification or a response from the client (answered with 202)."""
+        self.last_activity = trio.current_time()
+        if isinstance(message, Notification):
+            self._accept_notification(message)
+        elif isinstance(message, (Response, ErrorResponse)):
+            pending = (
+                self._pending_replies.get(message.id) if message.id is not None else None
+            )
+            if pending is None:
+                logger.debug(
+                    "session %s: response to unknown request %r", self.session_id, message.id
+                )
+            elif not pending.done.is_set():
+                if isinstance(message, Response):
+                    pending.result = message.result
+                else:
+                    pending.error = message
+                pending.done.set()
+        self._update_deadline()
+
+    def _accept_notification(self, notification: Notification) -> None:
+        params = notification.params or {}
+        if notification.method == "notifications/initialized":
+            self.state.receive_notification(notification.method)
+            self._seen_use = True
+        elif notification.method == "notifications/cancelled":
+            request_id = params.get("requestId")
+            scope = self._inflight.get(request_id) if isinstance(request_id, (str, int)) else None
+            if scope is not None:
+                scope.cancel()
+                logger.debug(
+                    "session %s: request %r cancelled by the client (%s)",
+                    self.session_id,
+                    request_id,
+                    params.get("reason"),
+                )
+        elif self._nursery is not None:
+            self._nursery.start_soon(self._run_notification_handler, notification)
+
+    async def _run_notification_handler(self, notification: Notification) -> None:
+        try:
+            await self.server.handle_notification(notification, self)
+        except Exception:
+            logger.exception(
+                "session %s: notification handler for %r failed",
+                self.session_id,
+                notification.method,
+            )
+
+    def open_standalone_stream(self) -> EventStream | None:
+        """Attach a GET response to the standalone stream, or ``None`` if one is attached."""
+        if self._standalone.connection is not None:
+            return None
+        self._seen_use = True
+        return self._attach(self._standalone)
+
+    async def resume(self, last_event_id: str) -> EventStream:
+        """Reattach a client to a stream after ``Last-Event-ID``, replaying what it missed.
+
+        Raises:
+            UnknownEventId: The id names no stream of this session.
+            EventsPurged: The store no longer holds everything after the id.
+        """
+        stream_id, after = parse_event_id(last_event_id)
+        stream = self._streams.get(stream_id)
+        if self.event_store is None:
+            if stream is None:
+                raise UnknownEventId("this server keeps no events to resume from")
+            replay: Sequence[SseEvent] = ()
+            async with stream.lock:
+                if after != stream.seq:
+                    raise EventsPurged("this server keeps no events to replay")
+                return self._attach(stream)
+        if stream is None:
+            # Finished stream (or one from before a restore): replay what the
+            # store holds, then end the response.
+            stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            if not stored:
+                raise UnknownEventId(f"no stream {stream_id!r} to resume in this session")
+            send, receive = trio.open_memory_channel[SseEvent](0)
+            send.close()
+            return EventStream(
+                stream_id,
+                receive,
+                priming=None,
+                replay=[SseEvent(f"{stream_id}_{e.seq}", e.data) for e in stored],
+            )
+        async with stream.lock:
+            if after > stream.seq:
+                raise UnknownEventId(f"Last-Event-ID {last_event_id!r} is from the future")
+            stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
+            if stream.reply_mode != "sse":
+                raise UnknownEventId("JSON replies cannot be resumed")
+            self._seen_use = True
+            handle = self._attach(stream, replay)
+            handle.priming = None
+            return handle
+
+    def disconnect_request_stream(self, request_id: RequestId) -> None:
+        stream = self._request_streams.get(request_id)
+        if stream is None or stream.connection is None or stream.reply_mode != "sse":
+            return
+        if self.event_store is None:
+            return  # the client could not get the rest back
+        stream.connection.send.close()
+
+    def end_connections(self, retry_ms: int) -> None:
+        """Send a reconnect hint on every attached response and end it (graceful drain)."""
+        for stream in list(self._streams.values()):
+            connection = stream.connection
+            if connection is None:
+                continue
+            with _suppress_channel_errors():
+                connection.send.send_nowait(SseEvent(None, b"", retry_ms))
+            connection.send.close()
+
+    # -- the Peer protocol (for Context) -----------------------------------------------
+
+    def close_request_stream(self, request_id: RequestId) -> None:
+        self.disconnect_request_stream(request_id)
+
+    def _stream_for(self, related_request: RequestId | None) -> _Stream:
+        if related_request is not None:
+            stream = self._request_streams.get(related_request)
+            if stream is not None and stream.reply_mode == "sse":
+                return stream
+        return self._standalone
+
+    async def send_notification(
+        self, notification: Notification, *, related_request: RequestId | None
+    ) -> None:
+        await self._emit(self._stream_for(related_request), notification)
+
+    async def send_request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, Any]:
+        request_id = self.state.next_outbound_id()
+        pending = _PendingReply()
+        self._pending_replies[request_id] = pending
+        stream = self._stream_for(related_request)
+        try:
+            await self._emit(stream, Request(request_id, method, params))
+            try:
+                with trio.fail_after(timeout):
+                    await pending.done.wait()
+            except trio.TooSlowError:
+                await self._emit(
+                    stream,
+                    Notification(
+                        "notifications/cancelled",
+                        {"requestId": request_id, "reason": f"no answer within {timeout} s"},
+                    ),
+                )
+                raise
+        finally:
+            del self._pending_replies[request_id]
+        if pending.error is not None:
+            raise McpError(pending.error.code, pending.error.message, pending.error.data)
+        assert pending.result is not None
+        return pending.result
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification on the standalone (GET) stream."""
+        await self._emit(self._standalone, Notification(method, params))
+
+
+class _suppress_channel_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError))
+

@@ -1,0 +1,558 @@
+"""The Streamable HTTP transport as an ASGI application (Hypercorn's trio worker).
+
+Every request is validated completely (Host, Origin, method, Accept,
+Content-Type, size, JSON, JSON-RPC, version header, session header) before
+the session manager allocates anything, so a refused request never leaves a
+session, a task or a slot behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
+
+import trio
+
+from .._errors import (
+    EventsPurged,
+    ServiceUnavailable,
+    SessionNotFound,
+    TooManySessions,
+    UnknownEventId,
+)
+from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
+from .._protocol._jsonrpc import (
+    INVALID_REQUEST,
+    SERVER_ERROR,
+    SESSION_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ErrorResponse,
+    ProtocolError,
+    Request,
+    decode_body,
+    encode,
+)
+from .._protocol._lifecycle import (
+    SUPPORTED_PROTOCOL_VERSIONS,
+    parse_initialize,
+    supports_batches,
+)
+from .._session import CloseReason, EventStream, RequestInfo
+from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
+
+if TYPE_CHECKING:
+    from .._server._server import McpServer
+    from .._stores._base import EventStore
+
+__all__ = ["StreamableHTTPApp"]
+
+logger = logging.getLogger("trio_mcp_sessions.transport")
+
+Scope: TypeAlias = MutableMapping[str, Any]
+ASGIMessage: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[ASGIMessage]]
+Send: TypeAlias = Callable[[ASGIMessage], Awaitable[None]]
+
+SESSION_HEADER: Final = "mcp-session-id"
+VERSION_HEADER: Final = "mcp-protocol-version"
+_JSON: Final = (b"content-type", b"application/json")
+_SSE_HEADERS: Final = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class _HTTPError(Exception):
+    """An HTTP answer with a JSON-RPC error body, raised during validation."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        request_id: str | int | None = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        data: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.headers = list(headers)
+        self.data = data
+
+    def body(self) -> bytes:
+        return encode(ErrorResponse(self.request_id, self.code, self.message, self.data))
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+@final
+class StreamableHTTPApp:
+    """An MCP server on one Streamable HTTP endpoint, as an ASGI app.
+
+    Serve it with Hypercorn's trio worker (``hypercorn --worker-class trio
+    mod:app``) or with :func:`trio_mcp_sessions.serve`. The app runs its
+    session manager from the ASGI lifespan, so the manager's nursery lives as
+    long as the server.
+
+    Args:
+        server: The :class:`McpServer` to serve (ignored for handlers when a
+            *manager* is given, which already has one).
+        path: The endpoint path.
+        reply_mode: ``"sse"`` answers requests with an SSE stream (resumable;
+            progress, logs and server requests travel on it); ``"json"``
+            answers with one JSON object, and related messages go to the GET
+            stream.
+        limits: :class:`SessionLimits` for the built-in manager.
+        event_store: Event store for the built-in manager (default: bounded,
+            in memory; ``None`` disables resumption).
+        manager: Use this :class:`SessionManager` instead of building one;
+            the application then runs it.
+        host_policy: DNS-rebinding protection (default: loopback names only
+            when bound to loopback).
+        max_body_bytes: Larger POST bodies get 413.
+        retry_ms: ``retry`` hint on SSE streams and when draining.
+        principal: ``fn(scope) -> str | None`` naming the authenticated
+            caller (for keyed limits and session binding).
+    """
+
+    def __init__(
+        self,
+        server: McpServer | None = None,
+        *,
+        path: str = "/mcp",
+        reply_mode: Literal["sse", "json"] = "sse",
+        limits: SessionLimits | None = None,
+        event_store: EventStore | None | Any = ...,
+        manager: SessionManager | None = None,
+        host_policy: HostPolicy | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        retry_ms: int = 1000,
+        principal: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        if reply_mode not in ("sse", "json"):
+            raise ValueError(f"reply_mode must be 'sse' or 'json', not {reply_mode!r}")
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        self.path = "/" + path.strip("/")
+        self.reply_mode: Literal["sse", "json"] = reply_mode
+        self.host_policy = host_policy or HostPolicy()
+        self.max_body_bytes = max_body_bytes
+        self.retry_ms = retry_ms
+        self._principal = principal
+        self._bounded: BoundedSessionManager | None = None
+        if manager is None:
+            if server is None:
+                raise TypeError("pass an McpServer or a SessionManager")
+            kwargs: dict[str, Any] = {"limits": limits, "retry_ms": retry_ms}
+            if event_store is not ...:
+                kwargs["event_store"] = event_store
+            manager = self._bounded = BoundedSessionManager(server, **kwargs)
+        self.manager: SessionManager = manager
+
+    # -- running the manager ---------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the built-in session manager until cancelled (what the ASGI lifespan does).
+
+        A user-supplied manager is the user's to run; then this only waits.
+        """
+        if self._bounded is None:
+            task_status.started()
+            await trio.sleep_forever()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._bounded.run)
+            task_status.started()
+
+    def begin_drain(self) -> None:
+        """Stop admitting sessions; end SSE responses with a ``retry`` hint."""
+        self.manager.begin_drain()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.run)
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+                self.begin_drain()
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            logger.exception("lifespan failed")
+            if not started:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    # -- ASGI entry point -------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        try:
+            await self._handle(scope, receive, send)
+        except _HTTPError as exc:
+            await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path", "").rstrip("/") != self.path.rstrip("/"):
+            raise _HTTPError(404, SERVER_ERROR, "Not Found")
+        headers = _headers(scope)
+        server_address = (scope.get("server") or (None,))[0]
+        host = headers.get("host")
+        if not self.host_policy.host_allowed(host, server_address):
+            raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
+        if not self.host_policy.origin_allowed(headers.get("origin"), host, server_address):
+            raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Origin header")
+        client = scope.get("client")
+        info = RequestInfo(
+            client_address=client[0] if client else None,
+            principal=self._principal(scope) if self._principal is not None else None,
+            headers=headers,
+        )
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, receive, send, headers, info)
+        elif method == "GET":
+            await self._get(receive, send, headers, info)
+        elif method == "DELETE":
+            await self._delete(send, headers, info)
+        else:
+            raise _HTTPError(
+                405,
+                SERVER_ERROR,
+                "Method Not Allowed",
+                headers=[(b"allow", b"GET, POST, DELETE")],
+            )
+
+    # -- shared checks ---------------------------------------------------------------
+
+    @staticmethod
+    def _check_version_header(headers: dict[str, str]) -> str | None:
+        version = headers.get(VERSION_HEADER)
+        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            raise _HTTPError(
+                400,
+                UNSUPPORTED_PROTOCOL_VERSION,
+                f"Bad Request: unsupported protocol version {version!r} "
+                f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
+                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": version},
+            )
+        return version
+
+    async def _require_session(self, headers: dict[str, str], info: RequestInfo) -> str:
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None:
+            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        if self.manager.get_session(session_id) is None:
+            outcome = RestoreOutcome.NOT_FOUND
+            if _plausible_session_id(session_id):
+                try:
+                    outcome = await self.manager.restore_session(session_id, info)
+                except ServiceUnavailable as exc:
+                    raise _unavailable(exc) from None
+            if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
+                raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found")
+        return session_id
+
+    # -- POST ------------------------------------------------------------------------
+
+    async def _read_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
+            if int(declared) > self.max_body_bytes:
+                raise _HTTPError(
+                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _HTTPError(
+                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        info: RequestInfo,
+    ) -> None:
+        accept = headers.get("accept")
+        json_ok = accepts(accept, "application/json")
+        sse_ok = accepts(accept, "text/event-stream")
+        if not json_ok or (self.reply_mode == "sse" and not sse_ok):
+            wanted = "application/json" if self.reply_mode == "json" else (
+                "application/json and text/event-stream"
+            )
+            raise _HTTPError(406, SERVER_ERROR, f"Not Acceptable: client must accept {wanted}")
+        if not is_json_content_type(headers.get("content-type")):
+            raise _HTTPError(
+                415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
+            )
+        try:
+            body = await self._read_body(scope, receive, headers)
+        except _ClientGone:
+            return
+        try:
+            messages, is_batch = decode_body(body)
+        except ProtocolError as exc:
+            raise _HTTPError(exc.http_status, exc.code, exc.message, request_id=exc.request_id)
+        self._check_version_header(headers)
+        initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
+        if initialize:
+            if is_batch:
+                raise _HTTPError(
+                    400, INVALID_REQUEST, "Invalid Request: initialize cannot be part of a batch"
+                )
+            if SESSION_HEADER in headers:
+                raise _HTTPError(
+                    400,
+                    INVALID_REQUEST,
+                    "Invalid Request: initialize must not carry Mcp-Session-Id",
+                    request_id=initialize[0].id,
+                )
+            await self._initialize(send, initialize[0], info)
+            return
+        if SESSION_HEADER not in headers:
+            first = messages[0]
+            raise _HTTPError(
+                400,
+                INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required (send initialize first)",
+                request_id=first.id if isinstance(first, Request) else None,
+            )
+        session_id = await self._require_session(headers, info)
+        session = self.manager.get_session(session_id)
+        if session is None:
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found")
+        if is_batch and not supports_batches(session.protocol_version or ""):
+            raise _HTTPError(
+                400,
+                INVALID_REQUEST,
+                f"Invalid Request: batches are not allowed in protocol {session.protocol_version}",
+            )
+        requests = [m for m in messages if isinstance(m, Request)]
+        others = [m for m in messages if not isinstance(m, Request)]
+        try:
+            if others:
+                await self.manager.accept_messages(session_id, others, info)
+            if not requests:
+                await _send_simple(send, 202, b"", [])
+                return
+            stream = await self.manager.create_stream(
+                session_id, requests, info, self.reply_mode
+            )
+        except SessionNotFound:
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
+        except ProtocolError as exc:
+            raise _HTTPError(
+                exc.http_status, exc.code, exc.message, request_id=exc.request_id
+            ) from None
+        session_header = (b"mcp-session-id", session_id.encode("ascii"))
+        if self.reply_mode == "json":
+            await self._reply_json(receive, send, stream, len(requests), is_batch, session_header)
+        else:
+            await self._reply_sse(receive, send, stream, [session_header])
+
+    async def _initialize(self, send: Send, request: Request, info: RequestInfo) -> None:
+        try:
+            client = parse_initialize(request)
+        except ProtocolError as exc:
+            raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
+        try:
+            session_id = await self.manager.create_session(info)
+        except (TooManySessions, ServiceUnavailable) as exc:
+            raise _unavailable(exc, request.id) from None
+        try:
+            reply = await self.manager.initialize_session(session_id, request, client, info)
+        except SessionNotFound:
+            raise _HTTPError(
+                503, SERVER_ERROR, "Session closed during initialize", request_id=request.id
+            ) from None
+        if isinstance(reply, ErrorResponse):
+            await _send_simple(send, 200, encode(reply), [_JSON])
+            return
+        await _send_simple(
+            send, 200, encode(reply), [_JSON, (b"mcp-session-id", session_id.encode("ascii"))]
+        )
+
+    # -- writing answers ---------------------------------------------------------------
+
+    async def _reply_sse(
+        self,
+        receive: Receive,
+        send: Send,
+        stream: EventStream,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_SSE_HEADERS, *extra_headers],
+                }
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                if stream.priming is not None:
+                    p = stream.priming
+                    await _send_chunk(send, encode_sse(p.event_id, p.data, p.retry_ms))
+                for event in stream.replay:
+                    await _send_chunk(send, encode_sse(event.event_id, event.data, event.retry_ms))
+                async for event in stream.events:
+                    await _send_chunk(send, encode_sse(event.event_id, event.data, event.retry_ms))
+                nursery.cancel_scope.cancel()
+        finally:
+            stream.detach()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _reply_json(
+        self,
+        receive: Receive,
+        send: Send,
+        stream: EventStream,
+        expected: int,
+        is_batch: bool,
+        session_header: tuple[bytes, bytes],
+    ) -> None:
+        answers: list[bytes] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                async for event in stream.events:
+                    if event.data:
+                        answers.append(event.data)
+                        if len(answers) == expected:
+                            break
+                nursery.cancel_scope.cancel()
+        finally:
+            stream.detach()
+        if not answers:
+            # Every request was cancelled by the client, or the session ended.
+            await _send_simple(send, 202, b"", [session_header])
+            return
+        body = b"[" + b",".join(answers) + b"]" if is_batch else answers[0]
+        await _send_simple(send, 200, body, [_JSON, session_header])
+
+    # -- GET and DELETE --------------------------------------------------------------
+
+    async def _get(
+        self, receive: Receive, send: Send, headers: dict[str, str], info: RequestInfo
+    ) -> None:
+        if not accepts(headers.get("accept"), "text/event-stream"):
+            raise _HTTPError(406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream")
+        self._check_version_header(headers)
+        session_id = await self._require_session(headers, info)
+        last_event_id = headers.get("last-event-id")
+        try:
+            if last_event_id:
+                stream: EventStream | None = await self.manager.resume(session_id, last_event_id)
+            else:
+                stream = await self.manager.create_standalone_stream(session_id)
+        except SessionNotFound:
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
+        except UnknownEventId as exc:
+            raise _HTTPError(400, INVALID_REQUEST, f"Bad Request: cannot resume: {exc}") from None
+        except EventsPurged as exc:
+            raise _HTTPError(
+                409, SERVER_ERROR, f"Conflict: cannot resume, events were lost: {exc}"
+            ) from None
+        if stream is None:
+            raise _HTTPError(
+                409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
+            )
+        await self._reply_sse(
+            receive, send, stream, [(b"mcp-session-id", session_id.encode("ascii"))]
+        )
+
+    async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
+        self._check_version_header(headers)
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None:
+            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        try:
+            await self.manager.close_session(session_id, CloseReason.DELETED)
+        except SessionNotFound:
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
+        await _send_simple(send, 200, b"", [])
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _plausible_session_id(session_id: str) -> bool:
+    return 0 < len(session_id) <= 256 and all(0x21 <= ord(c) <= 0x7E for c in session_id)
+
+
+def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -> _HTTPError:
+    retry = str(max(1, round(exc.retry_after))).encode("ascii")
+    return _HTTPError(
+        503,
+        SERVER_ERROR,
+        f"Service Unavailable: {exc}",
+        request_id=request_id,
+        headers=[(b"retry-after", retry)],
+    )
+
+
+async def _send_simple(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode("ascii"))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_chunk(send: Send, chunk: bytes) -> None:
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Hypercorn signals a gone client only through ``receive()``; cancel the writer then."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
