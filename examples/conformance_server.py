@@ -29,11 +29,17 @@ from trio_mcp_sessions import (
 )
 
 TEST_IMAGE_BASE64 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0g"  # 1x1 PNG
+    "AAAABJRU5ErkJggg=="
 )
 TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 
 server = McpServer("trio-mcp-conformance-server", "1.0.0")
+
+
+def _describe(prefix: str, result: dict[str, Any]) -> str:
+    content = json.dumps(result.get("content", {}))
+    return f"{prefix}: action={result.get('action')}, content={content}"
 
 
 # -- tools ---------------------------------------------------------------------------
@@ -138,7 +144,7 @@ async def test_elicitation(message: str, ctx: Context) -> str:
             "required": ["response"],
         },
     )
-    return f"User response: action={result.get('action')}, content={json.dumps(result.get('content', {}))}"
+    return _describe("User response", result)
 
 
 @server.tool()
@@ -166,7 +172,7 @@ async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
             },
         },
     )
-    return f"Elicitation result: action={result.get('action')}, content={json.dumps(result.get('content', {}))}"
+    return _describe("Elicitation result", result)
 
 
 @server.tool()
@@ -216,7 +222,7 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
             },
         },
     )
-    return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content', {}))}"
+    return _describe("Elicitation completed", result)
 
 
 @server.tool()
@@ -296,7 +302,7 @@ def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
 
 
 @server.prompt()
-def test_prompt_with_embedded_resource(resourceUri: str) -> list[dict[str, Any]]:  # noqa: N803
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[dict[str, Any]]:
     """A prompt that embeds a resource.
 
     Args:

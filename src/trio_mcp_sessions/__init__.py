@@ -3,6 +3,8 @@
 The public API lives here; everything in underscore modules is private.
 """
 
+import contextlib
+
 from ._errors import EventsPurged as EventsPurged
 from ._errors import ServiceUnavailable as ServiceUnavailable
 from ._errors import SessionError as SessionError
@@ -48,10 +50,8 @@ def _fixup_module_metadata() -> None:
     # Show public classes as trio_mcp_sessions.X, not trio_mcp_sessions._private.X.
     for name, obj in list(globals().items()):
         if not name.startswith("_") and getattr(obj, "__module__", "").startswith(__name__ + "."):
-            try:
+            with contextlib.suppress(AttributeError, TypeError):
                 obj.__module__ = __name__
-            except (AttributeError, TypeError):
-                pass
 
 
 _fixup_module_metadata()

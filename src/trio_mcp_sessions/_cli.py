@@ -24,7 +24,7 @@ __all__ = ["load_target", "main"]
 
 def load_target(spec: str) -> McpServer | StreamableHTTPApp:
     """Load ``module:attr`` or ``path/to/file.py:attr`` (a server, an app, or a factory)."""
-    module_name, sep, attr = spec.partition(":")
+    module_name, _sep, attr = spec.partition(":")
     attr = attr or "server"
     if module_name.endswith(".py") or "/" in module_name:
         path = Path(module_name).resolve()
@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="serve an McpServer (module:attr or file.py:attr)")
     run.add_argument("target", help="module:attr or path/to/file.py:attr")
-    run.add_argument("--bind", action="append", help="host:port (repeatable; default 127.0.0.1:8000)")
+    run.add_argument(
+        "--bind", action="append", help="host:port (repeatable; default 127.0.0.1:8000)"
+    )
     run.add_argument("--path", default="/mcp", help="endpoint path (default /mcp)")
     run.add_argument("--reply-mode", choices=("sse", "json"), default="sse", help="default sse")
     run.add_argument("--max-sessions", type=int, default=defaults.max_sessions)

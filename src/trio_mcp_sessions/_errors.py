@@ -8,9 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "EventsPurged",
+    "ServiceUnavailable",
     "SessionError",
     "SessionNotFound",
-    "ServiceUnavailable",
     "StoreUnavailable",
     "TooManySessions",
     "UnknownEventId",

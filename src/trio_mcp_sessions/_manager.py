@@ -15,20 +15,21 @@ import logging
 import math
 import secrets
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self, final, runtime_checkable
 
 import trio
 
 from ._errors import ServiceUnavailable, SessionNotFound, TooManySessions
 from ._protocol._jsonrpc import ErrorResponse, Message, Request, Response
-from ._protocol._lifecycle import ClientInfo
 from ._session import CloseReason, EventStream, ReplyMode, RequestInfo, Session
 from ._stores._memory import InMemoryEventStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
+    from ._protocol._lifecycle import ClientInfo
     from ._server._server import McpServer
     from ._stores._base import EventStore
 
@@ -205,7 +206,7 @@ class BoundedSessionManager:
         server: McpServer,
         *,
         limits: SessionLimits | None = None,
-        event_store: EventStore | None | _Default = DEFAULT,
+        event_store: EventStore | _Default | None = DEFAULT,
         retry_ms: int = 1000,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
@@ -471,5 +472,3 @@ class BoundedSessionManager:
     def limiter(self) -> trio.CapacityLimiter:
         """The limiter whose borrowers are the live sessions (read-only use, please)."""
         return self._limiter
-
-

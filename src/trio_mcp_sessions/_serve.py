@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ._server._server import McpServer
 from ._transport._asgi import StreamableHTTPApp
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from ._server._server import McpServer
 
 __all__ = ["serve", "wait_for_shutdown_signal"]
 

@@ -19,7 +19,6 @@ import enum
 import logging
 import math
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
@@ -40,7 +39,6 @@ from ._protocol._jsonrpc import (
 )
 from ._protocol._lifecycle import (
     ClientInfo,
-    SessionState,
     SessionStateMachine,
     supports_priming,
 )
@@ -48,6 +46,8 @@ from ._server._content import McpError
 from ._server._context import CapabilityNotSupported, Context
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._server._server import McpServer
     from ._stores._base import EventStore
 
@@ -495,9 +495,7 @@ class Session:
         if isinstance(message, Notification):
             self._accept_notification(message)
         elif isinstance(message, (Response, ErrorResponse)):
-            pending = (
-                self._pending_replies.get(message.id) if message.id is not None else None
-            )
+            pending = self._pending_replies.get(message.id) if message.id is not None else None
             if pending is None:
                 logger.debug(
                     "session %s: response to unknown request %r", self.session_id, message.id
@@ -667,5 +665,6 @@ class _suppress_channel_errors:
         return None
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError))
-
+        return isinstance(
+            exc, (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError)
+        )

@@ -134,9 +134,7 @@ class Context:
         if token is None:
             return
         if progress <= self._last_progress:
-            raise ValueError(
-                f"progress must increase: {progress} after {self._last_progress}"
-            )
+            raise ValueError(f"progress must increase: {progress} after {self._last_progress}")
         self._last_progress = progress
         params: dict[str, Any] = {"progressToken": token, "progress": progress}
         if total is not None:
@@ -200,7 +198,9 @@ class Context:
 
     def _require(self, capability: str, sub: str | None = None) -> None:
         if not self._peer.client.has_capability(capability, sub):
-            raise CapabilityNotSupported(f"the client did not declare the {capability!r} capability")
+            raise CapabilityNotSupported(
+                f"the client did not declare the {capability!r} capability"
+            )
 
     async def sample(
         self,

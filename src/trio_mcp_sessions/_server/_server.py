@@ -46,9 +46,7 @@ def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
         hints = get_type_hints(fn, localns={"Context": Context})
     except Exception:  # unresolvable annotations: fall back to the raw ones
         hints = getattr(fn, "__annotations__", {})
-    return frozenset(
-        name for name, hint in hints.items() if hint is Context or hint == "Context"
-    )
+    return frozenset(name for name, hint in hints.items() if hint is Context or hint == "Context")
 
 
 @dataclass(slots=True)
@@ -437,7 +435,9 @@ class McpServer:
         if tool.validate_args:
             problem = validate(arguments, tool.definition["inputSchema"])
             if problem is not None:
-                return ToolResult([text_content(f"Invalid arguments: {problem}")], is_error=True).to_json()
+                return ToolResult(
+                    [text_content(f"Invalid arguments: {problem}")], is_error=True
+                ).to_json()
             kwargs = dict(arguments)
         else:
             # Explicit schema: the function takes what it names; missing
@@ -556,6 +556,7 @@ class McpServer:
             return {"completion": values}
         values = [str(v) for v in values][:100]
         return {"completion": {"values": values, "total": len(values), "hasMore": False}}
+
 
 class SessionLike(Protocol):
     """The mutable per-session state ``handle_request`` may change."""

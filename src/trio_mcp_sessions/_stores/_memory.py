@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import trio
 
 from .._errors import EventsPurged
 from ._base import StoredEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["InMemoryEventStore"]
 
@@ -80,9 +82,7 @@ class InMemoryEventStore:
                 del session.streams[stream_id]
 
     def _oldest_stream(self, session: _SessionEvents) -> _Stream:
-        return min(
-            (s for s in session.streams.values() if s.events), key=lambda s: s.events[0][0]
-        )
+        return min((s for s in session.streams.values() if s.events), key=lambda s: s.events[0][0])
 
     async def append(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
         await trio.lowlevel.checkpoint()

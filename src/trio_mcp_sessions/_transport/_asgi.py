@@ -135,7 +135,7 @@ class StreamableHTTPApp:
         path: str = "/mcp",
         reply_mode: Literal["sse", "json"] = "sse",
         limits: SessionLimits | None = None,
-        event_store: EventStore | None | Any = ...,
+        event_store: EventStore | Any | None = ...,
         manager: SessionManager | None = None,
         host_policy: HostPolicy | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
@@ -316,8 +316,10 @@ class StreamableHTTPApp:
         json_ok = accepts(accept, "application/json")
         sse_ok = accepts(accept, "text/event-stream")
         if not json_ok or (self.reply_mode == "sse" and not sse_ok):
-            wanted = "application/json" if self.reply_mode == "json" else (
-                "application/json and text/event-stream"
+            wanted = (
+                "application/json"
+                if self.reply_mode == "json"
+                else ("application/json and text/event-stream")
             )
             raise _HTTPError(406, SERVER_ERROR, f"Not Acceptable: client must accept {wanted}")
         if not is_json_content_type(headers.get("content-type")):
@@ -331,7 +333,9 @@ class StreamableHTTPApp:
         try:
             messages, is_batch = decode_body(body)
         except ProtocolError as exc:
-            raise _HTTPError(exc.http_status, exc.code, exc.message, request_id=exc.request_id)
+            raise _HTTPError(
+                exc.http_status, exc.code, exc.message, request_id=exc.request_id
+            ) from None
         self._check_version_header(headers)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
@@ -374,9 +378,7 @@ class StreamableHTTPApp:
             if not requests:
                 await _send_simple(send, 202, b"", [])
                 return
-            stream = await self.manager.create_stream(
-                session_id, requests, info, self.reply_mode
-            )
+            stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
         except SessionNotFound:
             raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
         except ProtocolError as exc:
@@ -476,7 +478,9 @@ class StreamableHTTPApp:
         self, receive: Receive, send: Send, headers: dict[str, str], info: RequestInfo
     ) -> None:
         if not accepts(headers.get("accept"), "text/event-stream"):
-            raise _HTTPError(406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream")
+            raise _HTTPError(
+                406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
+            )
         self._check_version_header(headers)
         session_id = await self._require_session(headers, info)
         last_event_id = headers.get("last-event-id")

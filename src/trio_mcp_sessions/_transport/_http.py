@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -27,7 +29,10 @@ def _media_ranges(accept: str) -> list[str]:
         media, _, params = part.strip().partition(";")
         media = media.strip().lower()
         # An explicit q=0 means "not acceptable".
-        if any(p.strip().replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params.split(";")):
+        if any(
+            p.strip().replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+            for p in params.split(";")
+        ):
             continue
         if media:
             ranges.append(media)
@@ -39,10 +44,7 @@ def accepts(accept: str | None, media_type: str) -> bool:
     if not accept:
         return False
     main = media_type.split("/", 1)[0]
-    for media in _media_ranges(accept):
-        if media in (media_type, "*/*", f"{main}/*"):
-            return True
-    return False
+    return any(media in (media_type, "*/*", f"{main}/*") for media in _media_ranges(accept))
 
 
 def is_json_content_type(content_type: str | None) -> bool:
