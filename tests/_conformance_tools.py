@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 SOURCE_DIR = TESTS_DIR / "conformance"
@@ -147,6 +149,20 @@ def ensure_conformance_tools() -> ConformanceTools:
         return _tools_in(INSTALL_DIR)
 
 
+def conformance_command(tools: ConformanceTools, cli: Path, args: list[str]) -> list[str]:
+    """The argv that runs ``node <cli> *args`` on the pinned Node 22."""
+    return [str(tools.node), str(cli), *args]
+
+
+def conformance_env(tools: ConformanceTools) -> dict[str, str]:
+    """``os.environ`` with Node 22's ``bin`` directory first on ``PATH``."""
+    env = dict(os.environ)
+    path = env.get("PATH", "")
+    node_bin = str(tools.node.parent)
+    env["PATH"] = node_bin + os.pathsep + path if path else node_bin
+    return env
+
+
 def run_conformance(
     tools: ConformanceTools,
     cli: Path,
@@ -160,17 +176,44 @@ def run_conformance(
     The exit status is not checked: the CLI exits 1 when any check fails, which
     callers inspect via ``returncode`` and the captured output.
     """
-    env = dict(os.environ)
-    path = env.get("PATH", "")
-    node_bin = str(tools.node.parent)
-    env["PATH"] = node_bin + os.pathsep + path if path else node_bin
     return subprocess.run(
-        [str(tools.node), str(cli), *args],
+        conformance_command(tools, cli, args),
         cwd=cwd,
-        env=env,
+        env=conformance_env(tools),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+async def run_conformance_async(
+    tools: ConformanceTools,
+    cli: Path,
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Async twin of :func:`run_conformance` for trio tests (no blocking of the loop).
+
+    Same command and environment; stdout/stderr are decoded as UTF-8.  There is no
+    ``timeout`` argument: wrap the call in ``trio.fail_after`` (cancellation kills
+    the CLI).  The exit status is not checked.
+    """
+    command = conformance_command(tools, cli, args)
+    done = await trio.run_process(
+        command,
+        cwd=cwd,
+        env=conformance_env(tools),
+        stdin=subprocess.DEVNULL,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        command,
+        done.returncode,
+        _text(done.stdout),
+        _text(done.stderr),
     )

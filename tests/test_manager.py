@@ -1,0 +1,348 @@
+"""The nursery-scoped session manager, without HTTP, on trio's mock clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import pytest
+import trio
+import trio.testing
+
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    CloseReason,
+    Context,
+    EventStream,
+    McpServer,
+    RequestInfo,
+    ServiceUnavailable,
+    SessionLimits,
+    SessionNotFound,
+    TooManySessions,
+)
+from trio_mcp_sessions._protocol._jsonrpc import Notification, Request, Response
+from trio_mcp_sessions._protocol._lifecycle import parse_initialize
+
+INFO = RequestInfo(client_address="127.0.0.1")
+
+
+def make_server() -> tuple[McpServer, dict[str, int]]:
+    server = McpServer("manager-tests")
+    counters = {"finished": 0, "cancelled": 0}
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        """Sleep, then answer."""
+        try:
+            await trio.sleep(seconds)
+        except trio.Cancelled:
+            counters["cancelled"] += 1
+            raise
+        counters["finished"] += 1
+        return "done"
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        """Log twice."""
+        await ctx.info("one")
+        await ctx.info("two")
+        return "ok"
+
+    return server, counters
+
+
+async def open_session(
+    manager: BoundedSessionManager, *, version: str = "2025-11-25", initialized: bool = True
+) -> str:
+    session_id = await manager.create_session(INFO)
+    request = Request(
+        1,
+        "initialize",
+        {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t"}},
+    )
+    reply = await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
+    assert isinstance(reply, Response)
+    if initialized:
+        await manager.accept_messages(
+            session_id, [Notification("notifications/initialized")], INFO
+        )
+    return session_id
+
+
+def call(request_id: int, name: str, **arguments: object) -> Request:
+    return Request(request_id, "tools/call", {"name": name, "arguments": arguments})
+
+
+async def drain(stream: EventStream) -> list[bytes]:
+    """Read a request stream to its end, like the HTTP writer does."""
+    try:
+        return [event.data async for event in stream.events if event.data]
+    finally:
+        stream.detach()
+
+
+async def test_idle_timeout_is_a_deadline_pushed_by_activity(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    limits = SessionLimits(idle_timeout=30, init_timeout=10)
+    async with BoundedSessionManager(server, limits=limits) as manager:
+        session_id = await open_session(manager)
+        session = manager.session(session_id)
+        start = trio.current_time()
+        for _ in range(4):  # activity at t = 20, 40, 60, 80
+            await trio.sleep(20)
+            await manager.accept_messages(
+                session_id, [Notification("notifications/roots/list_changed")], INFO
+            )
+        await session.closed.wait()
+        assert trio.current_time() - start == pytest.approx(110)
+        assert session.close_reason is CloseReason.IDLE
+        assert manager.get_session(session_id) is None
+        assert manager.statistics().closed_by_reason == {"idle": 1}
+
+
+async def test_idle_clock_stops_while_a_request_is_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, counters = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(idle_timeout=30)) as manager:
+        session_id = await open_session(manager)
+        session = manager.session(session_id)
+        start = trio.current_time()
+        stream = await manager.create_stream(session_id, [call(2, "slow", seconds=100)], INFO, "sse")
+        answers = await drain(stream)
+        assert b'"done"' in answers[0]
+        assert counters["finished"] == 1
+        assert trio.current_time() - start == pytest.approx(100)
+        await session.closed.wait()
+        assert trio.current_time() - start == pytest.approx(130)
+        assert session.close_reason is CloseReason.IDLE
+
+
+async def test_idle_clock_stops_while_a_stream_is_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(idle_timeout=30)) as manager:
+        session_id = await open_session(manager)
+        session = manager.session(session_id)
+        stream = await manager.create_standalone_stream(session_id)
+        assert stream is not None
+        await trio.sleep(500)
+        assert session.is_open
+        start = trio.current_time()
+        stream.detach()
+        await session.closed.wait()
+        assert trio.current_time() - start == pytest.approx(30)
+
+
+async def test_init_timeout_ends_unused_sessions(autojump_clock: trio.testing.MockClock) -> None:
+    server, _ = make_server()
+    limits = SessionLimits(idle_timeout=600, init_timeout=5)
+    async with BoundedSessionManager(server, limits=limits) as manager:
+        start = trio.current_time()
+        session_id = await open_session(manager, initialized=False)
+        session = manager.session(session_id)
+        await session.closed.wait()
+        assert trio.current_time() - start == pytest.approx(5)
+        assert session.close_reason is CloseReason.INIT_TIMEOUT
+        assert manager.statistics().live_sessions == 0
+        assert manager.limiter.borrowed_tokens == 0
+
+
+async def test_close_cancels_handlers_and_ends_streams(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, counters = make_server()
+    closed: list[tuple[str, CloseReason]] = []
+    async with BoundedSessionManager(
+        server, on_session_closed=lambda sid, reason: closed.append((sid, reason))
+    ) as manager:
+        session_id = await open_session(manager)
+        session = manager.session(session_id)
+        request_stream = await manager.create_stream(
+            session_id, [call(2, "slow", seconds=1e6)], INFO, "sse"
+        )
+        standalone = await manager.create_standalone_stream(session_id)
+        assert standalone is not None
+        await trio.testing.wait_all_tasks_blocked()
+        await manager.close_session(session_id, CloseReason.DELETED)
+        assert counters["cancelled"] == 1
+        assert await drain(request_stream) == []  # ended, and no response
+        assert await drain(standalone) == []
+        assert closed == [(session_id, CloseReason.DELETED)]
+        # Nothing of the session remains.
+        assert manager.get_session(session_id) is None
+        assert not session._streams and not session._inflight and not session._pending_replies
+        assert manager.limiter.borrowed_tokens == 0
+        assert manager.limiter.statistics().borrowers == []
+        with pytest.raises(SessionNotFound):
+            await manager.create_stream(session_id, [call(3, "slow", seconds=1)], INFO, "sse")
+        with pytest.raises(SessionNotFound):
+            await manager.close_session(session_id, CloseReason.DELETED)
+
+
+async def test_cap_is_exact_and_slots_come_back(autojump_clock: trio.testing.MockClock) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=2)) as manager:
+        first = await open_session(manager)
+        await open_session(manager)
+        with pytest.raises(TooManySessions) as refused:
+            await manager.create_session(INFO)
+        assert refused.value.retry_after > 0
+        assert manager.statistics().live_sessions == 2
+        assert manager.limiter.borrowed_tokens == 2
+        await manager.close_session(first, CloseReason.DELETED)
+        await open_session(manager)
+        assert manager.statistics().live_sessions == 2
+
+
+async def test_concurrent_creation_never_exceeds_the_cap() -> None:
+    server, _ = make_server()
+    outcomes: list[str] = []
+    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=5)) as manager:
+
+        async def create() -> None:
+            try:
+                await open_session(manager)
+            except TooManySessions:
+                outcomes.append("refused")
+            else:
+                outcomes.append("created")
+            assert manager.statistics().live_sessions <= 5
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(create)
+        assert outcomes.count("created") == 5
+        assert outcomes.count("refused") == 45
+
+
+async def test_failed_initialize_leaves_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    server, _ = make_server()
+
+    @server.on_initialize
+    def refuse(client: object, is_restored: bool) -> None:
+        from trio_mcp_sessions import McpError
+
+        raise McpError(-32602, "go away")
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await manager.create_session(INFO)
+        request = Request(
+            1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
+        )
+        reply = await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
+        assert not isinstance(reply, Response)
+        assert reply.message == "go away"
+        stats = manager.statistics()
+        assert stats.live_sessions == 0
+        assert stats.closed_by_reason == {"error": 1}
+        assert manager.limiter.borrowed_tokens == 0
+
+
+async def test_shutdown_closes_every_session(autojump_clock: trio.testing.MockClock) -> None:
+    server, counters = make_server()
+    async with trio.open_nursery() as nursery:
+        manager = await nursery.start(BoundedSessionManager(server).run)
+        ids = [await open_session(manager) for _ in range(3)]
+        stream = await manager.create_stream(ids[0], [call(2, "slow", seconds=1e6)], INFO, "sse")
+        await trio.testing.wait_all_tasks_blocked()
+        await manager.aclose()
+    assert counters["cancelled"] == 1
+    assert await drain(stream) == []
+    stats = manager.statistics()
+    assert stats.live_sessions == 0
+    assert stats.closed_by_reason == {"shutdown": 3}
+    with pytest.raises(ServiceUnavailable):
+        await manager.create_session(INFO)
+
+
+async def test_draining_refuses_new_sessions_and_hints_reconnect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, retry_ms=2500) as manager:
+        session_id = await open_session(manager)
+        stream = await manager.create_standalone_stream(session_id)
+        assert stream is not None
+        manager.begin_drain()
+        events = [event async for event in stream.events]
+        assert [(e.event_id, e.data, e.retry_ms) for e in events] == [(None, b"", 2500)]
+        with pytest.raises(ServiceUnavailable):
+            await manager.create_session(INFO)
+
+
+async def test_cancelled_request_gets_no_response(autojump_clock: trio.testing.MockClock) -> None:
+    server, counters = make_server()
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        stream = await manager.create_stream(session_id, [call(7, "slow", seconds=1e6)], INFO, "sse")
+        await trio.testing.wait_all_tasks_blocked()
+        await manager.accept_messages(
+            session_id,
+            [Notification("notifications/cancelled", {"requestId": 7, "reason": "user"})],
+            INFO,
+        )
+        assert await drain(stream) == []
+        assert counters["cancelled"] == 1
+        assert manager.get_session(session_id) is not None
+
+
+async def test_related_notifications_travel_on_the_request_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        standalone = await manager.create_standalone_stream(session_id)
+        assert standalone is not None
+        stream = await manager.create_stream(session_id, [call(2, "chatty")], INFO, "sse")
+        assert stream.priming is not None and stream.priming.data == b""
+        answers = await drain(stream)
+        assert [b'"one"' in answers[0], b'"two"' in answers[1], b'"ok"' in answers[2]] == [
+            True,
+            True,
+            True,
+        ]
+        with pytest.raises(trio.WouldBlock):
+            standalone.events.receive_nowait()
+        standalone.detach()
+
+
+async def test_statistics_is_a_frozen_record(autojump_clock: trio.testing.MockClock) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        await manager.close_session(session_id, CloseReason.DELETED)
+        stats = manager.statistics()
+        assert (stats.live_sessions, stats.created, stats.closed) == (0, 1, 1)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            stats.created = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_sessions": 0}, ValueError),
+        ({"max_sessions": 2.5}, TypeError),
+        ({"idle_timeout": 0}, ValueError),
+        ({"init_timeout": -1}, ValueError),
+        ({"idle_timeout": float("nan")}, ValueError),
+    ],
+)
+def test_invalid_limits_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        SessionLimits(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_manager_runs_once() -> None:
+    server, _ = make_server()
+    manager = BoundedSessionManager(server)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        with pytest.raises(RuntimeError):
+            await manager.run()
+        nursery.start_soon(partial(manager.aclose))
