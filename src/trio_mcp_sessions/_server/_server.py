@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
 import inspect
 import json
 import logging
@@ -49,6 +51,18 @@ def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
     return frozenset(name for name, hint in hints.items() if hint is Context or hint == "Context")
 
 
+def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        return {}
+    return {
+        name: hint
+        for name, hint in hints.items()
+        if isinstance(hint, type) and issubclass(hint, enum.Enum)
+    }
+
+
 @dataclass(slots=True)
 class _Tool:
     name: str
@@ -57,6 +71,8 @@ class _Tool:
     context_params: frozenset[str]
     validate_args: bool
     param_names: frozenset[str]
+    #: Parameters annotated with an Enum: their JSON values become members.
+    enum_params: dict[str, type[enum.Enum]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -92,6 +108,21 @@ def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z")
 
 
+def _json_default(value: Any) -> Any:
+    """Make common Python values JSON: enums by value, dataclasses, sets."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _to_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
 def _to_content_list(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, str):
         return [text_content(value)]
@@ -101,7 +132,7 @@ def _to_content_list(value: Any) -> list[dict[str, Any]]:
         isinstance(v, dict) and v.get("type") in CONTENT_TYPES for v in value
     ):
         return list(value)
-    return [text_content(json.dumps(value, ensure_ascii=False, default=str))]
+    return [text_content(json.dumps(value, ensure_ascii=False, default=_json_default))]
 
 
 @final
@@ -198,7 +229,13 @@ class McpServer:
             if meta is not None:
                 definition["_meta"] = meta
             self._tools[tool_name] = _Tool(
-                tool_name, fn, definition, ctx_params, input_schema is None, frozenset(params)
+                tool_name,
+                fn,
+                definition,
+                ctx_params,
+                input_schema is None,
+                frozenset(params),
+                _enum_params(fn),
             )
             return fn
 
@@ -438,7 +475,10 @@ class McpServer:
                 return ToolResult(
                     [text_content(f"Invalid arguments: {problem}")], is_error=True
                 ).to_json()
-            kwargs = dict(arguments)
+            kwargs = {
+                key: tool.enum_params[key](value) if key in tool.enum_params else value
+                for key, value in arguments.items()
+            }
         else:
             # Explicit schema: the function takes what it names; missing
             # arguments are up to its defaults (a TypeError becomes isError).
@@ -463,9 +503,10 @@ class McpServer:
         if isinstance(value, ToolResult):
             return value.to_json()
         if isinstance(value, dict) and value.get("type") not in CONTENT_TYPES:
+            structured = _to_json(value)
             return {
-                "content": [text_content(json.dumps(value, ensure_ascii=False, default=str))],
-                "structuredContent": value,
+                "content": [text_content(json.dumps(structured, ensure_ascii=False))],
+                "structuredContent": structured,
             }
         return {"content": _to_content_list(value)}
 
