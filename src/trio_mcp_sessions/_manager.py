@@ -300,7 +300,10 @@ class BoundedSessionManager:
             elif self._nursery is not None:
                 self._nursery.start_soon(self._delete_events, session.session_id)
         logger.info(
-            "session closed",
+            "session closed session_id=%s reason=%s lifetime=%.3fs",
+            session.session_id,
+            reason.value,
+            trio.current_time() - session.created_at,
             extra={"session_id": session.session_id, "reason": reason.value},
         )
         if self._on_session_closed is not None:
@@ -362,7 +365,10 @@ class BoundedSessionManager:
             await self.close_session(session_id, CloseReason.ERROR)
         else:
             logger.info(
-                "session created",
+                "session created session_id=%s protocol_version=%s client=%s",
+                session_id,
+                client.protocol_version,
+                client.client_info.get("name"),
                 extra={
                     "session_id": session_id,
                     "protocol_version": client.protocol_version,

@@ -73,6 +73,8 @@ async def serve(
     cfg.graceful_timeout = graceful_timeout
     if config is None:
         cfg.accesslog = None
+        # Through logging, so the application's configuration decides (no duplicates).
+        cfg.errorlog = logging.getLogger("hypercorn.error")
     trigger = shutdown_trigger or wait_for_shutdown_signal
 
     async def shutdown() -> None:
