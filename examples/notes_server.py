@@ -4,8 +4,9 @@ Run it (bounded sessions on 127.0.0.1, in-memory stores)::
 
     python -m trio_mcp_sessions serve examples/notes_server.py:server --bind 127.0.0.1:8000
 
-or ``python examples/notes_server.py``. Point any MCP client at
-``http://127.0.0.1:8000/mcp``.
+or ``python examples/notes_server.py``, or with Hypercorn's own command line
+from ``examples/``: ``hypercorn --worker-class trio --bind 127.0.0.1:8000 notes_server:app``.
+Point any MCP client at ``http://127.0.0.1:8000/mcp``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import Annotated, Any
 
 import trio
 
-from trio_mcp_sessions import Context, McpServer, SessionLimits, ToolError, serve
+from trio_mcp_sessions import (
+    Context,
+    McpServer,
+    SessionLimits,
+    StreamableHTTPApp,
+    ToolError,
+    serve,
+)
 
 server = McpServer(
     "notes",
@@ -66,8 +74,7 @@ def search_notes(
     hits = [
         asdict(n)
         for n in _notes.values()
-        if (tag is None or tag in n.tags)
-        and all(w in f"{n.title} {n.body}".lower() for w in words)
+        if (tag is None or tag in n.tags) and all(w in f"{n.title} {n.body}".lower() for w in words)
     ]
     return {"count": len(hits), "notes": hits}
 
@@ -138,8 +145,12 @@ def complete(ref: dict[str, Any], argument: dict[str, Any], context: Any) -> lis
     return []
 
 
+limits = SessionLimits(max_sessions=1000, idle_timeout=600)
+
+#: For ``hypercorn --worker-class trio --bind 127.0.0.1:8000 notes_server:app``.
+app = StreamableHTTPApp(server, limits=limits)
+
 if __name__ == "__main__":
-    limits = SessionLimits(max_sessions=1000, idle_timeout=600)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -21,7 +21,9 @@ INIT_HEADERS = {
 }
 
 
-def initialize_body(version: str = "2025-11-25", request_id: int | str = 1, **caps: Any) -> dict[str, Any]:
+def initialize_body(
+    version: str = "2025-11-25", request_id: int | str = 1, **caps: Any
+) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",
         "id": request_id,
@@ -46,7 +48,11 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
     """
 
     async def start(target: McpServer | StreamableHTTPApp, **options: Any) -> str:
-        app = target if isinstance(target, StreamableHTTPApp) else StreamableHTTPApp(target, **options)
+        app = (
+            target
+            if isinstance(target, StreamableHTTPApp)
+            else StreamableHTTPApp(target, **options)
+        )
         config = Config()
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None

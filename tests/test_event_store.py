@@ -82,5 +82,5 @@ async def test_delete_session() -> None:
     [{"max_events_per_session": 0}, {"max_bytes_per_session": 0}, {"max_age": 0}],
 )
 def test_invalid_bounds(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be"):
         InMemoryEventStore(**kwargs)  # type: ignore[arg-type]

@@ -64,9 +64,7 @@ async def open_session(
     reply = await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
     assert isinstance(reply, Response)
     if initialized:
-        await manager.accept_messages(
-            session_id, [Notification("notifications/initialized")], INFO
-        )
+        await manager.accept_messages(session_id, [Notification("notifications/initialized")], INFO)
     return session_id
 
 
@@ -111,7 +109,9 @@ async def test_idle_clock_stops_while_a_request_is_in_flight(
         session_id = await open_session(manager)
         session = manager.session(session_id)
         start = trio.current_time()
-        stream = await manager.create_stream(session_id, [call(2, "slow", seconds=100)], INFO, "sse")
+        stream = await manager.create_stream(
+            session_id, [call(2, "slow", seconds=100)], INFO, "sse"
+        )
         answers = await drain(stream)
         assert b'"done"' in answers[0]
         assert counters["finished"] == 1
@@ -175,7 +175,9 @@ async def test_close_cancels_handlers_and_ends_streams(
         assert closed == [(session_id, CloseReason.DELETED)]
         # Nothing of the session remains.
         assert manager.get_session(session_id) is None
-        assert not session._streams and not session._inflight and not session._pending_replies
+        assert not session._streams
+        assert not session._inflight
+        assert not session._pending_replies
         assert manager.limiter.borrowed_tokens == 0
         assert manager.limiter.statistics().borrowers == []
         with pytest.raises(SessionNotFound):
@@ -234,7 +236,9 @@ async def test_failed_initialize_leaves_nothing(autojump_clock: trio.testing.Moc
         request = Request(
             1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
         )
-        reply = await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
+        reply = await manager.initialize_session(
+            session_id, request, parse_initialize(request), INFO
+        )
         assert not isinstance(reply, Response)
         assert reply.message == "go away"
         stats = manager.statistics()
@@ -279,7 +283,9 @@ async def test_cancelled_request_gets_no_response(autojump_clock: trio.testing.M
     server, counters = make_server()
     async with BoundedSessionManager(server) as manager:
         session_id = await open_session(manager)
-        stream = await manager.create_stream(session_id, [call(7, "slow", seconds=1e6)], INFO, "sse")
+        stream = await manager.create_stream(
+            session_id, [call(7, "slow", seconds=1e6)], INFO, "sse"
+        )
         await trio.testing.wait_all_tasks_blocked()
         await manager.accept_messages(
             session_id,
@@ -300,7 +306,8 @@ async def test_related_notifications_travel_on_the_request_stream(
         standalone = await manager.create_standalone_stream(session_id)
         assert standalone is not None
         stream = await manager.create_stream(session_id, [call(2, "chatty")], INFO, "sse")
-        assert stream.priming is not None and stream.priming.data == b""
+        assert stream.priming is not None
+        assert stream.priming.data == b""
         answers = await drain(stream)
         assert [b'"one"' in answers[0], b'"two"' in answers[1], b'"ok"' in answers[2]] == [
             True,

@@ -53,14 +53,19 @@ def test_protocol_core_imports_neither_trio_nor_hypercorn() -> None:
     [
         (b'{"jsonrpc":"2.0","id":1,"method":"ping"}', Request(1, "ping")),
         (b'{"jsonrpc":"2.0","id":"a","method":"x","params":{"k":1}}', Request("a", "x", {"k": 1})),
-        (b'{"jsonrpc":"2.0","method":"notifications/initialized"}', Notification("notifications/initialized")),
+        (
+            b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+            Notification("notifications/initialized"),
+        ),
         (b'{"jsonrpc":"2.0","id":3,"result":{}}', Response(3, {})),
         (
             b'{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no","data":[1]}}',
             ErrorResponse(3, -1, "no", [1]),
         ),
-        (b'{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}',
-         Request(123456789012345678901234567890, "ping")),
+        (
+            b'{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}',
+            Request(123456789012345678901234567890, "ping"),
+        ),
     ],
 )
 def test_valid_messages(raw: bytes, expected: object) -> None:
@@ -91,7 +96,11 @@ def test_batches_decode_but_the_caller_decides() -> None:
         (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', INVALID_REQUEST, None),
         (b'{"jsonrpc":"2.0","id":2,"method":""}', INVALID_REQUEST, 2),
         (b'{"jsonrpc":"2.0","id":2,"method":"x","params":[1]}', INVALID_REQUEST, 2),
-        (b'{"jsonrpc":"2.0","id":2,"result":{},"error":{"code":1,"message":"m"}}', INVALID_REQUEST, 2),
+        (
+            b'{"jsonrpc":"2.0","id":2,"result":{},"error":{"code":1,"message":"m"}}',
+            INVALID_REQUEST,
+            2,
+        ),
         (b'{"jsonrpc":"2.0","id":2,"error":{"code":"x","message":"m"}}', INVALID_REQUEST, 2),
         (b'{"jsonrpc":"2.0","id":2,"result":[]}', INVALID_REQUEST, 2),
         (b'{"jsonrpc":"2.0"}', INVALID_REQUEST, None),
@@ -184,7 +193,7 @@ def test_state_machine() -> None:
     assert machine.state is SessionState.INITIALIZED
     machine.check_request(Request(2, "tools/list"))  # pipelined before initialized: tolerated
     machine.receive_notification("notifications/initialized")
-    assert machine.state is SessionState.OPERATING
+    assert machine.state.value == SessionState.OPERATING.value
     with pytest.raises(ProtocolError) as caught:
         machine.check_request(Request(3, "initialize"))
     assert caught.value.code == INVALID_REQUEST

@@ -8,8 +8,14 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
-from trio_mcp_sessions import Context, McpError, McpServer, ToolError, ToolResult
-from trio_mcp_sessions._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Request
+from trio_mcp_sessions import ClientInfo, Context, McpError, McpServer, ToolError, ToolResult
+from trio_mcp_sessions._protocol._jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Notification,
+    Request,
+    RequestId,
+)
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._server._schema import parse_docstring, schema_for_type, validate
 
@@ -95,12 +101,32 @@ async def handle(server: McpServer, method: str, params: dict[str, Any] | None =
 
 
 class _NoPeer:
+    """A peer for handlers that never talk back to the client."""
+
     session_id = "s"
-    log_level = None
+    log_level: str | None = None
     is_restored = False
 
     @property
-    def client(self) -> Any:
+    def client(self) -> ClientInfo:
+        raise AssertionError("not used")
+
+    async def send_notification(
+        self, notification: Notification, *, related_request: RequestId | None
+    ) -> None:
+        raise AssertionError("not used")
+
+    async def send_request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, Any]:
+        raise AssertionError("not used")
+
+    def close_request_stream(self, request_id: RequestId) -> None:
         raise AssertionError("not used")
 
 
@@ -249,7 +275,9 @@ async def test_resources_and_templates() -> None:
     templates = await handle(server, "resources/templates/list")
     assert templates["resourceTemplates"][0]["uriTemplate"] == "mem://users/{user_id}/avatar"
     read = await handle(server, "resources/read", {"uri": "mem://greeting"})
-    assert read == {"contents": [{"uri": "mem://greeting", "text": "hello", "mimeType": "text/plain"}]}
+    assert read == {
+        "contents": [{"uri": "mem://greeting", "text": "hello", "mimeType": "text/plain"}]
+    }
     read = await handle(server, "resources/read", {"uri": "mem://users/ab/avatar"})
     assert read["contents"][0]["blob"] == "YWI="
     with pytest.raises(McpError) as caught:
@@ -268,7 +296,11 @@ async def test_prompts() -> None:
     assert got["messages"] == [
         {"role": "user", "content": {"type": "text", "text": "Review this python: x=1"}}
     ]
-    for params in ({"name": "review"}, {"name": "review", "arguments": {"code": "", "x": 1}}, {"name": "nope"}):
+    for params in (
+        {"name": "review"},
+        {"name": "review", "arguments": {"code": "", "x": 1}},
+        {"name": "nope"},
+    ):
         with pytest.raises(McpError) as caught:
             await handle(server, "prompts/get", params)
         assert caught.value.code == INVALID_PARAMS
@@ -278,19 +310,31 @@ async def test_logging_subscriptions_completion_ping_and_unknown_methods() -> No
     server = make_server()
     session = FakeSession()
     ctx = Context(_NoPeer(), 1, None)
-    assert await server.handle_request(Request(1, "logging/setLevel", {"level": "error"}), ctx, session) == {}
+    assert (
+        await server.handle_request(
+            Request(1, "logging/setLevel", {"level": "error"}), ctx, session
+        )
+        == {}
+    )
     assert session.log_level == "error"
     with pytest.raises(McpError):
         await server.handle_request(Request(1, "logging/setLevel", {"level": "loud"}), ctx, session)
-    await server.handle_request(Request(1, "resources/subscribe", {"uri": "mem://greeting"}), ctx, session)
+    await server.handle_request(
+        Request(1, "resources/subscribe", {"uri": "mem://greeting"}), ctx, session
+    )
     assert session.subscriptions == {"mem://greeting"}
-    await server.handle_request(Request(1, "resources/unsubscribe", {"uri": "mem://greeting"}), ctx, session)
+    await server.handle_request(
+        Request(1, "resources/unsubscribe", {"uri": "mem://greeting"}), ctx, session
+    )
     assert session.subscriptions == set()
     assert await handle(server, "ping") == {}
     completion = await handle(
         server,
         "completion/complete",
-        {"ref": {"type": "ref/prompt", "name": "review"}, "argument": {"name": "code", "value": ""}},
+        {
+            "ref": {"type": "ref/prompt", "name": "review"},
+            "argument": {"name": "code", "value": ""},
+        },
     )
     assert completion == {"completion": {"values": [], "total": 0, "hasMore": False}}
     with pytest.raises(McpError) as caught:
@@ -303,12 +347,20 @@ async def test_initialize_result_and_capabilities() -> None:
     seen: list[bool] = []
     server.on_initialize(lambda client, restored: seen.append(restored))
     client = parse_initialize(
-        Request(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}})
+        Request(
+            1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}}
+        )
     )
     result = await server.initialize(client, is_restored=False)
     assert result["protocolVersion"] == "2025-06-18"
     assert result["serverInfo"] == {"name": "api", "version": "2.0", "title": "API"}
     assert result["instructions"] == "be nice"
-    assert set(result["capabilities"]) == {"logging", "tools", "resources", "prompts", "completions"}
+    assert set(result["capabilities"]) == {
+        "logging",
+        "tools",
+        "resources",
+        "prompts",
+        "completions",
+    }
     assert result["capabilities"]["resources"]["subscribe"] is True
     assert seen == [False]

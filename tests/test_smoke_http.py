@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from conftest import INIT_HEADERS, StartServer, initialize_body
 from trio_mcp_sessions import McpServer
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def make_server() -> McpServer:
@@ -32,7 +35,12 @@ async def test_initialize_call_delete(start_server: StartServer, http: httpx.Asy
     assert r.content == b""
     r = await http.post(
         url,
-        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 3}}},
+        json={
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 2, "b": 3}},
+        },
         headers=headers,
     )
     assert r.status_code == 200

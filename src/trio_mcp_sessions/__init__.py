@@ -3,7 +3,7 @@
 The public API lives here; everything in underscore modules is private.
 """
 
-import contextlib
+import contextlib as _contextlib
 
 from ._errors import EventsPurged as EventsPurged
 from ._errors import ServiceUnavailable as ServiceUnavailable
@@ -50,7 +50,7 @@ def _fixup_module_metadata() -> None:
     # Show public classes as trio_mcp_sessions.X, not trio_mcp_sessions._private.X.
     for name, obj in list(globals().items()):
         if not name.startswith("_") and getattr(obj, "__module__", "").startswith(__name__ + "."):
-            with contextlib.suppress(AttributeError, TypeError):
+            with _contextlib.suppress(AttributeError, TypeError):
                 obj.__module__ = __name__
 
 

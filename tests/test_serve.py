@@ -1,0 +1,109 @@
+"""serve(), the graceful drain, and the command line (as a real subprocess)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from conftest import INIT_HEADERS, initialize_body
+from trio_mcp_sessions import McpServer, StreamableHTTPApp, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_serve_drains_streams_with_a_retry_hint_then_closes_sessions() -> None:
+    server = McpServer("drain")
+    app = StreamableHTTPApp(server, retry_ms=4321)
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                partial(
+                    serve, app, bind="127.0.0.1:0", graceful_timeout=1, shutdown_trigger=stop.wait
+                )
+            )
+            url = f"{urls[0]}/mcp"
+            async with httpx.AsyncClient(timeout=5) as http:
+                r = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
+                session_headers = {
+                    "accept": "text/event-stream",
+                    "mcp-session-id": r.headers["mcp-session-id"],
+                }
+                async with http.stream("GET", url, headers=session_headers) as stream:
+                    assert stream.status_code == 200
+                    lines = stream.aiter_lines()
+                    first = await lines.__anext__()  # the priming event
+                    assert first.startswith("id: ")
+                    stop.set()
+                    rest = [line async for line in lines]
+            assert "retry: 4321" in rest
+    assert app.manager.statistics().closed_by_reason == {"shutdown": 1}  # type: ignore[attr-defined]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trio_mcp_sessions", *args]
+
+
+def test_cli_help_lists_the_options() -> None:
+    result = subprocess.run(_cli("serve", "--help"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for option in ("--bind", "--max-sessions", "--idle-timeout", "--init-timeout", "--reply-mode"):
+        assert option in result.stdout
+
+
+def test_cli_refuses_invalid_limits_clearly() -> None:
+    result = subprocess.run(
+        _cli("serve", "examples/notes_server.py:server", "--max-sessions", "0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert "max_sessions must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_cli_serves_and_stops_cleanly_on_signal(signum: signal.Signals) -> None:
+    process = await trio.lowlevel.open_process(
+        _cli("serve", "examples/notes_server.py:server", "--bind", "127.0.0.1:0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        with trio.fail_after(30):
+            buffer = b""
+            while b"\n" not in buffer:
+                chunk = await process.stdout.receive_some()
+                assert chunk, "the server exited before printing its URL"
+                buffer += chunk
+            line = buffer.split(b"\n", 1)[0].decode()
+            assert line.startswith("Serving MCP on http://127.0.0.1:")
+            url = line.split()[3]
+            async with httpx.AsyncClient(timeout=5) as http:
+                r = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
+                assert r.status_code == 200
+            process.send_signal(signum)
+            out = buffer + b"".join([chunk async for chunk in process.stdout])
+            err = b"".join([chunk async for chunk in process.stderr])
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert b"Stopped." in out
+    assert b"Traceback" not in err, err.decode()
+    assert b"reason=shutdown" in err
