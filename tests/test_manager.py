@@ -14,6 +14,7 @@ from trio_mcp_sessions import (
     CloseReason,
     Context,
     EventStream,
+    EvictionPolicy,
     McpServer,
     RequestInfo,
     ServiceUnavailable,
@@ -188,7 +189,8 @@ async def test_close_cancels_handlers_and_ends_streams(
 
 async def test_cap_is_exact_and_slots_come_back(autojump_clock: trio.testing.MockClock) -> None:
     server, _ = make_server()
-    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=2)) as manager:
+    limits = SessionLimits(max_sessions=2, eviction=EvictionPolicy.REJECT)
+    async with BoundedSessionManager(server, limits=limits) as manager:
         first = await open_session(manager)
         await open_session(manager)
         with pytest.raises(TooManySessions) as refused:
@@ -204,7 +206,8 @@ async def test_cap_is_exact_and_slots_come_back(autojump_clock: trio.testing.Moc
 async def test_concurrent_creation_never_exceeds_the_cap() -> None:
     server, _ = make_server()
     outcomes: list[str] = []
-    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=5)) as manager:
+    limits = SessionLimits(max_sessions=5, eviction=EvictionPolicy.REJECT)
+    async with BoundedSessionManager(server, limits=limits) as manager:
 
         async def create() -> None:
             try:
@@ -353,3 +356,46 @@ async def test_manager_runs_once() -> None:
         with pytest.raises(RuntimeError):
             await manager.run()
         nursery.start_soon(partial(manager.aclose))
+
+
+async def test_first_get_receives_what_was_sent_before_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        # JSON replies: related messages go to the standalone stream, nobody listens yet.
+        answers = await drain(
+            await manager.create_stream(session_id, [call(2, "chatty")], INFO, "json")
+        )
+        assert len(answers) == 1
+        assert b'"ok"' in answers[0]
+        first = await manager.create_standalone_stream(session_id)
+        assert first is not None
+        assert [b'"one"' in e.data for e in first.replay] == [True, False]
+        assert b'"two"' in first.replay[1].data
+        first.detach()
+        second = await manager.create_standalone_stream(session_id)
+        assert second is not None
+        assert second.replay == []  # only the first GET gets the backlog
+        second.detach()
+
+
+async def test_uncaught_client_errors_in_tools_become_tool_errors(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+
+    @server.tool()
+    async def needs_sampling(ctx: Context) -> str:
+        """Asks the model."""
+        result = await ctx.sample("hi", max_tokens=5)
+        return str(result)
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)  # declared no sampling capability
+        answers = await drain(
+            await manager.create_stream(session_id, [call(2, "needs_sampling")], INFO, "sse")
+        )
+        assert b'"isError":true' in answers[0]
+        assert b"sampling" in answers[0]

@@ -6,6 +6,7 @@ The public API lives here; everything in underscore modules is private.
 import contextlib as _contextlib
 
 from ._errors import EventsPurged as EventsPurged
+from ._errors import RateLimited as RateLimited
 from ._errors import ServiceUnavailable as ServiceUnavailable
 from ._errors import SessionError as SessionError
 from ._errors import SessionNotFound as SessionNotFound
@@ -13,6 +14,7 @@ from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import TooManySessions as TooManySessions
 from ._errors import UnknownEventId as UnknownEventId
 from ._manager import BoundedSessionManager as BoundedSessionManager
+from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import RestoreOutcome as RestoreOutcome
 from ._manager import SessionInfo as SessionInfo
@@ -21,8 +23,10 @@ from ._manager import SessionManager as SessionManager
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo
+from ._ratelimit import RateLimit as RateLimit
 from ._serve import serve as serve
 from ._serve import wait_for_shutdown_signal as wait_for_shutdown_signal
+from ._server._content import ClientRequestError as ClientRequestError
 from ._server._content import McpError as McpError
 from ._server._content import ToolError as ToolError
 from ._server._content import ToolResult as ToolResult

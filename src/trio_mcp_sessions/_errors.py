@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "EventsPurged",
+    "RateLimited",
     "ServiceUnavailable",
     "SessionError",
     "SessionNotFound",
@@ -41,7 +42,15 @@ class ServiceUnavailable(SessionError):
 
 
 class TooManySessions(ServiceUnavailable):
-    """The session cap is reached and nothing could be evicted."""
+    """The session cap is reached and nothing could be evicted (HTTP 503)."""
+
+
+class RateLimited(ServiceUnavailable):
+    """Sessions are being created faster than a creation rate limit allows (HTTP 429).
+
+    Attributes:
+        retry_after: Seconds until the sliding window frees a slot.
+    """
 
 
 class UnknownEventId(SessionError):

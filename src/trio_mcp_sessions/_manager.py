@@ -14,14 +14,15 @@ import enum
 import logging
 import math
 import secrets
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self, final, runtime_checkable
 
 import trio
 
-from ._errors import ServiceUnavailable, SessionNotFound, TooManySessions
+from ._errors import RateLimited, ServiceUnavailable, SessionNotFound, TooManySessions
 from ._protocol._jsonrpc import ErrorResponse, Message, Request, Response
+from ._ratelimit import RateLimit, SlidingWindow, SlidingWindowLimiter
 from ._session import CloseReason, EventStream, ReplyMode, RequestInfo, Session
 from ._stores._memory import InMemoryEventStore
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BoundedSessionManager",
+    "EvictionPolicy",
     "ManagerStatistics",
     "RestoreOutcome",
     "SessionInfo",
@@ -45,34 +47,97 @@ __all__ = [
 logger = logging.getLogger("trio_mcp_sessions.manager")
 
 
+class EvictionPolicy(enum.Enum):
+    """What happens when ``initialize`` arrives and the session cap is reached."""
+
+    LEAST_RECENTLY_ACTIVE = "least_recently_active"
+    """Evict the least recently active session that has no request in flight and
+    no open stream; refuse (503) when every session is busy. The default: an
+    evicted client was idle, so it loses nothing in flight."""
+    OLDEST = "oldest"
+    """Evict the session created first, busy or not (the seed crate's FIFO);
+    its in-flight handlers are cancelled and its streams end."""
+    REJECT = "reject"
+    """Never evict; refuse (503 with ``Retry-After``)."""
+
+
+def _client_address(info: RequestInfo) -> str | None:
+    return info.client_address
+
+
+def _positive_seconds(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """Bounds on sessions. Invalid values are refused here, at construction.
+    """Every bound on sessions, in one place. Invalid values are refused here.
+
+    The defaults keep a default server from being wedged: the cap is finite,
+    idle sessions expire, and at the cap the least recently active idle
+    session makes room, so clients that never send DELETE cannot fill the
+    server for good.
 
     Attributes:
-        max_sessions: Live sessions at most (exact). Default 10,000.
+        max_sessions: Live sessions at most, exactly (default 10,000).
+        eviction: What to do at the cap (:class:`EvictionPolicy`).
         idle_timeout: Seconds without activity before a session ends; the
             clock stops while a request is in flight or a stream is open.
         init_timeout: Seconds a new session has to be used after
-            ``initialize`` (``initialized``, a request or a stream) before it
-            is dropped.
+            ``initialize`` (``initialized``, a request or a stream).
+        max_lifetime: Seconds after which a session ends whatever it is doing
+            (``None``: no limit).
+        rate_limit: A :class:`RateLimit` on session creation shared by all
+            clients (``None``: none).
+        rate_limit_per_client: A :class:`RateLimit` applied to each client key.
+        rate_limit_key: ``fn(RequestInfo) -> str | None``: the client key; the
+            default is the peer address. Return the authenticated principal to
+            limit per user instead. ``None`` exempts the request from the
+            per-client limit.
+        eviction_wait: Seconds a creation waits for its victim to finish closing
+            before it gives up with 503.
     """
 
     max_sessions: int = 10_000
+    eviction: EvictionPolicy = EvictionPolicy.LEAST_RECENTLY_ACTIVE
     idle_timeout: float = 600.0
     init_timeout: float = 60.0
+    max_lifetime: float | None = None
+    rate_limit: RateLimit | None = None
+    rate_limit_per_client: RateLimit | None = None
+    rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
+    eviction_wait: float = 5.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_sessions, bool) or not isinstance(self.max_sessions, int):
             raise TypeError("max_sessions must be an int")
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
-        for name in ("idle_timeout", "init_timeout"):
+        if isinstance(self.eviction, str):
+            try:
+                object.__setattr__(self, "eviction", EvictionPolicy(self.eviction))
+            except ValueError:
+                names = ", ".join(p.value for p in EvictionPolicy)
+                raise ValueError(
+                    f"eviction must be one of {names}, not {self.eviction!r}"
+                ) from None
+        if not isinstance(self.eviction, EvictionPolicy):
+            raise TypeError("eviction must be an EvictionPolicy")
+        _positive_seconds("idle_timeout", self.idle_timeout)
+        _positive_seconds("init_timeout", self.init_timeout)
+        _positive_seconds("max_lifetime", self.max_lifetime, optional=True)
+        _positive_seconds("eviction_wait", self.eviction_wait)
+        for name in ("rate_limit", "rate_limit_per_client"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number of seconds")
-            if not value > 0 or math.isnan(value):
-                raise ValueError(f"{name} must be positive, got {value}")
+            if value is not None and not isinstance(value, RateLimit):
+                raise TypeError(
+                    f"{name} must be a RateLimit(max_creations, window) or None, not {value!r}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +151,27 @@ class SessionInfo:
 
 @dataclass(frozen=True, slots=True)
 class ManagerStatistics:
-    """A snapshot of the manager's counters (see :meth:`BoundedSessionManager.statistics`)."""
+    """A snapshot of the manager's counters (see :meth:`BoundedSessionManager.statistics`).
+
+    Attributes:
+        live_sessions: Sessions holding a slot now.
+        max_sessions: The cap.
+        created: Sessions created since start.
+        closed: Sessions closed since start (sum of ``closed_by_reason``).
+        closed_by_reason: ``{reason: count}`` (:class:`CloseReason` values).
+        refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable": count}``.
+        evicted: Sessions closed to make room (also in ``closed_by_reason``).
+        busy_sessions: Live sessions with a request in flight or a stream open.
+    """
 
     live_sessions: int
     max_sessions: int
     created: int
     closed: int
     closed_by_reason: dict[str, int] = field(default_factory=dict)
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+    evicted: int = 0
+    busy_sessions: int = 0
 
 
 class RestoreOutcome(enum.Enum):
@@ -117,6 +196,7 @@ class SessionManager(Protocol):
         """Allocate a session (a slot under the cap) and return its id.
 
         Raises:
+            RateLimited: Over a creation rate limit.
             TooManySessions: At the cap with nothing to evict.
             ServiceUnavailable: Not running, or draining.
         """
@@ -198,6 +278,8 @@ class BoundedSessionManager:
         event_store: Where SSE events wait for resumption. The default is a
             bounded :class:`InMemoryEventStore`; ``None`` turns resumption off.
         retry_ms: The ``retry`` hint (milliseconds) sent on SSE streams.
+        on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
+            succeeded.
         on_session_closed: Called as ``fn(session_id, reason)`` after a close.
     """
 
@@ -208,6 +290,7 @@ class BoundedSessionManager:
         limits: SessionLimits | None = None,
         event_store: EventStore | _Default | None = DEFAULT,
         retry_ms: int = 1000,
+        on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
         self.server = server
@@ -216,9 +299,18 @@ class BoundedSessionManager:
             InMemoryEventStore() if isinstance(event_store, _Default) else event_store
         )
         self.retry_ms = retry_ms
+        self._on_session_created = on_session_created
         self._on_session_closed = on_session_closed
         self._limiter = trio.CapacityLimiter(self.limits.max_sessions)
+        #: Live sessions in creation order (the ``oldest`` policy's queue).
         self._sessions: dict[str, Session] = {}
+        #: Sessions with nothing in flight, least recently active first.
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._busy_ids: set[str] = set()
+        self._rate = SlidingWindowLimiter(self.limits.rate_limit, self.limits.rate_limit_per_client)
+        self._rate_receipts: dict[str, list[tuple[SlidingWindow, float]]] = {}
+        self._refused: Counter[str] = Counter()
+        self._evicted = 0
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
         self._draining = False
@@ -287,12 +379,29 @@ class BoundedSessionManager:
             raise SessionNotFound(session_id)
         return session
 
+    def _session_activity(self, session: Session, busy: bool) -> None:
+        """Keep the idle LRU in step with a session's state: O(1) per change."""
+        session_id = session.session_id
+        if busy:
+            self._idle.pop(session_id, None)
+            self._busy_ids.add(session_id)
+        else:
+            self._busy_ids.discard(session_id)
+            self._idle[session_id] = None
+            self._idle.move_to_end(session_id)
+
     def _session_closed(self, session: Session) -> None:
-        if self._sessions.get(session.session_id) is session:
-            del self._sessions[session.session_id]
-        self._limiter.release_on_behalf_of(session.session_id)
+        session_id = session.session_id
+        if self._sessions.get(session_id) is session:
+            del self._sessions[session_id]
+        self._idle.pop(session_id, None)
+        self._busy_ids.discard(session_id)
+        self._rate_receipts.pop(session_id, None)
+        self._limiter.release_on_behalf_of(session_id)
         reason = session.close_reason or CloseReason.ERROR
         self._closed_by_reason[reason.value] += 1
+        if reason is CloseReason.EVICTED:
+            self._evicted += 1
         if self.event_store is not None:
             delete_nowait = getattr(self.event_store, "delete_session_nowait", None)
             if delete_nowait is not None:
@@ -325,26 +434,40 @@ class BoundedSessionManager:
         await trio.lowlevel.checkpoint()
         nursery = self._nursery
         if nursery is None:
+            self._refused["unavailable"] += 1
             raise ServiceUnavailable("the session manager is not running")
         if self._draining:
+            self._refused["unavailable"] += 1
             raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
+        receipt: list[tuple[SlidingWindow, float]] = []
+        if self._rate.enabled:
+            key = self.limits.rate_limit_key(info) if self.limits.rate_limit_per_client else None
+            wait, receipt = self._rate.acquire(key, trio.current_time())
+            if wait > 0:
+                self._refused["rate_limit"] += 1
+                raise RateLimited(
+                    "too many sessions created; slow down", retry_after=max(1.0, math.ceil(wait))
+                )
         session_id = new_session_id()
         try:
-            self._limiter.acquire_on_behalf_of_nowait(session_id)
-        except trio.WouldBlock:
-            raise TooManySessions(
-                f"session limit ({self.limits.max_sessions}) reached", retry_after=5.0
-            ) from None
+            await self._take_slot(session_id)
+        except BaseException:
+            self._rate.refund(receipt)
+            raise
         session = Session(
             session_id,
             self.server,
             event_store=self.event_store,
             idle_timeout=self.limits.idle_timeout,
             init_timeout=self.limits.init_timeout,
+            max_lifetime=self.limits.max_lifetime,
             retry_ms=self.retry_ms,
             on_closed=self._session_closed,
+            on_activity=self._session_activity,
         )
         self._sessions[session_id] = session
+        self._busy_ids.add(session_id)  # initializing: not an eviction candidate yet
+        self._rate_receipts[session_id] = receipt
         self._created += 1
         try:
             await nursery.start(session.run)
@@ -352,9 +475,53 @@ class BoundedSessionManager:
             # Never leak the slot, even when cancelled before the worker ran.
             if self._sessions.get(session_id) is session and not session.closed.is_set():
                 del self._sessions[session_id]
+                self._busy_ids.discard(session_id)
+                self._rate.refund(self._rate_receipts.pop(session_id, []))
                 self._limiter.release_on_behalf_of(session_id)
             raise
         return session_id
+
+    async def _take_slot(self, session_id: str) -> None:
+        """Acquire a limiter token for *session_id*, evicting per policy at the cap."""
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(session_id)
+            return
+        except trio.WouldBlock:
+            pass
+        victim = self._eviction_victim()
+        if victim is None:
+            self._refused["capacity"] += 1
+            raise TooManySessions(
+                f"session limit ({self.limits.max_sessions}) reached and no session is idle",
+                retry_after=5.0,
+            )
+        victim.close(CloseReason.EVICTED)
+        # The victim releases its token when its worker has finished; trio's
+        # limiter hands a released token straight to the first waiter, so no
+        # other creation can slip in between: the cap holds exactly.
+        with trio.move_on_after(self.limits.eviction_wait):
+            await self._limiter.acquire_on_behalf_of(session_id)
+            return
+        self._refused["capacity"] += 1
+        raise TooManySessions("timed out waiting for an evicted session to close", retry_after=5.0)
+
+    def _eviction_victim(self) -> Session | None:
+        """The session the policy names, taken out of the candidates (O(1) amortized)."""
+        policy = self.limits.eviction
+        if policy is EvictionPolicy.REJECT:
+            return None
+        if policy is EvictionPolicy.LEAST_RECENTLY_ACTIVE:
+            while self._idle:
+                session_id, _ = self._idle.popitem(last=False)
+                session = self._sessions.get(session_id)
+                if session is not None and session.is_open and not session.busy:
+                    return session
+            return None
+        # OLDEST: creation order; skip sessions already on their way out.
+        for session in self._sessions.values():
+            if session.is_open and session.client_info is not None:
+                return session
+        return None
 
     async def initialize_session(
         self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
@@ -362,8 +529,11 @@ class BoundedSessionManager:
         session = self._live(session_id)
         reply = await session.initialize(request, client)
         if isinstance(reply, ErrorResponse):
+            # A creation whose initialize fails gives its rate-limit token back.
+            self._rate.refund(self._rate_receipts.pop(session_id, []))
             await self.close_session(session_id, CloseReason.ERROR)
         else:
+            self._rate_receipts.pop(session_id, None)
             logger.info(
                 "session created session_id=%s protocol_version=%s client=%s",
                 session_id,
@@ -375,6 +545,11 @@ class BoundedSessionManager:
                     "client": client.client_info.get("name"),
                 },
             )
+            if self._on_session_created is not None:
+                try:
+                    self._on_session_created(session_id, info)
+                except Exception:
+                    logger.exception("on_session_created hook failed")
         return reply
 
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -424,7 +599,7 @@ class BoundedSessionManager:
 
     async def create_standalone_stream(self, session_id: str) -> EventStream | None:
         await trio.lowlevel.checkpoint()
-        return self._live(session_id).open_standalone_stream()
+        return await self._live(session_id).open_standalone_stream()
 
     async def resume(self, session_id: str, last_event_id: str) -> EventStream:
         await trio.lowlevel.checkpoint()
@@ -472,6 +647,9 @@ class BoundedSessionManager:
             created=self._created,
             closed=closed,
             closed_by_reason=dict(self._closed_by_reason),
+            refused_by_reason=dict(self._refused),
+            evicted=self._evicted,
+            busy_sessions=len(self._busy_ids),
         )
 
     @property

@@ -42,7 +42,7 @@ from ._protocol._lifecycle import (
     SessionStateMachine,
     supports_priming,
 )
-from ._server._content import McpError
+from ._server._content import ClientRequestError, McpError
 from ._server._context import CapabilityNotSupported, Context
 
 if TYPE_CHECKING:
@@ -143,7 +143,16 @@ class _Connection:
 class _Stream:
     """An outbound SSE stream: a POST's (for its requests) or the standalone GET one."""
 
-    __slots__ = ("connection", "lock", "pending", "reply_mode", "seq", "standalone", "stream_id")
+    __slots__ = (
+        "connection",
+        "ever_attached",
+        "lock",
+        "pending",
+        "reply_mode",
+        "seq",
+        "standalone",
+        "stream_id",
+    )
 
     def __init__(self, stream_id: str, *, standalone: bool, reply_mode: ReplyMode) -> None:
         self.stream_id = stream_id
@@ -152,6 +161,7 @@ class _Stream:
         self.seq = 0
         self.pending: set[RequestId] = set()
         self.connection: _Connection | None = None
+        self.ever_attached = False
         self.lock = trio.Lock()
 
     def event_id(self, seq: int) -> str:
@@ -189,6 +199,8 @@ class Session:
         init_timeout: float,
         retry_ms: int,
         on_closed: Any,
+        max_lifetime: float | None = None,
+        on_activity: Any = None,
     ) -> None:
         self.session_id = session_id
         self.server = server
@@ -206,7 +218,15 @@ class Session:
         self.close_reason: CloseReason | None = None
         self.closed = trio.Event()
         self._on_closed = on_closed
-        self._scope = trio.CancelScope(deadline=self.created_at + init_timeout)
+        self._on_activity = on_activity
+        self.max_lifetime = max_lifetime
+        #: Absolute end, whatever the activity (``inf`` without a max lifetime).
+        self.expires_at = self.created_at + max_lifetime if max_lifetime is not None else math.inf
+        self._scope = trio.CancelScope(
+            deadline=min(
+                self.created_at + init_timeout, self.created_at + (max_lifetime or math.inf)
+            )
+        )
         self._nursery: trio.Nursery | None = None
         self._streams: dict[str, _Stream] = {}
         self._request_streams: dict[RequestId, _Stream] = {}
@@ -244,6 +264,8 @@ class Session:
         if self.close_reason is None:
             if not self._scope.cancelled_caught:
                 self.close_reason = CloseReason.ERROR
+            elif trio.current_time() >= self.expires_at:
+                self.close_reason = CloseReason.MAX_LIFETIME
             elif self._seen_use:
                 self.close_reason = CloseReason.IDLE
             else:
@@ -277,14 +299,23 @@ class Session:
     def _update_deadline(self) -> None:
         if self.close_reason is not None:
             return
-        if self._busy():
-            self._scope.deadline = math.inf
+        busy = self._busy()
+        if busy:
+            deadline = math.inf
         elif not self._seen_use:
             # Until the client shows it uses the session, the init timeout
             # applies, counted from creation; activity does not extend it.
-            self._scope.deadline = self.created_at + self.init_timeout
+            deadline = self.created_at + self.init_timeout
         else:
-            self._scope.deadline = self.last_activity + self.idle_timeout
+            deadline = self.last_activity + self.idle_timeout
+        self._scope.deadline = min(deadline, self.expires_at)
+        if self._on_activity is not None:
+            self._on_activity(self, busy)
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight or a stream is attached (never evicted by the default policy)."""
+        return self._busy()
 
     def touch(self) -> None:
         """Record client activity: pushes the idle deadline forward."""
@@ -347,6 +378,7 @@ class Session:
             self._attached -= 1
         connection = _Connection()
         stream.connection = connection
+        stream.ever_attached = True
         self._attached += 1
         self._update_deadline()
 
@@ -537,12 +569,28 @@ class Session:
                 notification.method,
             )
 
-    def open_standalone_stream(self) -> EventStream | None:
-        """Attach a GET response to the standalone stream, or ``None`` if one is attached."""
-        if self._standalone.connection is not None:
+    async def open_standalone_stream(self) -> EventStream | None:
+        """Attach a GET response to the standalone stream, or ``None`` if one is attached.
+
+        The first GET of a session also receives what was sent before any GET
+        was open (for example, JSON-mode logs of an earlier call), as far as
+        the event store kept it: those messages were waiting for a listener.
+        """
+        stream = self._standalone
+        if stream.connection is not None:
             return None
         self._seen_use = True
-        return self._attach(self._standalone)
+        if stream.ever_attached or self.event_store is None or stream.seq == 0:
+            return self._attach(stream)
+        async with stream.lock:
+            if stream.connection is not None:
+                return None
+            try:
+                stored = await self.event_store.replay_after(self.session_id, stream.stream_id, 0)
+            except (EventsPurged, StoreUnavailable):
+                stored = ()
+            replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
+            return self._attach(stream, replay)
 
     async def resume(self, last_event_id: str) -> EventStream:
         """Reattach a client to a stream after ``Last-Event-ID``, replaying what it missed.
@@ -651,7 +699,7 @@ class Session:
         finally:
             del self._pending_replies[request_id]
         if pending.error is not None:
-            raise McpError(pending.error.code, pending.error.message, pending.error.data)
+            raise ClientRequestError(pending.error.code, pending.error.message, pending.error.data)
         assert pending.result is not None
         return pending.result
 

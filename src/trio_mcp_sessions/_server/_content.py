@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ClientRequestError",
     "McpError",
     "ToolError",
     "ToolResult",
@@ -34,6 +35,16 @@ class McpError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+class ClientRequestError(McpError):
+    """The client answered a server-to-client request (sampling, elicitation, roots,
+    ping, ...) with a JSON-RPC error.
+
+    Inside a tool, an uncaught one becomes an ``isError`` result (the tool
+    failed), not the ``tools/call`` error: the client's code is about its own
+    request, not about the call.
+    """
 
 
 class ToolError(Exception):

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, get_type_hints
 
+import trio
+
 from .._protocol._jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -20,8 +22,15 @@ from .._protocol._jsonrpc import (
     Notification,
     Request,
 )
-from ._content import CONTENT_TYPES, McpError, ToolError, ToolResult, text_content
-from ._context import LOG_LEVELS, Context
+from ._content import (
+    CONTENT_TYPES,
+    ClientRequestError,
+    McpError,
+    ToolError,
+    ToolResult,
+    text_content,
+)
+from ._context import LOG_LEVELS, CapabilityNotSupported, Context
 from ._schema import parse_docstring, signature_schema, validate
 
 if TYPE_CHECKING:
@@ -489,8 +498,18 @@ class McpServer:
             value = await _call(tool.fn, kwargs)
         except ToolError as exc:
             return ToolResult([text_content(str(exc))], is_error=True).to_json()
+        except ClientRequestError as exc:
+            return ToolResult(
+                [text_content(f"The client refused a request: {exc.message}")], is_error=True
+            ).to_json()
         except McpError:
             raise
+        except CapabilityNotSupported as exc:
+            return ToolResult([text_content(str(exc))], is_error=True).to_json()
+        except trio.TooSlowError:
+            return ToolResult(
+                [text_content("Timed out waiting for the client")], is_error=True
+            ).to_json()
         except TypeError as exc:
             # Usually a missing/extra argument under an explicit schema.
             logger.warning("tool %r raised TypeError: %s", name, exc)

@@ -250,7 +250,9 @@ class StreamableHTTPApp:
     # -- shared checks ---------------------------------------------------------------
 
     @staticmethod
-    def _check_version_header(headers: dict[str, str]) -> str | None:
+    def _check_version_header(
+        headers: dict[str, str], request_id: str | int | None = None
+    ) -> str | None:
         version = headers.get(VERSION_HEADER)
         if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
             raise _HTTPError(
@@ -259,10 +261,13 @@ class StreamableHTTPApp:
                 f"Bad Request: unsupported protocol version {version!r} "
                 f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
                 data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": version},
+                request_id=request_id,
             )
         return version
 
-    async def _require_session(self, headers: dict[str, str], info: RequestInfo) -> str:
+    async def _require_session(
+        self, headers: dict[str, str], info: RequestInfo, request_id: str | int | None = None
+    ) -> str:
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
@@ -272,9 +277,9 @@ class StreamableHTTPApp:
                 try:
                     outcome = await self.manager.restore_session(session_id, info)
                 except ServiceUnavailable as exc:
-                    raise _unavailable(exc) from None
+                    raise _unavailable(exc, request_id) from None
             if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
-                raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found")
+                raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
         return session_id
 
     # -- POST ------------------------------------------------------------------------
@@ -336,7 +341,9 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 exc.http_status, exc.code, exc.message, request_id=exc.request_id
             ) from None
-        self._check_version_header(headers)
+        # Echo the request's id in error answers when there is exactly one.
+        only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
+        self._check_version_header(headers, only_id)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
             if is_batch:
@@ -360,10 +367,10 @@ class StreamableHTTPApp:
                 "Bad Request: Mcp-Session-Id header is required (send initialize first)",
                 request_id=first.id if isinstance(first, Request) else None,
             )
-        session_id = await self._require_session(headers, info)
+        session_id = await self._require_session(headers, info, only_id)
         session = self.manager.get_session(session_id)
         if session is None:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found")
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=only_id)
         if is_batch and not supports_batches(session.protocol_version or ""):
             raise _HTTPError(
                 400,
@@ -380,7 +387,9 @@ class StreamableHTTPApp:
                 return
             stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
         except SessionNotFound:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
+            raise _HTTPError(
+                404, SESSION_NOT_FOUND, "Session not found", request_id=only_id
+            ) from None
         except ProtocolError as exc:
             raise _HTTPError(
                 exc.http_status, exc.code, exc.message, request_id=exc.request_id

@@ -104,8 +104,10 @@ class HostPolicy:
             ``*.example.com`` for subdomains; ``*`` for any). ``None`` means:
             loopback names only when the server is bound to loopback, else any.
         allowed_origins: Origins (``scheme://host[:port]``, port ``*`` allowed).
-            ``None`` means: loopback origins when bound to loopback, else an
-            origin must be the same host as ``Host``.
+            ``None`` means: an origin whose host is an allowed ``Host`` (so
+            configuring *allowed_hosts* admits browsers of those hosts), else
+            loopback origins when bound to loopback, else the origin must be
+            the same host as ``Host``.
     """
 
     allowed_hosts: tuple[str, ...] | None = None
@@ -137,6 +139,8 @@ class HostPolicy:
                     return True
             return False
         name = split_host(origin_host)[0]
+        if self.allowed_hosts is not None and _matches(name, self.allowed_hosts):
+            return True
         if is_loopback(server_address):
             return name in LOOPBACK_HOSTS
         return host is not None and split_host(host)[0] == name
