@@ -13,7 +13,8 @@ from typing import Any
 
 import trio
 
-from ._manager import SessionLimits
+from ._manager import EvictionPolicy, SessionLimits
+from ._ratelimit import RateLimit
 from ._serve import serve
 from ._server._server import McpServer
 from ._transport._asgi import StreamableHTTPApp
@@ -46,6 +47,20 @@ def load_target(spec: str) -> McpServer | StreamableHTTPApp:
     return target
 
 
+def _rate(text: str) -> RateLimit:
+    """``"10/60"`` → at most 10 creations per 60 seconds."""
+    count, sep, window = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return RateLimit(int(count), float(window))
+    except (TypeError, ValueError) as exc:
+        detail = f": {exc}" if str(exc) else ""
+        raise argparse.ArgumentTypeError(
+            f"expected CREATIONS/SECONDS such as 10/60, got {text!r}{detail}"
+        ) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = SessionLimits()
     parser = argparse.ArgumentParser(
@@ -63,6 +78,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-sessions", type=int, default=defaults.max_sessions)
     run.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds")
     run.add_argument("--init-timeout", type=float, default=defaults.init_timeout, help="seconds")
+    run.add_argument(
+        "--eviction",
+        choices=[p.value for p in EvictionPolicy],
+        default=defaults.eviction.value,
+        help="at the session cap (default least_recently_active)",
+    )
+    run.add_argument("--max-lifetime", type=float, default=None, help="seconds (default none)")
+    run.add_argument(
+        "--rate-limit", type=_rate, default=None, help="global creation limit, e.g. 100/60"
+    )
+    run.add_argument(
+        "--rate-limit-per-client",
+        type=_rate,
+        default=None,
+        help="creation limit per client address, e.g. 10/60",
+    )
+    run.add_argument("--metrics-path", default=None, help="serve Prometheus metrics here")
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
     run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
     run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
@@ -85,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             limits = SessionLimits(
                 max_sessions=args.max_sessions,
+                eviction=EvictionPolicy(args.eviction),
                 idle_timeout=args.idle_timeout,
                 init_timeout=args.init_timeout,
+                max_lifetime=args.max_lifetime,
+                rate_limit=args.rate_limit,
+                rate_limit_per_client=args.rate_limit_per_client,
             )
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
@@ -100,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "max_body_bytes": args.max_body_bytes,
             "retry_ms": args.retry_ms,
+            "metrics_path": args.metrics_path,
         }
         if args.no_event_store:
             options["event_store"] = None

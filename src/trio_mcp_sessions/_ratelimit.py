@@ -113,7 +113,7 @@ class SlidingWindowLimiter:
         cutoff = now - self.per_client.window
         while self._keys:
             key, window = next(iter(self._keys.items()))
-            if window.stamps and window.stamps[-1] > cutoff and len(self._keys) <= self.max_keys:
+            if window.stamps and window.stamps[-1] > cutoff:
                 break
             del self._keys[key]
 
@@ -135,6 +135,8 @@ class SlidingWindowLimiter:
             window = self._keys.get(key)
             if window is None:
                 window = self._keys[key] = SlidingWindow(self.per_client)
+                if len(self._keys) > self.max_keys:
+                    self._keys.popitem(last=False)  # the least recently used key
             else:
                 self._keys.move_to_end(key)
             windows.append(window)

@@ -9,6 +9,7 @@ session, a task or a slot behind.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
@@ -16,12 +17,13 @@ import trio
 
 from .._errors import (
     EventsPurged,
+    RateLimited,
     ServiceUnavailable,
     SessionNotFound,
-    TooManySessions,
     UnknownEventId,
 )
 from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
+from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
     INVALID_REQUEST,
     SERVER_ERROR,
@@ -126,6 +128,12 @@ class StreamableHTTPApp:
         retry_ms: ``retry`` hint on SSE streams and when draining.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
+        metrics_path: Serve Prometheus metrics of the built-in manager at this
+            path (needs the ``metrics`` extra); ``None`` for none.
+        on_session_created: ``fn(session_id, RequestInfo)`` after a successful
+            ``initialize`` (built-in manager).
+        on_session_closed: ``fn(session_id, CloseReason)`` after every close
+            (built-in manager).
     """
 
     def __init__(
@@ -141,6 +149,9 @@ class StreamableHTTPApp:
         max_body_bytes: int = 4 * 1024 * 1024,
         retry_ms: int = 1000,
         principal: Callable[[Scope], str | None] | None = None,
+        metrics_path: str | None = None,
+        on_session_created: Callable[[str, RequestInfo], None] | None = None,
+        on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
         if reply_mode not in ("sse", "json"):
             raise ValueError(f"reply_mode must be 'sse' or 'json', not {reply_mode!r}")
@@ -156,11 +167,23 @@ class StreamableHTTPApp:
         if manager is None:
             if server is None:
                 raise TypeError("pass an McpServer or a SessionManager")
-            kwargs: dict[str, Any] = {"limits": limits, "retry_ms": retry_ms}
+            kwargs: dict[str, Any] = {
+                "limits": limits,
+                "retry_ms": retry_ms,
+                "on_session_created": on_session_created,
+                "on_session_closed": on_session_closed,
+            }
             if event_store is not ...:
                 kwargs["event_store"] = event_store
             manager = self._bounded = BoundedSessionManager(server, **kwargs)
         self.manager: SessionManager = manager
+        self.metrics_path = "/" + metrics_path.strip("/") if metrics_path else None
+        self._metrics: MetricsExporter | None = None
+        if self.metrics_path is not None:
+            statistics = getattr(manager, "statistics", None)
+            if statistics is None:
+                raise TypeError("metrics_path needs a manager with statistics()")
+            self._metrics = MetricsExporter(statistics)
 
     # -- running the manager ---------------------------------------------------------
 
@@ -217,7 +240,9 @@ class StreamableHTTPApp:
             await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("path", "").rstrip("/") != self.path.rstrip("/"):
+        path = scope.get("path", "").rstrip("/")
+        is_metrics = self._metrics is not None and path == self.metrics_path
+        if path != self.path.rstrip("/") and not is_metrics:
             raise _HTTPError(404, SERVER_ERROR, "Not Found")
         headers = _headers(scope)
         server_address = (scope.get("server") or (None,))[0]
@@ -226,6 +251,16 @@ class StreamableHTTPApp:
             raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
         if not self.host_policy.origin_allowed(headers.get("origin"), host, server_address):
             raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Origin header")
+        if is_metrics:
+            assert self._metrics is not None
+            if scope["method"] != "GET":
+                raise _HTTPError(
+                    405, SERVER_ERROR, "Method Not Allowed", headers=[(b"allow", b"GET")]
+                )
+            body = self._metrics.render()
+            content_type = self._metrics.content_type.encode("latin-1")
+            await _send_simple(send, 200, body, [(b"content-type", content_type)])
+            return
         client = scope.get("client")
         info = RequestInfo(
             client_address=client[0] if client else None,
@@ -407,7 +442,7 @@ class StreamableHTTPApp:
             raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
         try:
             session_id = await self.manager.create_session(info)
-        except (TooManySessions, ServiceUnavailable) as exc:
+        except ServiceUnavailable as exc:  # TooManySessions, RateLimited, draining
             raise _unavailable(exc, request.id) from None
         try:
             reply = await self.manager.initialize_session(session_id, request, client, info)
@@ -535,11 +570,16 @@ def _plausible_session_id(session_id: str) -> bool:
 
 
 def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -> _HTTPError:
-    retry = str(max(1, round(exc.retry_after))).encode("ascii")
+    """503 (or 429 for a rate limit) with ``Retry-After`` and a JSON-RPC error body."""
+    retry = str(max(1, math.ceil(exc.retry_after))).encode("ascii")
+    if isinstance(exc, RateLimited):
+        status, prefix = 429, "Too Many Requests"
+    else:
+        status, prefix = 503, "Service Unavailable"
     return _HTTPError(
-        503,
+        status,
         SERVER_ERROR,
-        f"Service Unavailable: {exc}",
+        f"{prefix}: {exc}",
         request_id=request_id,
         headers=[(b"retry-after", retry)],
     )
