@@ -55,8 +55,42 @@ def _cli(*args: str) -> list[str]:
 def test_cli_help_lists_the_options() -> None:
     result = subprocess.run(_cli("serve", "--help"), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--bind", "--max-sessions", "--idle-timeout", "--init-timeout", "--reply-mode"):
+    for option in (
+        "--bind",
+        "--max-sessions",
+        "--idle-timeout",
+        "--init-timeout",
+        "--reply-mode",
+        "--eviction",
+        "--max-lifetime",
+        "--eviction-wait",
+        "--rate-limit",
+        "--rate-limit-per-client",
+        "--metrics-path",
+    ):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "0/60"], "pass no rate limit instead"),
+        (["--rate-limit-per-client", "ten"], "CREATIONS/SECONDS"),
+        (["--eviction", "random"], "invalid choice"),
+        (["--max-lifetime", "-5"], "max_lifetime must be positive"),
+    ],
+)
+def test_cli_refuses_invalid_bounds_clearly(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        _cli("serve", "examples/notes_server.py:server", *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cli_refuses_invalid_limits_clearly() -> None:

@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-lifetime", type=float, default=None, help="seconds (default none)")
     run.add_argument(
+        "--eviction-wait",
+        type=float,
+        default=defaults.eviction_wait,
+        help="seconds a creation waits for its evicted victim to close",
+    )
+    run.add_argument(
         "--rate-limit", type=_rate, default=None, help="global creation limit, e.g. 100/60"
     )
     run.add_argument(
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 idle_timeout=args.idle_timeout,
                 init_timeout=args.init_timeout,
                 max_lifetime=args.max_lifetime,
+                eviction_wait=args.eviction_wait,
                 rate_limit=args.rate_limit,
                 rate_limit_per_client=args.rate_limit_per_client,
             )
