@@ -42,8 +42,11 @@ from ._session import CloseReason as CloseReason
 from ._session import EventStream as EventStream
 from ._session import RequestInfo as RequestInfo
 from ._stores._base import EventStore as EventStore
+from ._stores._base import SessionRecord as SessionRecord
+from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
+from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._http import HostPolicy as HostPolicy
 

@@ -10,29 +10,39 @@ is exact even under concurrent creation.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
 import secrets
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Self, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, final, runtime_checkable
 
 import trio
 
-from ._errors import RateLimited, ServiceUnavailable, SessionNotFound, TooManySessions
-from ._protocol._jsonrpc import ErrorResponse, Message, Request, Response
-from ._ratelimit import RateLimit, SlidingWindow, SlidingWindowLimiter
+from ._errors import (
+    RateLimited,
+    ServiceUnavailable,
+    SessionNotFound,
+    StoreUnavailable,
+    TooManySessions,
+)
+from ._protocol._jsonrpc import ErrorResponse, Message, ProtocolError, Request, Response
+from ._protocol._lifecycle import parse_initialize
+from ._ratelimit import RateLimit, SharedRateLimiter, SlidingWindow, SlidingWindowLimiter
 from ._session import CloseReason, EventStream, ReplyMode, RequestInfo, Session
+from ._stores._base import SessionRecord
 from ._stores._memory import InMemoryEventStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
     from ._protocol._lifecycle import ClientInfo
     from ._server._server import McpServer
-    from ._stores._base import EventStore
+    from ._stores._base import EventStore, SessionStore
 
 __all__ = [
     "BoundedSessionManager",
@@ -147,6 +157,7 @@ class SessionInfo:
     session_id: str
     protocol_version: str | None
     initialized: bool
+    principal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +173,8 @@ class ManagerStatistics:
         refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable": count}``.
         evicted: Sessions closed to make room (also in ``closed_by_reason``).
         busy_sessions: Live sessions with a request in flight or a stream open.
+        restored: Sessions brought back from the session store.
+        store_errors: Store calls that failed or timed out (service went on, degraded).
     """
 
     live_sessions: int
@@ -172,6 +185,8 @@ class ManagerStatistics:
     refused_by_reason: dict[str, int] = field(default_factory=dict)
     evicted: int = 0
     busy_sessions: int = 0
+    restored: int = 0
+    store_errors: int = 0
 
 
 class RestoreOutcome(enum.Enum):
@@ -258,6 +273,19 @@ class _Default:
 DEFAULT: _Default = _Default()
 
 
+#: Recently closed ids remembered locally so a racing restore cannot resurrect them.
+_MAX_TOMBSTONES: Final = 10_000
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Receipt:
+    """What a successful rate-limit check spent, so a failed creation can refund it."""
+
+    local: list[tuple[SlidingWindow, float]] = field(default_factory=list)
+    shared: object | None = None
+
+
 def new_session_id() -> str:
     """192 random bits from :mod:`secrets`, URL-safe base64: visible ASCII only."""
     return secrets.token_urlsafe(24)
@@ -274,12 +302,19 @@ class BoundedSessionManager:
 
     Args:
         server: The MCP server whose handlers serve every session.
-        limits: Caps and timeouts (:class:`SessionLimits`).
+        limits: Caps, timeouts and rate limits (:class:`SessionLimits`).
         event_store: Where SSE events wait for resumption. The default is a
             bounded :class:`InMemoryEventStore`; ``None`` turns resumption off.
+        session_store: Where session records live so that a session survives a
+            restart or moves to another instance (``None``: no restore).
+        rate_limiter: A creation rate limiter shared by several instances (for
+            example :class:`RedisRateLimiter`); while it is unreachable the
+            local windows of *limits* apply instead.
+        store_timeout: Seconds any store call may take before it counts as a
+            failure.
         retry_ms: The ``retry`` hint (milliseconds) sent on SSE streams.
         on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
-            succeeded.
+            succeeded (not for restores).
         on_session_closed: Called as ``fn(session_id, reason)`` after a close.
     """
 
@@ -289,15 +324,21 @@ class BoundedSessionManager:
         *,
         limits: SessionLimits | None = None,
         event_store: EventStore | _Default | None = DEFAULT,
+        session_store: SessionStore | None = None,
+        rate_limiter: SharedRateLimiter | None = None,
+        store_timeout: float = 2.0,
         retry_ms: int = 1000,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
+        _positive_seconds("store_timeout", store_timeout)
         self.server = server
         self.limits = limits if limits is not None else SessionLimits()
         self.event_store: EventStore | None = (
             InMemoryEventStore() if isinstance(event_store, _Default) else event_store
         )
+        self.session_store = session_store
+        self.store_timeout = store_timeout
         self.retry_ms = retry_ms
         self._on_session_created = on_session_created
         self._on_session_closed = on_session_closed
@@ -308,9 +349,17 @@ class BoundedSessionManager:
         self._idle: OrderedDict[str, None] = OrderedDict()
         self._busy_ids: set[str] = set()
         self._rate = SlidingWindowLimiter(self.limits.rate_limit, self.limits.rate_limit_per_client)
-        self._rate_receipts: dict[str, list[tuple[SlidingWindow, float]]] = {}
+        self._shared_rate = rate_limiter
+        self._rate_receipts: dict[str, _Receipt] = {}
+        #: Ids closed for good recently: never restored, whatever a store says.
+        self._tombstones: OrderedDict[str, None] = OrderedDict()
+        self._restoring: dict[str, trio.Event] = {}
+        self._saving: dict[str, bool] = {}
+        self._last_store_touch: dict[str, float] = {}
         self._refused: Counter[str] = Counter()
         self._evicted = 0
+        self._restored = 0
+        self._store_errors = 0
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
         self._draining = False
@@ -322,7 +371,11 @@ class BoundedSessionManager:
     async def run(
         self, *, task_status: trio.TaskStatus[BoundedSessionManager] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve sessions until :meth:`aclose`; then close every session (``shutdown``)."""
+        """Serve sessions until :meth:`aclose`; then close every session (``shutdown``).
+
+        With a session store, sessions open at shutdown stay restorable: their
+        records are refreshed (bounded by ``store_timeout``) before they close.
+        """
         if self._nursery is not None or self._stopped.is_set():
             raise RuntimeError("a session manager runs once")
         try:
@@ -332,6 +385,8 @@ class BoundedSessionManager:
                 try:
                     await self._stopped.wait()
                 finally:
+                    with trio.CancelScope(shield=True):
+                        await self._persist_for_restart()
                     # Cancelled or stopped: either way every session ends as "shutdown".
                     self._close_all(CloseReason.SHUTDOWN)
         finally:
@@ -371,6 +426,106 @@ class BoundedSessionManager:
     def draining(self) -> bool:
         return self._draining
 
+    # -- stores -----------------------------------------------------------------------
+
+    async def _store_call(
+        self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any
+    ) -> T:
+        """One store call, bounded by ``store_timeout``; failures are counted and logged.
+
+        Raises:
+            StoreUnavailable: The store failed or did not answer in time.
+        """
+        try:
+            with trio.fail_after(self.store_timeout):
+                return await fn(*args, **kw)
+        except trio.TooSlowError:
+            self._store_errors += 1
+            logger.warning("store call %s timed out after %s s", what, self.store_timeout)
+            raise StoreUnavailable(f"{what} timed out") from None
+        except StoreUnavailable as exc:
+            self._store_errors += 1
+            logger.warning("store call %s failed: %s", what, exc)
+            raise
+
+    def _record(self, session: Session) -> SessionRecord:
+        assert session.client_info is not None
+        now = time.time()
+        return SessionRecord(
+            session_id=session.session_id,
+            protocol_version=session.client_info.protocol_version,
+            initialize_params=session.client_info.raw_params,
+            log_level=session.log_level,
+            subscriptions=tuple(sorted(session.subscriptions)),
+            principal=session.principal,
+            created_at=now - (trio.current_time() - session.created_at),
+            last_activity=now - (trio.current_time() - session.last_activity),
+        )
+
+    async def _save(self, session: Session) -> None:
+        """Write a session's record; repeated while changes arrive during the write."""
+        store = self.session_store
+        session_id = session.session_id
+        if store is None or session_id in self._saving:
+            if session_id in self._saving:
+                self._saving[session_id] = True  # dirty: the running save goes again
+            return
+        self._saving[session_id] = False
+        try:
+            while session.is_open and session.client_info is not None:
+                try:
+                    await self._store_call(
+                        "session save", store.save, self._record(session), ttl=self._ttl()
+                    )
+                except StoreUnavailable:
+                    return  # degraded: served, not restorable until the next save
+                self._last_store_touch[session_id] = trio.current_time()
+                if not self._saving.get(session_id):
+                    return
+                self._saving[session_id] = False
+        finally:
+            self._saving.pop(session_id, None)
+
+    def _ttl(self) -> float:
+        lifetime = self.limits.max_lifetime
+        return min(self.limits.idle_timeout, lifetime) if lifetime else self.limits.idle_timeout
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+
+    def _state_changed(self, session: Session) -> None:
+        self._spawn(self._save, session)
+
+    async def _touch_record(self, session: Session) -> None:
+        assert self.session_store is not None
+        with contextlib.suppress(StoreUnavailable):
+            await self._store_call(
+                "session touch",
+                self.session_store.touch,
+                session.session_id,
+                ttl=self._ttl(),
+                last_activity=time.time(),
+            )
+
+    async def _forget(self, session_id: str) -> None:
+        """Remove everything stored for a session closed for good."""
+        if self.session_store is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._store_call("session delete", self.session_store.delete, session_id)
+        if self.event_store is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._store_call("event delete", self.event_store.delete_session, session_id)
+
+    async def _persist_for_restart(self) -> None:
+        if self.session_store is None:
+            return
+        sessions = [s for s in self._sessions.values() if s.is_open and s.client_info]
+        with trio.move_on_after(self.store_timeout):
+            async with trio.open_nursery() as nursery:
+                for session in sessions:
+                    nursery.start_soon(self._save, session)
+
     # -- the table ------------------------------------------------------------------
 
     def _live(self, session_id: str) -> Session:
@@ -389,6 +544,13 @@ class BoundedSessionManager:
             self._busy_ids.discard(session_id)
             self._idle[session_id] = None
             self._idle.move_to_end(session_id)
+        if self.session_store is not None and session.client_info is not None:
+            # Keep the record's TTL ahead of the idle deadline, lazily: one
+            # touch per quarter of the TTL, not one store call per request.
+            now = trio.current_time()
+            if now - self._last_store_touch.get(session_id, -math.inf) > self._ttl() / 4:
+                self._last_store_touch[session_id] = now
+                self._spawn(self._touch_record, session)
 
     def _session_closed(self, session: Session) -> None:
         session_id = session.session_id
@@ -397,41 +559,40 @@ class BoundedSessionManager:
         self._idle.pop(session_id, None)
         self._busy_ids.discard(session_id)
         self._rate_receipts.pop(session_id, None)
+        self._last_store_touch.pop(session_id, None)
         self._limiter.release_on_behalf_of(session_id)
         reason = session.close_reason or CloseReason.ERROR
         self._closed_by_reason[reason.value] += 1
         if reason is CloseReason.EVICTED:
             self._evicted += 1
-        if self.event_store is not None:
+        keep_for_restart = reason is CloseReason.SHUTDOWN and self.session_store is not None
+        if not keep_for_restart:
+            self._tombstones[session_id] = None
+            if len(self._tombstones) > _MAX_TOMBSTONES:
+                self._tombstones.popitem(last=False)
             delete_nowait = getattr(self.event_store, "delete_session_nowait", None)
             if delete_nowait is not None:
-                delete_nowait(session.session_id)
-            elif self._nursery is not None:
-                self._nursery.start_soon(self._delete_events, session.session_id)
+                delete_nowait(session_id)
+            if self.session_store is not None or (
+                self.event_store is not None and delete_nowait is None
+            ):
+                self._spawn(self._forget, session_id)
         logger.info(
             "session closed session_id=%s reason=%s lifetime=%.3fs",
-            session.session_id,
+            session_id,
             reason.value,
             trio.current_time() - session.created_at,
-            extra={"session_id": session.session_id, "reason": reason.value},
+            extra={"session_id": session_id, "reason": reason.value},
         )
         if self._on_session_closed is not None:
             try:
-                self._on_session_closed(session.session_id, reason)
+                self._on_session_closed(session_id, reason)
             except Exception:
                 logger.exception("on_session_closed hook failed")
 
-    async def _delete_events(self, session_id: str) -> None:
-        assert self.event_store is not None
-        try:
-            await self.event_store.delete_session(session_id)
-        except Exception:
-            logger.exception("could not delete stored events of session %s", session_id)
+    # -- admission ------------------------------------------------------------------
 
-    # -- SessionManager -------------------------------------------------------------
-
-    async def create_session(self, info: RequestInfo) -> str:
-        await trio.lowlevel.checkpoint()
+    def _check_admission(self) -> trio.Nursery:
         nursery = self._nursery
         if nursery is None:
             self._refused["unavailable"] += 1
@@ -439,20 +600,50 @@ class BoundedSessionManager:
         if self._draining:
             self._refused["unavailable"] += 1
             raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
-        receipt: list[tuple[SlidingWindow, float]] = []
-        if self._rate.enabled:
-            key = self.limits.rate_limit_key(info) if self.limits.rate_limit_per_client else None
-            wait, receipt = self._rate.acquire(key, trio.current_time())
-            if wait > 0:
-                self._refused["rate_limit"] += 1
-                raise RateLimited(
-                    "too many sessions created; slow down", retry_after=max(1.0, math.ceil(wait))
-                )
-        session_id = new_session_id()
+        return nursery
+
+    async def _admit_rate(self, info: RequestInfo) -> _Receipt:
+        """Spend a creation from the rate limits, or raise :class:`RateLimited`."""
+        receipt = _Receipt()
+        shared = self._shared_rate
+        if shared is None and not self._rate.enabled:
+            return receipt
+        per_client = shared.per_client if shared is not None else self.limits.rate_limit_per_client
+        key = self.limits.rate_limit_key(info) if per_client is not None else None
+        wait = 0.0
+        if shared is not None:
+            try:
+                wait, receipt.shared = await self._store_call("rate limit", shared.acquire, key)
+            except StoreUnavailable:
+                shared = None  # degraded: this instance's own windows apply
+        if shared is None and self._rate.enabled:
+            wait, receipt.local = self._rate.acquire(key, trio.current_time())
+        if wait > 0:
+            self._refused["rate_limit"] += 1
+            raise RateLimited(
+                "too many sessions created; slow down", retry_after=max(1.0, math.ceil(wait))
+            )
+        return receipt
+
+    def _refund(self, receipt: _Receipt | None) -> None:
+        if receipt is None:
+            return
+        self._rate.refund(receipt.local)
+        if receipt.shared is not None and self._shared_rate is not None:
+            self._spawn(self._refund_shared, receipt.shared)
+
+    async def _refund_shared(self, token: object) -> None:
+        assert self._shared_rate is not None
+        with contextlib.suppress(StoreUnavailable):
+            await self._store_call("rate refund", self._shared_rate.refund, token)
+
+    async def _open(self, session_id: str, info: RequestInfo, receipt: _Receipt) -> Session:
+        """Take a slot (evicting per policy) and start the session's worker."""
+        nursery = self._check_admission()
         try:
             await self._take_slot(session_id)
         except BaseException:
-            self._rate.refund(receipt)
+            self._refund(receipt)
             raise
         session = Session(
             session_id,
@@ -464,6 +655,9 @@ class BoundedSessionManager:
             retry_ms=self.retry_ms,
             on_closed=self._session_closed,
             on_activity=self._session_activity,
+            on_state_changed=self._state_changed,
+            principal=info.principal,
+            store_timeout=self.store_timeout,
         )
         self._sessions[session_id] = session
         self._busy_ids.add(session_id)  # initializing: not an eviction candidate yet
@@ -476,10 +670,19 @@ class BoundedSessionManager:
             if self._sessions.get(session_id) is session and not session.closed.is_set():
                 del self._sessions[session_id]
                 self._busy_ids.discard(session_id)
-                self._rate.refund(self._rate_receipts.pop(session_id, []))
+                self._refund(self._rate_receipts.pop(session_id, None))
                 self._limiter.release_on_behalf_of(session_id)
             raise
-        return session_id
+        return session
+
+    # -- SessionManager -------------------------------------------------------------
+
+    async def create_session(self, info: RequestInfo) -> str:
+        await trio.lowlevel.checkpoint()
+        self._check_admission()
+        receipt = await self._admit_rate(info)
+        session = await self._open(new_session_id(), info, receipt)
+        return session.session_id
 
     async def _take_slot(self, session_id: str) -> None:
         """Acquire a limiter token for *session_id*, evicting per policy at the cap."""
@@ -530,26 +733,30 @@ class BoundedSessionManager:
         reply = await session.initialize(request, client)
         if isinstance(reply, ErrorResponse):
             # A creation whose initialize fails gives its rate-limit token back.
-            self._rate.refund(self._rate_receipts.pop(session_id, []))
+            self._refund(self._rate_receipts.pop(session_id, None))
             await self.close_session(session_id, CloseReason.ERROR)
-        else:
-            self._rate_receipts.pop(session_id, None)
-            logger.info(
-                "session created session_id=%s protocol_version=%s client=%s",
-                session_id,
-                client.protocol_version,
-                client.client_info.get("name"),
-                extra={
-                    "session_id": session_id,
-                    "protocol_version": client.protocol_version,
-                    "client": client.client_info.get("name"),
-                },
-            )
-            if self._on_session_created is not None:
-                try:
-                    self._on_session_created(session_id, info)
-                except Exception:
-                    logger.exception("on_session_created hook failed")
+            return reply
+        self._rate_receipts.pop(session_id, None)
+        logger.info(
+            "session created session_id=%s protocol_version=%s client=%s",
+            session_id,
+            client.protocol_version,
+            client.client_info.get("name"),
+            extra={
+                "session_id": session_id,
+                "protocol_version": client.protocol_version,
+                "client": client.client_info.get("name"),
+            },
+        )
+        if self.session_store is not None:
+            # Awaited, so a client's very next request can be restored
+            # elsewhere; a failing store only costs restorability (degraded).
+            await self._save(session)
+        if self._on_session_created is not None:
+            try:
+                self._on_session_created(session_id, info)
+            except Exception:
+                logger.exception("on_session_created hook failed")
         return reply
 
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -560,6 +767,7 @@ class BoundedSessionManager:
             session_id,
             session.client_info.protocol_version if session.client_info else None,
             session.client_info is not None,
+            session.principal,
         )
 
     def session(self, session_id: str) -> Session:
@@ -578,6 +786,11 @@ class BoundedSessionManager:
         # The slot is free when this returns: wait for the worker to finish.
         with trio.CancelScope(shield=True):
             await session.closed.wait()
+            if reason is CloseReason.DELETED and self.session_store is not None:
+                # Gone from the store before DELETE is answered: no instance
+                # can restore it afterwards.
+                with trio.move_on_after(self.store_timeout):
+                    await self._forget(session_id)
 
     async def create_stream(
         self,
@@ -606,10 +819,63 @@ class BoundedSessionManager:
         return await self._live(session_id).resume(last_event_id)
 
     async def restore_session(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
+        """Bring back a session from the session store: single-flight per id.
+
+        The restore is admitted like a new session (rate limits, cap,
+        eviction), then ``initialize`` is replayed with ``is_restored=True``.
+
+        Raises:
+            StoreUnavailable: The store could not be read (answer 503).
+            RateLimited, TooManySessions, ServiceUnavailable: Not admitted.
+        """
         await trio.lowlevel.checkpoint()
-        if self.get_session(session_id) is not None:
-            return RestoreOutcome.ALREADY_PRESENT
-        return RestoreOutcome.NOT_SUPPORTED
+        while True:
+            if self.get_session(session_id) is not None:
+                return RestoreOutcome.ALREADY_PRESENT
+            if self.session_store is None:
+                return RestoreOutcome.NOT_SUPPORTED
+            if session_id in self._tombstones:
+                return RestoreOutcome.NOT_FOUND
+            pending = self._restoring.get(session_id)
+            if pending is None:
+                break
+            await pending.wait()  # someone else is restoring it: wait, then look again
+        done = self._restoring[session_id] = trio.Event()
+        try:
+            return await self._restore(session_id, info)
+        finally:
+            del self._restoring[session_id]
+            done.set()
+
+    async def _restore(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
+        assert self.session_store is not None
+        self._check_admission()
+        record = await self._store_call("session load", self.session_store.load, session_id)
+        if record is None or record.principal != info.principal:
+            return RestoreOutcome.NOT_FOUND
+        try:
+            request = Request(0, "initialize", record.initialize_params)
+            client = parse_initialize(request)
+        except ProtocolError:
+            logger.warning("session %s: stored record is unusable", session_id)
+            return RestoreOutcome.NOT_FOUND
+        receipt = await self._admit_rate(info)
+        session = await self._open(session_id, info, receipt)
+        self._rate_receipts.pop(session_id, None)
+        reply = await session.restore(request, client, record.log_level, record.subscriptions)
+        if isinstance(reply, ErrorResponse):
+            # The application refused the restore: the session is gone for good.
+            await self.close_session(session_id, CloseReason.ERROR)
+            return RestoreOutcome.NOT_FOUND
+        self._restored += 1
+        logger.info(
+            "session restored session_id=%s protocol_version=%s",
+            session_id,
+            client.protocol_version,
+            extra={"session_id": session_id, "restored": True},
+        )
+        self._spawn(self._save, session)
+        return RestoreOutcome.RESTORED
 
     # -- broadcast --------------------------------------------------------------------
 
@@ -650,6 +916,9 @@ class BoundedSessionManager:
             refused_by_reason=dict(self._refused),
             evicted=self._evicted,
             busy_sessions=len(self._busy_ids),
+            restored=self._restored,
+            store_errors=self._store_errors
+            + sum(s.store_failures for s in self._sessions.values()),
         )
 
     @property

@@ -13,9 +13,9 @@ import contextlib
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import final
+from typing import Protocol, final, runtime_checkable
 
-__all__ = ["RateLimit", "SlidingWindow", "SlidingWindowLimiter"]
+__all__ = ["RateLimit", "SharedRateLimiter", "SlidingWindow", "SlidingWindowLimiter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +154,28 @@ class SlidingWindowLimiter:
 
     def tracked_keys(self) -> int:
         return len(self._keys)
+
+
+@runtime_checkable
+class SharedRateLimiter(Protocol):
+    """A creation rate limiter shared by several server instances (e.g. through Redis).
+
+    Attributes:
+        global_limit: The limit shared by all clients, or ``None``.
+        per_client: The limit per client key, or ``None``.
+    """
+
+    global_limit: RateLimit | None
+    per_client: RateLimit | None
+
+    async def acquire(self, key: str | None) -> tuple[float, object]:
+        """Spend one creation: ``(0, receipt)`` when allowed, else ``(retry_after, None)``.
+
+        Raises:
+            StoreUnavailable: The backend failed.
+        """
+        ...
+
+    async def refund(self, receipt: object) -> None:
+        """Give back a creation whose ``initialize`` failed."""
+        ...

@@ -201,9 +201,16 @@ class Session:
         on_closed: Any,
         max_lifetime: float | None = None,
         on_activity: Any = None,
+        on_state_changed: Any = None,
+        principal: str | None = None,
+        store_timeout: float = 2.0,
     ) -> None:
         self.session_id = session_id
         self.server = server
+        #: The credential identity this session is bound to (``None``: unauthenticated).
+        self.principal = principal
+        self.store_timeout = store_timeout
+        self._on_state_changed = on_state_changed
         self.event_store = event_store
         self.idle_timeout = idle_timeout
         self.init_timeout = init_timeout
@@ -234,6 +241,7 @@ class Session:
         self._pending_replies: dict[RequestId, _PendingReply] = {}
         self._standalone = self._new_stream(standalone=True, reply_mode="sse")
         self._attached = 0
+        self.store_failures = 0
         #: Whether the client has used the session after ``initialize`` (sent
         #: ``initialized``, a request, or opened a stream); until then the
         #: init timeout applies instead of the idle timeout.
@@ -345,6 +353,30 @@ class Session:
         self.touch()
         return Response(request.id, result)
 
+    async def restore(
+        self, request: Request, client: ClientInfo, log_level: str | None, subscriptions: Any
+    ) -> Response | ErrorResponse:
+        """Replay ``initialize`` for a session brought back from a session store.
+
+        The server's ``on_initialize`` hooks see ``is_restored=True``. The
+        client already finished its handshake with the original process, so
+        the session starts operating, with the stored log level and
+        subscriptions.
+        """
+        self.is_restored = True
+        reply = await self.initialize(request, client)
+        if isinstance(reply, Response):
+            self.log_level = log_level
+            self.subscriptions = set(subscriptions)
+            self.state.receive_notification("notifications/initialized")
+            self._seen_use = True
+            self.touch()
+        return reply
+
+    def persisted_state(self) -> tuple[str | None, frozenset[str]]:
+        """What a session store must keep up to date besides the handshake."""
+        return self.log_level, frozenset(self.subscriptions)
+
     @property
     def protocol_version(self) -> str:
         assert self.client_info is not None
@@ -358,8 +390,11 @@ class Session:
     # -- streams --------------------------------------------------------------------------
 
     def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _Stream:
+        # "g…" names a standalone (GET) stream, "r…" a request's stream: a
+        # resume can tell them apart even after a restart or on another instance.
+        kind = "g" if standalone else "r"
         while True:
-            stream_id = secrets.token_hex(6)
+            stream_id = kind + secrets.token_hex(6)
             if stream_id not in self._streams:
                 break
         stream = _Stream(stream_id, standalone=standalone, reply_mode=reply_mode)
@@ -425,10 +460,19 @@ class Session:
             stream.seq += 1
             seq = stream.seq
             if self.event_store is not None and stream.reply_mode == "sse":
-                try:
-                    await self.event_store.append(self.session_id, stream.stream_id, seq, data)
-                except StoreUnavailable:
-                    logger.warning("session %s: event store unavailable", self.session_id)
+                # Bounded: a slow or dead store delays nobody for long, and the
+                # event still goes out live; only its replay is lost (logged).
+                with trio.move_on_after(self.store_timeout) as store_scope:
+                    try:
+                        await self.event_store.append(self.session_id, stream.stream_id, seq, data)
+                    except StoreUnavailable as exc:
+                        self.store_failures += 1
+                        logger.warning(
+                            "session %s: event store unavailable: %s", self.session_id, exc
+                        )
+                if store_scope.cancelled_caught:
+                    self.store_failures += 1
+                    logger.warning("session %s: event store timed out", self.session_id)
             self._deliver(stream, SseEvent(stream.event_id(seq), data))
 
     def _end_stream(self, stream: _Stream) -> None:
@@ -483,6 +527,7 @@ class Session:
             default_timeout=self.server.request_timeout,
         )
         reply: Response | ErrorResponse | None = None
+        before = self.persisted_state()
         try:
             with scope:
                 try:
@@ -512,6 +557,8 @@ class Session:
                     data = encode(
                         ErrorResponse(request.id, INTERNAL_ERROR, "Result is not serializable")
                     )
+                if self._on_state_changed is not None and self.persisted_state() != before:
+                    self._on_state_changed(self)
                 await self._emit(stream, data)
         finally:
             self._inflight.pop(request.id, None)
@@ -610,9 +657,20 @@ class Session:
                     raise EventsPurged("this server keeps no events to replay")
                 return self._attach(stream)
         if stream is None:
-            # Finished stream (or one from before a restore): replay what the
-            # store holds, then end the response.
-            stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            # A finished stream, or one from before a restore (another process
+            # wrote it): replay what the store holds.
+            with trio.fail_after(self.store_timeout):
+                stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            replay = [SseEvent(f"{stream_id}_{e.seq}", e.data) for e in stored]
+            if stream_id.startswith("g"):
+                # An earlier GET stream: after its backlog, this response goes on
+                # as the session's live GET stream.
+                if self._standalone.connection is not None:
+                    raise UnknownEventId("this session already has an open GET stream")
+                self._seen_use = True
+                handle = self._attach(self._standalone, replay)
+                handle.priming = None
+                return handle
             if not stored:
                 raise UnknownEventId(f"no stream {stream_id!r} to resume in this session")
             send, receive = trio.open_memory_channel[SseEvent](0)
@@ -621,12 +679,13 @@ class Session:
                 stream_id,
                 receive,
                 priming=None,
-                replay=[SseEvent(f"{stream_id}_{e.seq}", e.data) for e in stored],
+                replay=replay,
             )
         async with stream.lock:
             if after > stream.seq:
                 raise UnknownEventId(f"Last-Event-ID {last_event_id!r} is from the future")
-            stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            with trio.fail_after(self.store_timeout):
+                stored = await self.event_store.replay_after(self.session_id, stream_id, after)
             replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
             if stream.reply_mode != "sse":
                 raise UnknownEventId("JSON replies cannot be resumed")

@@ -20,6 +20,7 @@ from .._errors import (
     RateLimited,
     ServiceUnavailable,
     SessionNotFound,
+    StoreUnavailable,
     UnknownEventId,
 )
 from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
@@ -44,8 +45,9 @@ from .._session import CloseReason, EventStream, RequestInfo
 from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
 
 if TYPE_CHECKING:
+    from .._ratelimit import SharedRateLimiter
     from .._server._server import McpServer
-    from .._stores._base import EventStore
+    from .._stores._base import EventStore, SessionStore
 
 __all__ = ["StreamableHTTPApp"]
 
@@ -128,6 +130,11 @@ class StreamableHTTPApp:
         retry_ms: ``retry`` hint on SSE streams and when draining.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
+        session_store: A :class:`SessionStore` so sessions survive a restart or
+            move between instances (built-in manager).
+        rate_limiter: A creation rate limiter shared between instances, such
+            as :class:`RedisRateLimiter` (built-in manager).
+        store_timeout: Seconds any store call may take (built-in manager).
         metrics_path: Serve Prometheus metrics of the built-in manager at this
             path (needs the ``metrics`` extra); ``None`` for none.
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
@@ -150,6 +157,9 @@ class StreamableHTTPApp:
         retry_ms: int = 1000,
         principal: Callable[[Scope], str | None] | None = None,
         metrics_path: str | None = None,
+        session_store: SessionStore | None = None,
+        rate_limiter: SharedRateLimiter | None = None,
+        store_timeout: float = 2.0,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
@@ -172,6 +182,9 @@ class StreamableHTTPApp:
                 "retry_ms": retry_ms,
                 "on_session_created": on_session_created,
                 "on_session_closed": on_session_closed,
+                "session_store": session_store,
+                "rate_limiter": rate_limiter,
+                "store_timeout": store_timeout,
             }
             if event_store is not ...:
                 kwargs["event_store"] = event_store
@@ -306,15 +319,26 @@ class StreamableHTTPApp:
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
-        if self.manager.get_session(session_id) is None:
+        live = self.manager.get_session(session_id)
+        if live is None:
             outcome = RestoreOutcome.NOT_FOUND
             if _plausible_session_id(session_id):
                 try:
                     outcome = await self.manager.restore_session(session_id, info)
-                except ServiceUnavailable as exc:
+                except ServiceUnavailable as exc:  # rate limit, cap, draining
                     raise _unavailable(exc, request_id) from None
+                except StoreUnavailable:
+                    raise _unavailable(
+                        ServiceUnavailable("the session store is unreachable", retry_after=2.0),
+                        request_id,
+                    ) from None
             if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
                 raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
+            live = self.manager.get_session(session_id)
+        if live is None or live.principal != info.principal:
+            # A session is bound to the credential that created it; anyone
+            # else is told exactly what an unknown id gets.
+            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
         return session_id
 
     # -- POST ------------------------------------------------------------------------
@@ -541,6 +565,10 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 409, SERVER_ERROR, f"Conflict: cannot resume, events were lost: {exc}"
             ) from None
+        except (StoreUnavailable, trio.TooSlowError):
+            raise _unavailable(
+                ServiceUnavailable("the event store is unreachable", retry_after=2.0)
+            ) from None
         if stream is None:
             raise _HTTPError(
                 409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
@@ -551,9 +579,7 @@ class StreamableHTTPApp:
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
         self._check_version_header(headers)
-        session_id = headers.get(SESSION_HEADER)
-        if session_id is None:
-            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        session_id = await self._require_session(headers, info)
         try:
             await self.manager.close_session(session_id, CloseReason.DELETED)
         except SessionNotFound:

@@ -1,0 +1,69 @@
+"""The in-memory session store: the default, and the reference for the contract."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, final
+
+import trio
+
+if TYPE_CHECKING:
+    from ._base import SessionRecord
+
+__all__ = ["InMemorySessionStore"]
+
+
+@final
+class InMemorySessionStore:
+    """Session records in a dict, with expiry on trio's clock.
+
+    It survives nothing (not a restart, not another process); it exists so
+    the restore path is exercised by default and as the contract's reference.
+
+    Args:
+        max_records: Records kept at most; the soonest to expire goes first.
+    """
+
+    def __init__(self, *, max_records: int = 100_000) -> None:
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        self.max_records = max_records
+        self._records: dict[str, tuple[float, SessionRecord]] = {}
+
+    def _expired(self, session_id: str, now: float) -> bool:
+        entry = self._records.get(session_id)
+        if entry is not None and entry[0] <= now:
+            del self._records[session_id]
+            return True
+        return entry is None
+
+    async def save(self, record: SessionRecord, *, ttl: float) -> None:
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        self._records[record.session_id] = (now + ttl, record)
+        if len(self._records) > self.max_records:
+            for session_id in [s for s, (exp, _) in self._records.items() if exp <= now]:
+                del self._records[session_id]
+            while len(self._records) > self.max_records:
+                soonest = min(self._records, key=lambda s: self._records[s][0])
+                del self._records[soonest]
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        await trio.lowlevel.checkpoint()
+        if self._expired(session_id, trio.current_time()):
+            return None
+        return self._records[session_id][1]
+
+    async def touch(self, session_id: str, *, ttl: float, last_activity: float) -> None:
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        if not self._expired(session_id, now):
+            record = self._records[session_id][1]
+            self._records[session_id] = (now + ttl, replace(record, last_activity=last_activity))
+
+    async def delete(self, session_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._records.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._records)
