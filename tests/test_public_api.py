@@ -41,6 +41,8 @@ PUBLIC = {
     "SessionRecord",
     "SessionStore",
     "StoreUnavailable",
+    "SqliteEventStore",
+    "SqliteSessionStore",
     "StoredEvent",
     "StreamableHTTPApp",
     "TooManySessions",

@@ -6,14 +6,16 @@ itself, so for it the contract checks the TTL it set instead of waiting.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
 from trio_mcp_sessions import EventsPurged, EventStore, SessionRecord, SessionStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
 
 KINDS = ["memory", "sqlite", "redis"]
 

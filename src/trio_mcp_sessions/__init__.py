@@ -47,6 +47,8 @@ from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
+from ._stores._sqlite import SqliteEventStore as SqliteEventStore
+from ._stores._sqlite import SqliteSessionStore as SqliteSessionStore
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._http import HostPolicy as HostPolicy
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -61,6 +62,36 @@ def _rate(text: str) -> RateLimit:
         ) from None
 
 
+async def _open_stores(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, nursery: trio.Nursery
+) -> dict[str, Any]:
+    """Open the stores the command line asks for; they close with *stack*."""
+    if args.sqlite:
+        from ._stores._sqlite import SqliteEventStore, SqliteSessionStore
+
+        events = SqliteEventStore(args.sqlite)
+        stack.push_async_callback(events.aclose)
+        sessions = SqliteSessionStore(args.sqlite)
+        stack.push_async_callback(sessions.aclose)
+        return {"event_store": events, "session_store": sessions}
+    from ._stores._redis import RedisEventStore, RedisRateLimiter, RedisSessionStore, open_redis
+
+    client = await open_redis(args.redis, nursery)
+    prefix = args.store_prefix
+    options: dict[str, Any] = {
+        "event_store": RedisEventStore(client, prefix=prefix),
+        "session_store": RedisSessionStore(client, prefix=prefix),
+    }
+    if args.rate_limit or args.rate_limit_per_client:
+        options["rate_limiter"] = RedisRateLimiter(
+            client,
+            global_limit=args.rate_limit,
+            per_client=args.rate_limit_per_client,
+            prefix=prefix,
+        )
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = SessionLimits()
     parser = argparse.ArgumentParser(
@@ -101,6 +132,24 @@ def _parser() -> argparse.ArgumentParser:
         help="creation limit per client address, e.g. 10/60",
     )
     run.add_argument("--metrics-path", default=None, help="serve Prometheus metrics here")
+    stores = run.add_mutually_exclusive_group()
+    stores.add_argument(
+        "--sqlite",
+        metavar="PATH",
+        default=None,
+        help="keep events and sessions in this SQLite file (sessions survive a restart)",
+    )
+    stores.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="keep events and sessions in Redis (redis://host:port/db), shared by instances; "
+        "creation rate limits are then shared too",
+    )
+    run.add_argument("--store-prefix", default="mcp", help="Redis key prefix (default mcp)")
+    run.add_argument(
+        "--store-timeout", type=float, default=2.0, help="seconds a store call may take"
+    )
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
     run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
     run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
@@ -144,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
             "max_body_bytes": args.max_body_bytes,
             "retry_ms": args.retry_ms,
             "metrics_path": args.metrics_path,
+            "store_timeout": args.store_timeout,
         }
         if args.no_event_store:
             options["event_store"] = None
 
     async def run() -> None:
-        async with trio.open_nursery() as nursery:
+        async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            if isinstance(target, McpServer) and (args.sqlite or args.redis):
+                options.update(await _open_stores(args, stack, nursery))
             urls = await nursery.start(
                 partial(
                     serve, target, bind=binds, graceful_timeout=args.graceful_timeout, **options

@@ -177,6 +177,16 @@ class _PendingReply:
         self.error: ErrorResponse | None = None
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    """``Cancelled``, or a group holding nothing but ``Cancelled``."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False
+
+
 def parse_event_id(event_id: str) -> tuple[str, int]:
     """Split ``"<stream>_<seq>"``; raise :class:`UnknownEventId` for anything else."""
     stream_id, sep, seq = event_id.rpartition("_")
@@ -265,6 +275,12 @@ class Session:
             logger.exception("session %s failed", self.session_id)
             if self.close_reason is None:
                 self.close_reason = CloseReason.ERROR
+        except BaseException as exc:
+            # Cancelled from outside its own scope: the manager's nursery is
+            # going away, so this is a shutdown, not an error.
+            if self.close_reason is None and _is_cancellation(exc):
+                self.close_reason = CloseReason.SHUTDOWN
+            raise
         finally:
             self._finish()
 
@@ -681,14 +697,20 @@ class Session:
                 priming=None,
                 replay=replay,
             )
+        if stream.reply_mode != "sse":
+            raise UnknownEventId("JSON replies cannot be resumed")
         async with stream.lock:
             if after > stream.seq:
                 raise UnknownEventId(f"Last-Event-ID {last_event_id!r} is from the future")
             with trio.fail_after(self.store_timeout):
                 stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            if [e.seq for e in stored] != list(range(after + 1, stream.seq + 1)):
+                # This process knows the stream's length: anything short of
+                # every event after the id is a gap, whatever the store said.
+                raise EventsPurged(
+                    f"stream {stream_id!r}: events {after + 1}..{stream.seq} are not all stored"
+                )
             replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
-            if stream.reply_mode != "sse":
-                raise UnknownEventId("JSON replies cannot be resumed")
             self._seen_use = True
             handle = self._attach(stream, replay)
             handle.priming = None

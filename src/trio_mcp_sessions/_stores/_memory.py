@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["InMemoryEventStore"]
 
+#: Emptied streams remembered per session (for gap reports) before the oldest go.
+_MAX_STREAM_MARKERS = 1000
+
 
 @dataclass(slots=True)
 class _Stream:
@@ -75,10 +78,14 @@ class InMemoryEventStore:
 
     def _expire(self, session: _SessionEvents, now: float) -> None:
         cutoff = now - self.max_age
-        for stream_id, stream in list(session.streams.items()):
+        for stream in session.streams.values():
             while stream.events and stream.events[0][0] < cutoff:
                 self._drop_oldest(session, stream)
-            if not stream.events and stream.last_append < cutoff:
+        # An emptied stream stays as a small marker (no payload) so a later
+        # replay from before its purge is reported as a gap, not as "nothing".
+        if len(session.streams) > _MAX_STREAM_MARKERS:
+            empty = [sid for sid, st in session.streams.items() if not st.events]
+            for stream_id in empty[: len(session.streams) - _MAX_STREAM_MARKERS]:
                 del session.streams[stream_id]
 
     def _oldest_stream(self, session: _SessionEvents) -> _Stream:

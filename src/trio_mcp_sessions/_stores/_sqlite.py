@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final, Self, TypeVar, final
@@ -54,6 +55,7 @@ SCHEMA_VERSION: Final = 1
 
 #: Seconds a call waits for another connection's write lock before failing.
 BUSY_TIMEOUT: Final = 5.0
+_INIT_LOCK = threading.Lock()
 
 _SCHEMA: Final = (
     # One row per stored event; ``id`` is the insertion order, oldest first.
@@ -143,9 +145,22 @@ class _Database:
                 self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                _create_schema(conn)
+                # Switching to WAL and creating the schema can meet "database is
+                # locked" without SQLite's busy handler ever waiting (another
+                # connection doing the same): serialize it in this process and
+                # retry, bounded, against other processes.
+                with _INIT_LOCK:
+                    deadline = time.monotonic() + BUSY_TIMEOUT
+                    while True:
+                        try:
+                            conn.execute("PRAGMA journal_mode=WAL")
+                            conn.execute("PRAGMA synchronous=NORMAL")
+                            _create_schema(conn)
+                            break
+                        except sqlite3.OperationalError as exc:
+                            if "locked" not in str(exc) or time.monotonic() > deadline:
+                                raise
+                            time.sleep(0.01)
             except BaseException:
                 conn.close()
                 raise
@@ -257,22 +272,29 @@ class SqliteEventStore:
 
     def _expire(self, conn: sqlite3.Connection, cutoff: float) -> None:
         """Drop every event created before *cutoff*, remembering the gaps."""
-        expired = conn.execute(
-            "SELECT session_id, stream_id, MAX(seq), COUNT(*), SUM(size) FROM mcp_events"
-            " WHERE created_at < ? GROUP BY session_id, stream_id",
+        # Plain rows, aggregated here: a GROUP BY would lead SQLite to scan the
+        # whole table in stream order instead of seeking the age index.
+        streams: dict[tuple[str, str], int] = {}
+        sessions: dict[str, tuple[int, int]] = {}
+        for session_id, stream_id, seq, size in conn.execute(
+            "SELECT session_id, stream_id, seq, size FROM mcp_events WHERE created_at < ?",
             (cutoff,),
-        ).fetchall()
-        if not expired:
+        ):
+            key = (session_id, stream_id)
+            streams[key] = max(streams.get(key, 0), seq)
+            count, total = sessions.get(session_id, (0, 0))
+            sessions[session_id] = (count + 1, total + size)
+        if not streams:
             return
         conn.executemany(
             "UPDATE mcp_event_streams SET purged_through = MAX(purged_through, ?)"
             " WHERE session_id = ? AND stream_id = ?",
-            [(seq, session_id, stream_id) for session_id, stream_id, seq, _, _ in expired],
+            [(seq, session_id, stream_id) for (session_id, stream_id), seq in streams.items()],
         )
         conn.executemany(
             "UPDATE mcp_event_sessions SET events = events - ?, bytes = bytes - ?"
             " WHERE session_id = ?",
-            [(count, size, session_id) for session_id, _, _, count, size in expired],
+            [(count, total, session_id) for session_id, (count, total) in sessions.items()],
         )
         conn.execute("DELETE FROM mcp_events WHERE created_at < ?", (cutoff,))
 

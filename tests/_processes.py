@@ -1,0 +1,168 @@
+"""Helpers for tests that run servers as real processes (restart, several instances)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+INIT_HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+}
+
+
+class ServerProcess:
+    """``python -m trio_mcp_sessions serve ...`` on 127.0.0.1:0, stopped by its PID."""
+
+    def __init__(self, process: trio.Process, url: str) -> None:
+        self.process = process
+        self.url = url
+        self.stderr = b""
+
+    @classmethod
+    async def start(cls, target: str, *args: str) -> ServerProcess:
+        process = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "trio_mcp_sessions",
+                "serve",
+                target,
+                "--bind",
+                "127.0.0.1:0",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert process.stdout is not None
+        buffer = b""
+        with trio.fail_after(30):
+            while b"\n" not in buffer:
+                chunk = await process.stdout.receive_some()
+                if not chunk:
+                    err = b""
+                    if process.stderr is not None:
+                        err = b"".join([c async for c in process.stderr])
+                    raise RuntimeError(f"server exited before printing its URL: {err.decode()}")
+                buffer += chunk
+        line = buffer.split(b"\n", 1)[0].decode()
+        return cls(process, line.split()[3])
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the server and wait for it; returns its exit code."""
+        self.process.send_signal(signum)
+        with trio.fail_after(30):
+            if self.process.stderr is not None:
+                self.stderr = b"".join([c async for c in self.process.stderr])
+            return await self.process.wait()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def initialize(http: httpx.AsyncClient, url: str, **headers: str) -> str:
+    body: dict[str, Any] = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "process-tests", "version": "0"},
+        },
+    }
+    r = await http.post(url, json=body, headers={**INIT_HEADERS, **headers})
+    assert r.status_code == 200, r.text
+    session_id = r.headers["mcp-session-id"]
+    r = await http.post(
+        url,
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        headers=session_headers(session_id, **headers),
+    )
+    assert r.status_code == 202
+    return session_id
+
+
+def session_headers(session_id: str, **extra: str) -> dict[str, str]:
+    return {
+        **INIT_HEADERS,
+        "mcp-session-id": session_id,
+        "mcp-protocol-version": "2025-11-25",
+        **extra,
+    }
+
+
+def parse_sse(text: str) -> list[dict[str, str]]:
+    """Events of an SSE body: ``[{"id": ..., "data": ...}, ...]`` (data may be empty)."""
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(": ")
+            if name in ("id", "data", "retry", "event"):
+                fields[name] = fields.get(name, "") + value if name == "data" else value
+        if "id" in fields or "data" in fields:
+            events.append(fields)
+    return events
+
+
+async def post_then_drop(
+    url: str, body: dict[str, Any], headers: dict[str, str], marker: str
+) -> str:
+    """POST, read the SSE response until *marker* appears, then cut the connection.
+
+    A raw socket with h11 as the client-side parser: the abrupt close is the
+    point, and httpx's streaming generators complain when abandoned midway.
+    """
+    import json
+    from urllib.parse import urlsplit
+
+    import h11
+
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    payload = json.dumps(body).encode()
+    connection = h11.Connection(h11.CLIENT)
+    request_headers = [
+        ("host", f"{parts.hostname}:{parts.port}"),
+        ("content-length", str(len(payload))),
+        *headers.items(),
+    ]
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    received = b""
+    try:
+        with trio.fail_after(10):
+            await stream.send_all(
+                connection.send(
+                    h11.Request(method="POST", target=parts.path, headers=request_headers)
+                )
+                + connection.send(h11.Data(data=payload))
+                + connection.send(h11.EndOfMessage())
+            )
+            while marker.encode() not in received:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    connection.receive_data(await stream.receive_some())
+                elif isinstance(event, h11.Data):
+                    received += bytes(event.data)
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+    finally:
+        await stream.aclose()
+    return received.decode()
