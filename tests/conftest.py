@@ -13,6 +13,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from _redis_server import redis_server_fixture, redis_server_process_fixture  # noqa: F401
 from trio_mcp_sessions import McpServer, StreamableHTTPApp
 
 INIT_HEADERS = {

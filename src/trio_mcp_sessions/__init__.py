@@ -24,6 +24,7 @@ from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VER
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo
 from ._ratelimit import RateLimit as RateLimit
+from ._ratelimit import SharedRateLimiter as SharedRateLimiter
 from ._serve import serve as serve
 from ._serve import wait_for_shutdown_signal as wait_for_shutdown_signal
 from ._server._content import ClientRequestError as ClientRequestError
@@ -47,6 +48,10 @@ from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
+from ._stores._redis import RedisEventStore as RedisEventStore
+from ._stores._redis import RedisRateLimiter as RedisRateLimiter
+from ._stores._redis import RedisSessionStore as RedisSessionStore
+from ._stores._redis import open_redis as open_redis
 from ._stores._sqlite import SqliteEventStore as SqliteEventStore
 from ._stores._sqlite import SqliteSessionStore as SqliteSessionStore
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp

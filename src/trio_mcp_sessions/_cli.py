@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,12 @@ from ._transport._asgi import StreamableHTTPApp
 from ._transport._http import HostPolicy
 
 __all__ = ["load_target", "main"]
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info = None
+    record.exc_text = None
+    return True
 
 
 def load_target(spec: str) -> McpServer | StreamableHTTPApp:
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # A store outage is logged once, clearly, by us (store call ... failed);
+    # coredis adds a traceback per failed connection attempt, which is noise.
+    logging.getLogger("coredis").addFilter(_without_traceback)
     target = load_target(args.target)
     binds = args.bind or ["127.0.0.1:8000"]
     options: dict[str, Any] = {}
@@ -202,11 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             if isinstance(target, McpServer) and (args.sqlite or args.redis):
                 options.update(await _open_stores(args, stack, nursery))
-            urls = await nursery.start(
-                partial(
-                    serve, target, bind=binds, graceful_timeout=args.graceful_timeout, **options
+
+            async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve(
+                    target,
+                    bind=binds,
+                    graceful_timeout=args.graceful_timeout,
+                    task_status=task_status,
+                    **options,
                 )
-            )
+                nursery.cancel_scope.cancel()  # the store clients' tasks end with the server
+
+            urls = await nursery.start(serve_then_stop)
             path = args.path if isinstance(target, McpServer) else target.path
             for url in urls:
                 print(f"Serving MCP on {url}{path} (Ctrl-C to stop)", flush=True)

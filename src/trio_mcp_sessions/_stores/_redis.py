@@ -17,8 +17,23 @@ failure (connection refused or lost, timeouts, error replies) becomes
 
 Clients are the caller's: open a ``coredis.Redis(..., decode_responses=False)``,
 keep its ``async with`` open for as long as the stores are used, and give it
-timeouts (``connect_timeout``, ``stream_timeout``) so a dead or hung server
-fails calls quickly instead of stalling them.
+timeouts so a dead or hung server fails calls quickly instead of stalling
+them. coredis' default retry policy retries timeouts twice (a hung server
+then costs three stream timeouts); retrying only lost connections is enough
+to ride over a server restart::
+
+    client = coredis.Redis(
+        host="redis", port=6379, decode_responses=False,
+        connect_timeout=1.0, stream_timeout=1.0,
+        retry_policy=coredis.retry.ConstantRetryPolicy(
+            (coredis.exceptions.ConnectionError,), retries=1, delay=0.05
+        ),
+    )
+    async with client:
+        manager = BoundedSessionManager(
+            server, event_store=RedisEventStore(client), session_store=RedisSessionStore(client),
+            rate_limiter=RedisRateLimiter(client, global_limit=RateLimit(100, 60), per_client=None),
+        )
 
 Key layout (``prefix`` defaults to ``mcp``; ``:`` and ``%`` inside session and
 stream ids are percent-escaped so keys cannot collide)::
@@ -55,7 +70,7 @@ if TYPE_CHECKING:
 
     from .._ratelimit import RateLimit
 
-__all__ = ["RedisEventStore", "RedisRateLimiter", "RedisSessionStore"]
+__all__ = ["RedisEventStore", "RedisRateLimiter", "RedisSessionStore", "open_redis"]
 
 
 # -- shared helpers -------------------------------------------------------------------
@@ -101,8 +116,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: The longest TTL set (about 35 years): what an infinite timeout becomes.
+_MAX_TTL_MS = 1 << 40
+
+
 def _milliseconds(seconds: float) -> int:
-    """A positive duration in whole milliseconds, rounded up (Redis TTLs are integers)."""
+    """A positive duration in whole milliseconds, rounded up (Redis TTLs are integers).
+
+    Infinite (or absurdly long) durations are capped at :data:`_MAX_TTL_MS`.
+    """
+    if not seconds * 1000 < _MAX_TTL_MS:
+        return _MAX_TTL_MS
     return max(1, math.ceil(seconds * 1000))
 
 
@@ -187,7 +211,8 @@ class RedisEventStore:
         prefix: Namespace of every key (see the module docstring for the layout).
         max_events_per_session: Events kept per stream; older ones are trimmed.
         max_bytes_per_event: Payloads larger than this are replaced by a tombstone.
-        max_age: Seconds a stream is kept after its last append.
+        max_age: Seconds a stream is kept after its last append (``math.inf``:
+            about 35 years).
 
     Raises:
         ValueError: For a bound that is not positive, an empty prefix, or a
@@ -209,7 +234,7 @@ class RedisEventStore:
             raise ValueError("max_events_per_session must be at least 1")
         if max_bytes_per_event < 1:
             raise ValueError("max_bytes_per_event must be at least 1")
-        if not max_age > 0 or math.isinf(max_age):
+        if not max_age > 0:
             raise ValueError("max_age must be a positive number of seconds")
         self.prefix = prefix
         self.max_events_per_session = max_events_per_session
@@ -322,7 +347,8 @@ class RedisSessionStore:
     rewrites only ``a`` and the TTL, atomically and only if the record still
     exists (a Lua script), so it never rewrites or resurrects the JSON;
     :meth:`load` returns the record with ``last_activity`` taken from ``a``.
-    TTLs are set in milliseconds (rounded up).
+    TTLs are set in milliseconds (rounded up); an infinite TTL (no idle
+    timeout) becomes about 35 years.
 
     Args:
         client: An open ``coredis.Redis`` with ``decode_responses=False``.
@@ -561,3 +587,38 @@ class RedisRateLimiter:
             async with self._client.pipeline(transaction=False) as pipe:
                 for zset, member in receipt.entries:
                     pipe.zrem(zset, [member])
+
+
+async def open_redis(
+    url: str,
+    nursery: trio.Nursery,
+    *,
+    connect_timeout: float = 1.0,
+    stream_timeout: float = 1.0,
+) -> coredis.Redis[bytes]:
+    """Open a coredis client for *url* that lives as long as *nursery*.
+
+    The client gets the settings this module recommends: short connect and
+    read timeouts, and a retry policy that retries a lost connection once but
+    never a timeout, so a dead or frozen Redis fails a call in about a second
+    and a restarted one is picked up again without a restart of ours.
+    """
+    import coredis
+    from coredis.retry import ConstantRetryPolicy
+
+    async def run(*, task_status: trio.TaskStatus[coredis.Redis[bytes]]) -> None:
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            url,
+            decode_responses=False,
+            connect_timeout=connect_timeout,
+            stream_timeout=stream_timeout,
+            retry_policy=ConstantRetryPolicy(
+                (coredis.exceptions.ConnectionError,), retries=1, delay=0.05
+            ),
+        )
+        async with client:
+            task_status.started(client)
+            await trio.sleep_forever()
+
+    client: coredis.Redis[bytes] = await nursery.start(run)
+    return client

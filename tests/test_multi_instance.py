@@ -1,0 +1,206 @@
+"""Two server processes sharing one redis-server behave as one service.
+
+A session created on the first instance is used on the second; an SSE stream
+begun on the first is resumed on the second; the creation rate limit is one
+budget across both; the official Python SDK client carries on when its
+instance goes away; and a Redis outage degrades service without 500s or
+hangs, then recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import trio
+
+from _processes import (
+    INIT_HEADERS,
+    ServerProcess,
+    SwitchableProxy,
+    initialize,
+    parse_sse,
+    port_of,
+    post_then_drop,
+    session_headers,
+)
+
+if TYPE_CHECKING:
+    from _redis_server import RedisServer
+
+TARGET = "examples/conformance_server.py:server"
+
+
+async def start_pair(redis: RedisServer, *extra: str) -> tuple[ServerProcess, ServerProcess]:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    args = ("--redis", redis.url, "--store-prefix", prefix, "--store-timeout", "1", *extra)
+    return await ServerProcess.start(TARGET, *args), await ServerProcess.start(TARGET, *args)
+
+
+async def stop_all(*servers: ServerProcess) -> None:
+    for server in servers:
+        if server.process.returncode is None:
+            assert await server.stop() == 0
+        assert b"Traceback" not in server.stderr, server.stderr.decode()
+
+
+async def test_sessions_streams_and_rate_limits_span_instances(redis_server: RedisServer) -> None:
+    first, second = await start_pair(redis_server, "--rate-limit-per-client", "5/3600")
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            session_id = await initialize(http, first.url)  # creation 1
+            headers = session_headers(session_id)
+            call = {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "test_tool_with_logging", "arguments": {}},
+            }
+            await http.post(
+                first.url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 6,
+                    "method": "logging/setLevel",
+                    "params": {"level": "info"},
+                },
+                headers=headers,
+            )
+            seen = parse_sse(
+                await post_then_drop(first.url, call, headers, "Tool execution started")
+            )
+            last_id = [e["id"] for e in seen if e.get("data")][-1]
+            await trio.sleep(0.5)  # the call ends on the first instance, unobserved
+
+            # The second instance restores the session (creation 2) ...
+            r = await http.post(
+                second.url, json={"jsonrpc": "2.0", "id": 8, "method": "ping"}, headers=headers
+            )
+            assert r.status_code == 200, r.text
+            # ... and resumes the stream begun on the first.
+            r = await http.get(
+                second.url,
+                headers={
+                    "accept": "text/event-stream",
+                    "mcp-session-id": session_id,
+                    "last-event-id": last_id,
+                },
+            )
+            assert r.status_code == 200
+            replayed = [json.loads(e["data"]) for e in parse_sse(r.text) if e.get("data")]
+            assert replayed[-1]["id"] == 7
+            assert (
+                replayed[-1]["result"]["content"][0]["text"]
+                == "Tool with logging executed successfully"
+            )
+            assert [m["params"]["data"] for m in replayed[:-1]] == [
+                "Tool processing data",
+                "Tool execution completed",
+            ]
+
+            # One budget of 5 creations for this client across both instances.
+            statuses = []
+            for url in (first.url, second.url, first.url, second.url, first.url):
+                r = await http.post(
+                    url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": "2025-11-25",
+                            "capabilities": {},
+                            "clientInfo": {"name": "x"},
+                        },
+                    },
+                    headers=INIT_HEADERS,
+                )
+                statuses.append(r.status_code)
+                if r.status_code == 429:
+                    assert int(r.headers["retry-after"]) > 3500
+            assert statuses == [200, 200, 200, 429, 429]
+
+            # DELETE on the second removes the stored session for good.
+            assert (await http.delete(second.url, headers=headers)).status_code == 200
+            r = await http.post(
+                second.url, json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=headers
+            )
+            assert r.status_code == 404
+    finally:
+        for server in (first, second):
+            await server.kill()
+    await stop_all(first, second)
+
+
+# The SDK client's HTTP library abandons response generators when a connection
+# breaks (here: on purpose); that is its business, not ours.
+@pytest.mark.filterwarnings(r"ignore:Async generator 'httpx2\.:ResourceWarning")
+@pytest.mark.filterwarnings(r"ignore:Async generator 'httpcore2\.:ResourceWarning")
+async def test_the_official_client_carries_on_when_its_instance_goes_away(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    from mcp.client import Client
+
+    first, second = await start_pair(redis_server)
+    try:
+        proxy = SwitchableProxy(port_of(first.url))
+        proxy_port = await nursery.start(proxy.serve)
+        url = f"http://127.0.0.1:{proxy_port}/mcp"
+        with trio.fail_after(60):
+            async with Client(url, mode="legacy") as client:
+                result = await client.call_tool("test_simple_text", {})
+                assert result.content[0].text == "This is a simple text response for testing."  # type: ignore[union-attr]
+                # The first instance goes away; the balancer now sends everyone to the second.
+                assert await first.stop() == 0
+                proxy.target_port = port_of(second.url)
+                result = await client.call_tool("test_tool_with_progress", {})
+                assert not result.is_error
+                prompt = await client.get_prompt(
+                    "test_prompt_with_arguments", {"arg1": "a", "arg2": "b"}
+                )
+                assert "arg1='a'" in prompt.messages[0].content.text  # type: ignore[union-attr]
+        assert await second.stop() == 0
+        assert b"session restored" in second.stderr
+    finally:
+        for server in (first, second):
+            await server.kill()
+    assert b"Traceback" not in first.stderr + second.stderr
+
+
+async def test_a_redis_outage_degrades_then_recovers(redis_server: RedisServer) -> None:
+    first, second = await start_pair(redis_server)
+    ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for outage in (redis_server.pause, redis_server.stop):
+                stored = await initialize(http, first.url)  # in Redis, not on the second
+                outage()  # frozen (every call hangs), then gone (connections refused)
+                with trio.fail_after(8):
+                    # New sessions are still served, degraded ...
+                    fresh = await initialize(http, first.url)
+                    r = await http.post(first.url, json=ping, headers=session_headers(fresh))
+                    assert r.status_code == 200
+                    # ... a restore that cannot reach the store is a 503, never a 500 or a hang.
+                    r = await http.post(second.url, json=ping, headers=session_headers(stored))
+                assert r.status_code == 503
+                assert r.headers["retry-after"].isdigit()
+                assert r.json()["error"]["code"] == -32000
+                assert r.json()["id"] == 3
+                if outage == redis_server.pause:
+                    redis_server.resume()
+                    # Back: the same instances restore without a restart.
+                    with trio.fail_after(8):
+                        r = await http.post(second.url, json=ping, headers=session_headers(stored))
+                    assert r.status_code == 200, r.text
+            redis_server.start()  # empty again (no persistence): new sessions store fine
+            with trio.fail_after(8):
+                later = await initialize(http, first.url)
+                r = await http.post(second.url, json=ping, headers=session_headers(later))
+            assert r.status_code == 200, r.text
+    finally:
+        for server in (first, second):
+            await server.kill()
+    await stop_all(first, second)
