@@ -420,3 +420,27 @@ async def test_metrics_endpoint(start_server: StartServer, http: httpx.AsyncClie
     assert "mcp_sessions_created_total 1.0" in text
     assert 'mcp_sessions_closed_total{reason="deleted"} 1.0' in text
     assert (await http.post(url.replace("/mcp", "/metrics"))).status_code == 405
+
+
+async def test_shared_rate_limiter_falls_back_to_local_windows(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_mcp_sessions import StoreUnavailable
+
+    class Unreachable:
+        global_limit = RateLimit(1, 60)
+        per_client = None
+
+        async def acquire(self, key: str | None) -> tuple[float, object]:
+            await trio.lowlevel.checkpoint()
+            raise StoreUnavailable("redis down")
+
+        async def refund(self, receipt: object) -> None:
+            await trio.lowlevel.checkpoint()
+
+    server, _ = make_server()
+    async with BoundedSessionManager(server, rate_limiter=Unreachable()) as manager:
+        await open_session(manager)  # degraded: the local window (1 per 60 s) applies
+        with pytest.raises(RateLimited):
+            await open_session(manager)
+        assert manager.statistics().store_errors == 2

@@ -348,7 +348,13 @@ class BoundedSessionManager:
         #: Sessions with nothing in flight, least recently active first.
         self._idle: OrderedDict[str, None] = OrderedDict()
         self._busy_ids: set[str] = set()
-        self._rate = SlidingWindowLimiter(self.limits.rate_limit, self.limits.rate_limit_per_client)
+        # Local windows; with a shared limiter they are its fallback while its
+        # backend is unreachable, with the same limits unless set otherwise.
+        self._rate = SlidingWindowLimiter(
+            self.limits.rate_limit or (rate_limiter.global_limit if rate_limiter else None),
+            self.limits.rate_limit_per_client
+            or (rate_limiter.per_client if rate_limiter else None),
+        )
         self._shared_rate = rate_limiter
         self._rate_receipts: dict[str, _Receipt] = {}
         #: Ids closed for good recently: never restored, whatever a store says.
