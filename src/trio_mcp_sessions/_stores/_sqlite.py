@@ -205,8 +205,33 @@ class _Database:
         await trio.lowlevel.checkpoint_if_cancelled()
 
 
+class _SqliteStore:
+    """What both SQLite stores share: one database, closed with the store."""
+
+    _db: _Database
+
+    async def aclose(self) -> None:
+        """Close the connection (after the call in progress, if any); idempotent.
+
+        Later calls raise :class:`trio.ClosedResourceError`. The file stays.
+        """
+        await self._db.aclose()
+
+    async def __aenter__(self) -> Self:
+        await trio.lowlevel.checkpoint()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
 @final
-class SqliteEventStore:
+class SqliteEventStore(_SqliteStore):
     """Keeps recent SSE events in a SQLite file, so streams resume even after a restart.
 
     Behaves like :class:`~trio_mcp_sessions.InMemoryEventStore`, with these
@@ -438,29 +463,9 @@ class SqliteEventStore:
 
         await self._db.run(delete)
 
-    # -- lifetime --------------------------------------------------------------------
-
-    async def aclose(self) -> None:
-        """Close the connection (after the call in progress, if any); idempotent.
-
-        Later calls raise :class:`trio.ClosedResourceError`. The file stays.
-        """
-        await self._db.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 @final
-class SqliteSessionStore:
+class SqliteSessionStore(_SqliteStore):
     """Session records in a SQLite file, so sessions can be restored after a restart.
 
     A record expires *ttl* seconds after its last :meth:`save` or
@@ -578,21 +583,3 @@ class SqliteSessionStore:
             conn.execute("DELETE FROM mcp_session_records WHERE session_id = ?", (session_id,))
 
         await self._db.run(delete)
-
-    async def aclose(self) -> None:
-        """Close the connection (after the call in progress, if any); idempotent.
-
-        Later calls raise :class:`trio.ClosedResourceError`. The file stays.
-        """
-        await self._db.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
