@@ -399,3 +399,21 @@ async def test_uncaught_client_errors_in_tools_become_tool_errors(
         )
         assert b'"isError":true' in answers[0]
         assert b"sampling" in answers[0]
+
+
+async def test_public_async_methods_are_checkpoints(autojump_clock: trio.testing.MockClock) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager, initialized=False)
+        with trio.testing.assert_checkpoints():
+            await manager.has_session(session_id)
+        with trio.testing.assert_checkpoints():
+            await manager.accept_messages(session_id, [], INFO)
+        with trio.testing.assert_checkpoints():
+            await manager.restore_session(session_id, INFO)
+        with trio.testing.assert_checkpoints():
+            stream = await manager.create_standalone_stream(session_id)
+        assert stream is not None
+        stream.detach()
+        with trio.testing.assert_checkpoints():
+            await manager.notify_all("notifications/tools/list_changed")

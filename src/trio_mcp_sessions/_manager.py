@@ -735,6 +735,7 @@ class BoundedSessionManager:
     async def initialize_session(
         self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
     ) -> Response | ErrorResponse:
+        await trio.lowlevel.checkpoint()
         session = self._live(session_id)
         reply = await session.initialize(request, client)
         if isinstance(reply, ErrorResponse):
