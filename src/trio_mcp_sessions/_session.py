@@ -197,7 +197,46 @@ def parse_event_id(event_id: str) -> tuple[str, int]:
 
 @final
 class Session:
-    """The server side of one MCP session. Created and owned by a session manager."""
+    """The server side of one MCP session. Created and owned by a session manager.
+
+    Slotted, and its GET stream is created on first use: an idle session is
+    the unit of memory a server multiplies by its session cap.
+    """
+
+    __slots__ = (
+        "_attached",
+        "_inflight",
+        "_nursery",
+        "_on_activity",
+        "_on_closed",
+        "_on_state_changed",
+        "_pending_replies",
+        "_request_streams",
+        "_scope",
+        "_seen_use",
+        "_standalone_stream",
+        "_streams",
+        "client_info",
+        "close_reason",
+        "closed",
+        "created_at",
+        "event_store",
+        "expires_at",
+        "idle_timeout",
+        "init_timeout",
+        "is_restored",
+        "last_activity",
+        "log_level",
+        "max_lifetime",
+        "principal",
+        "retry_ms",
+        "server",
+        "session_id",
+        "state",
+        "store_failures",
+        "store_timeout",
+        "subscriptions",
+    )
 
     def __init__(
         self,
@@ -249,13 +288,20 @@ class Session:
         self._request_streams: dict[RequestId, _Stream] = {}
         self._inflight: dict[RequestId, trio.CancelScope] = {}
         self._pending_replies: dict[RequestId, _PendingReply] = {}
-        self._standalone = self._new_stream(standalone=True, reply_mode="sse")
+        self._standalone_stream: _Stream | None = None
         self._attached = 0
         self.store_failures = 0
         #: Whether the client has used the session after ``initialize`` (sent
         #: ``initialized``, a request, or opened a stream); until then the
         #: init timeout applies instead of the idle timeout.
         self._seen_use = False
+
+    @property
+    def _standalone(self) -> _Stream:
+        stream = self._standalone_stream
+        if stream is None:
+            stream = self._standalone_stream = self._new_stream(standalone=True, reply_mode="sse")
+        return stream
 
     # -- the worker ---------------------------------------------------------------------
 
