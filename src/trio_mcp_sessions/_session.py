@@ -378,7 +378,9 @@ class Session:
             deadline = self.created_at + self.init_timeout
         else:
             deadline = self.last_activity + self.idle_timeout
-        self._scope.deadline = min(deadline, self.expires_at)
+        deadline = min(deadline, self.expires_at)
+        if deadline != self._scope.deadline:  # re-registering a deadline is not free
+            self._scope.deadline = deadline
         if self._on_activity is not None:
             self._on_activity(self, busy)
 
@@ -518,6 +520,12 @@ class Session:
         data = message if isinstance(message, bytes) else encode(message)
         if self.closed.is_set():
             return  # nothing may be stored for a session that is gone
+        if self.event_store is None or stream.reply_mode != "sse":
+            # Nothing to store: numbering and delivery happen without yielding,
+            # so the order is the order of the calls.
+            stream.seq += 1
+            self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
+            return
         async with stream.lock:
             stream.seq += 1
             seq = stream.seq

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 import trio
 
@@ -17,23 +17,27 @@ if TYPE_CHECKING:
 __all__ = ["InMemoryEventStore"]
 
 #: Emptied streams remembered per session (for gap reports) before the oldest go.
-_MAX_STREAM_MARKERS = 1000
+_MAX_STREAM_MARKERS: Final = 1000
 
 
 @dataclass(slots=True)
 class _Stream:
-    events: deque[tuple[float, StoredEvent]] = field(default_factory=deque)
+    stream_id: str
+    events: deque[StoredEvent] = field(default_factory=deque)
     #: Highest sequence number dropped by a bound; replay from before it is a gap.
     purged_through: int = 0
-    #: When the newest event arrived; an empty stream is forgotten after ``max_age``.
-    last_append: float = 0.0
 
 
 @dataclass(slots=True)
 class _SessionEvents:
     streams: dict[str, _Stream] = field(default_factory=dict)
+    #: Every stored event of the session, oldest first: ``(time, stream, event)``.
+    #: Events arrive in time order, so the session's oldest event is always at
+    #: the front, and it is also the front of its own stream.
+    order: deque[tuple[float, _Stream, StoredEvent]] = field(default_factory=deque)
+    #: Streams whose events are all gone, kept (payload-free) for gap reports.
+    emptied: OrderedDict[str, None] = field(default_factory=OrderedDict)
     bytes: int = 0
-    count: int = 0
 
 
 @final
@@ -42,7 +46,8 @@ class InMemoryEventStore:
 
     Bounds apply per session, so one busy session cannot push out another's
     events. When a bound drops an event, later replays from before it raise
-    :class:`EventsPurged` rather than returning a partial stream.
+    :class:`EventsPurged` rather than returning a partial stream. Every
+    operation is O(1) amortized in the number of streams and events.
 
     Args:
         max_events_per_session: Oldest events beyond this count are dropped.
@@ -70,26 +75,23 @@ class InMemoryEventStore:
         self.max_age = max_age
         self._sessions: dict[str, _SessionEvents] = {}
 
-    def _drop_oldest(self, session: _SessionEvents, stream: _Stream) -> None:
-        _, event = stream.events.popleft()
+    @staticmethod
+    def _drop_oldest(session: _SessionEvents) -> None:
+        _, stream, event = session.order.popleft()
+        stream.events.popleft()
         stream.purged_through = event.seq
         session.bytes -= len(event.data)
-        session.count -= 1
+        if not stream.events:
+            session.emptied[stream.stream_id] = None
+            while len(session.emptied) > _MAX_STREAM_MARKERS:
+                oldest, _ = session.emptied.popitem(last=False)
+                session.streams.pop(oldest, None)
 
     def _expire(self, session: _SessionEvents, now: float) -> None:
         cutoff = now - self.max_age
-        for stream in session.streams.values():
-            while stream.events and stream.events[0][0] < cutoff:
-                self._drop_oldest(session, stream)
-        # An emptied stream stays as a small marker (no payload) so a later
-        # replay from before its purge is reported as a gap, not as "nothing".
-        if len(session.streams) > _MAX_STREAM_MARKERS:
-            empty = [sid for sid, st in session.streams.items() if not st.events]
-            for stream_id in empty[: len(session.streams) - _MAX_STREAM_MARKERS]:
-                del session.streams[stream_id]
-
-    def _oldest_stream(self, session: _SessionEvents) -> _Stream:
-        return min((s for s in session.streams.values() if s.events), key=lambda s: s.events[0][0])
+        order = session.order
+        while order and order[0][0] < cutoff:
+            self._drop_oldest(session)
 
     async def append(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
         await trio.lowlevel.checkpoint()
@@ -98,22 +100,26 @@ class InMemoryEventStore:
     def append_nowait(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
         """Store an event without yielding (the in-memory store never blocks)."""
         now = trio.current_time()
-        session = self._sessions.setdefault(session_id, _SessionEvents())
-        stream = session.streams.setdefault(stream_id, _Stream())
-        if stream.events and stream.events[-1][1].seq >= seq:
-            raise ValueError(f"sequence numbers must grow: {seq} after {stream.events[-1][1].seq}")
-        stream.events.append((now, StoredEvent(seq, data)))
-        stream.last_append = now
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = _SessionEvents()
+        stream = session.streams.get(stream_id)
+        if stream is None:
+            stream = session.streams[stream_id] = _Stream(stream_id)
+        last = stream.events[-1].seq if stream.events else stream.purged_through
+        if last >= seq:
+            raise ValueError(f"sequence numbers must grow: {seq} after {last}")
+        session.emptied.pop(stream_id, None)
+        event = StoredEvent(seq, data)
+        stream.events.append(event)
+        session.order.append((now, stream, event))
         session.bytes += len(data)
-        session.count += 1
-        while (
-            session.count > self.max_events_per_session
+        while len(session.order) > 1 and (
+            len(session.order) > self.max_events_per_session
             or session.bytes > self.max_bytes_per_session
-        ) and session.count > 1:
-            self._drop_oldest(session, self._oldest_stream(session))
-        oldest = min((s.events[0][0] for s in session.streams.values() if s.events), default=now)
-        if oldest < now - self.max_age:
-            self._expire(session, now)
+        ):
+            self._drop_oldest(session)
+        self._expire(session, now)
 
     async def replay_after(
         self, session_id: str, stream_id: str, after_seq: int
@@ -131,7 +137,7 @@ class InMemoryEventStore:
                 f"events {after_seq + 1}..{stream.purged_through} of stream {stream_id!r} "
                 "are no longer stored"
             )
-        return [event for _, event in stream.events if event.seq > after_seq]
+        return [event for event in stream.events if event.seq > after_seq]
 
     async def delete_session(self, session_id: str) -> None:
         await trio.lowlevel.checkpoint()
@@ -144,6 +150,6 @@ class InMemoryEventStore:
         """``(sessions, events, bytes)`` currently held."""
         return (
             len(self._sessions),
-            sum(s.count for s in self._sessions.values()),
+            sum(len(s.order) for s in self._sessions.values()),
             sum(s.bytes for s in self._sessions.values()),
         )

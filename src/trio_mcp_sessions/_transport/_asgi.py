@@ -41,7 +41,7 @@ from .._protocol._lifecycle import (
     parse_initialize,
     supports_batches,
 )
-from .._session import CloseReason, EventStream, RequestInfo
+from .._session import CloseReason, EventStream, RequestInfo, SseEvent
 from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
 
 if TYPE_CHECKING:
@@ -498,15 +498,28 @@ class StreamableHTTPApp:
                     "headers": [*_SSE_HEADERS, *extra_headers],
                 }
             )
+            # Every send is a locked, shielded write in Hypercorn's trio worker:
+            # coalesce what is ready (priming event, backlog, the answer of a
+            # quick call) into one chunk, and finish in the same write when the
+            # stream already ended.
+            first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
+            ready, ended = _drain_ready(stream)
+            chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in first + ready)
+            if ended:
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                if stream.priming is not None:
-                    p = stream.priming
-                    await _send_chunk(send, encode_sse(p.event_id, p.data, p.retry_ms))
-                for event in stream.replay:
-                    await _send_chunk(send, encode_sse(event.event_id, event.data, event.retry_ms))
+                if chunk:
+                    await _send_chunk(send, chunk)
                 async for event in stream.events:
-                    await _send_chunk(send, encode_sse(event.event_id, event.data, event.retry_ms))
+                    more, _ = _drain_ready(stream)
+                    await _send_chunk(
+                        send,
+                        b"".join(
+                            encode_sse(e.event_id, e.data, e.retry_ms) for e in [event, *more]
+                        ),
+                    )
                 nursery.cancel_scope.cancel()
         finally:
             stream.detach()
@@ -523,14 +536,20 @@ class StreamableHTTPApp:
     ) -> None:
         answers: list[bytes] = []
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                async for event in stream.events:
-                    if event.data:
-                        answers.append(event.data)
-                        if len(answers) == expected:
-                            break
-                nursery.cancel_scope.cancel()
+            # Fast path: a quick handler has answered by the next scheduling
+            # round; no disconnect watcher (a task and a nursery) is needed then.
+            await trio.lowlevel.checkpoint()
+            ready, ended = _drain_ready(stream)
+            answers = [e.data for e in ready if e.data]
+            if len(answers) < expected and not ended:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+                    async for event in stream.events:
+                        if event.data:
+                            answers.append(event.data)
+                            if len(answers) == expected:
+                                break
+                    nursery.cancel_scope.cancel()
         finally:
             stream.detach()
         if not answers:
@@ -622,6 +641,18 @@ async def _send_simple(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
+    """The events already waiting, and whether the stream has ended."""
+    ready: list[SseEvent] = []
+    while True:
+        try:
+            ready.append(stream.events.receive_nowait())
+        except trio.WouldBlock:
+            return ready, False
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return ready, True
 
 
 async def _send_chunk(send: Send, chunk: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -39,8 +40,12 @@ def _media_ranges(accept: str) -> list[str]:
     return ranges
 
 
+@functools.lru_cache(maxsize=256)
 def accepts(accept: str | None, media_type: str) -> bool:
-    """Whether an ``Accept`` header admits *media_type* (wildcards included)."""
+    """Whether an ``Accept`` header admits *media_type* (wildcards included).
+
+    Cached: clients send the same few ``Accept`` values on every request.
+    """
     if not accept:
         return False
     main = media_type.split("/", 1)[0]
