@@ -210,12 +210,15 @@ class Session:
         "_on_activity",
         "_on_closed",
         "_on_state_changed",
+        "_parked",
         "_pending_replies",
+        "_queued",
         "_request_streams",
         "_scope",
         "_seen_use",
         "_standalone_stream",
         "_streams",
+        "_worker",
         "client_info",
         "close_reason",
         "closed",
@@ -284,6 +287,9 @@ class Session:
             )
         )
         self._nursery: trio.Nursery | None = None
+        self._worker: trio.lowlevel.Task | None = None
+        self._parked = False
+        self._queued: list[tuple[Any, tuple[Any, ...]]] | None = None
         self._streams: dict[str, _Stream] = {}
         self._request_streams: dict[RequestId, _Stream] = {}
         self._inflight: dict[RequestId, trio.CancelScope] = {}
@@ -305,6 +311,26 @@ class Session:
 
     # -- the worker ---------------------------------------------------------------------
 
+    def _abort_park(self, _: object) -> trio.lowlevel.Abort:
+        # Cancelled while parked (closed, expired): nobody may reschedule us now.
+        self._parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        """Start *fn* in the session's nursery, opening it if the session was idle."""
+        if self._nursery is not None:
+            try:
+                self._nursery.start_soon(fn, *args)
+                return
+            except RuntimeError:
+                pass  # its last handler just ended; the worker opens a new one
+        if self._queued is None:
+            self._queued = []
+        self._queued.append((fn, args))
+        if self._parked and self._worker is not None:
+            self._parked = False
+            trio.lowlevel.reschedule(self._worker)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The session's worker: lives until closed, idle or out of time.
 
@@ -313,10 +339,23 @@ class Session:
         """
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    task_status.started()
-                    await trio.sleep_forever()
+                self._worker = trio.lowlevel.current_task()
+                task_status.started()
+                while True:
+                    if not self._queued:
+                        # Idle: park without a nursery (the nursery of an idle
+                        # session would be most of its memory). _spawn wakes us.
+                        self._parked = True
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                    # Handlers run in this nursery, inside the session's scope:
+                    # closing the session cancels them, and the worker only
+                    # finishes once they have.
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        queued, self._queued = self._queued, None
+                        for fn, args in queued or ():
+                            nursery.start_soon(fn, *args)
+                    self._nursery = None
         except Exception:
             logger.exception("session %s failed", self.session_id)
             if self.close_reason is None:
@@ -561,7 +600,6 @@ class Session:
             ProtocolError: A request is not allowed in the session's state, or
                 reuses the id of a request still in flight.
         """
-        assert self._nursery is not None
         ids: set[RequestId] = set()
         for request in requests:
             self.state.check_request(request)
@@ -581,7 +619,7 @@ class Session:
             scope = trio.CancelScope()
             self._inflight[request.id] = scope
             self._request_streams[request.id] = stream
-            self._nursery.start_soon(self._run_handler, stream, request, info, scope)
+            self._spawn(self._run_handler, stream, request, info, scope)
         self._update_deadline()
         return handle
 
@@ -673,8 +711,8 @@ class Session:
                     request_id,
                     params.get("reason"),
                 )
-        elif self._nursery is not None:
-            self._nursery.start_soon(self._run_notification_handler, notification)
+        elif self.close_reason is None:
+            self._spawn(self._run_notification_handler, notification)
 
     async def _run_notification_handler(self, notification: Notification) -> None:
         try:
