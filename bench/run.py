@@ -1,0 +1,1175 @@
+"""The benchmark runner: starts each server, measures it with bench/loadgen.py, stops it, reports.
+
+For every scenario and every server it starts the server process (the PID it
+measures is the serving process: each server runs Hypercorn's trio worker
+in-process), waits for its URL, warms it up, measures (server CPU from
+``/proc/<pid>/stat`` utime+stime, server RSS from ``/proc/<pid>/status``
+VmRSS, client CPU from this process), stops it by PID (SIGTERM, SIGKILL after
+a timeout), and finally writes ``bench/results/<timestamp>.json`` and
+``.md`` and prints markdown tables with the ratios.
+
+Servers: ``raw`` (bench/servers/raw_asgi.py, the Hypercorn ceiling), ``ours``
+(trio-mcp-sessions via ``python -m trio_mcp_sessions serve``) and ``sdk``
+(the official ``mcp`` SDK, bench/servers/sdk_server.py), all on Hypercorn's
+trio worker, on 127.0.0.1, access log off.
+
+    .venv/bin/python bench/run.py                 # everything, about 10 minutes
+    .venv/bin/python bench/run.py --quick         # smaller and shorter, under 2 minutes
+    .venv/bin/python bench/run.py --scenarios scale --scale-sizes 100 10000 100000
+
+Scenarios: churn, throughput, memory, scale, flood (see docs/benchmarks.md).
+Everything is bounded: each measurement in requests and seconds, each server
+start and stop in seconds, the SDK's session opening in the scale scenario in
+seconds, and the whole run by ``--budget`` (remaining steps are skipped and
+reported once it is spent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import loadgen  # noqa: E402
+from loadgen import Target  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+RESULTS = BENCH / "results"
+DASH = "\u2013"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+SERVER_NAMES = ("raw", "ours", "sdk")
+LABELS = {
+    "raw": "raw ASGI (ceiling)",
+    "ours": "trio-mcp-sessions",
+    "sdk": "mcp SDK 2.3.0",
+    "ours:no-event-store": "trio-mcp-sessions, `--no-event-store`",
+}
+FLOOD_SOURCE = "127.0.0.2"
+# Well-behaved clients each have their own loopback address (the per-client
+# rate limit is keyed on the peer address).
+GOOD_SOURCES = [f"127.0.0.{10 + i}" for i in range(8)]
+
+
+# -- server processes ------------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Server:
+    name: str
+    pid: int
+    url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def target(self) -> Target:
+        return Target.from_url(self.url)
+
+    def cpu(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+    def rss_kib(self) -> int:
+        return proc_rss_kib(self.pid)
+
+
+def server_command(
+    name: str, reply_mode: str, ours_args: list[str], sdk_max_sessions: str
+) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+    bind = ["--bind", "127.0.0.1:0"]
+    if name == "raw":
+        env["RAW_REPLY_MODE"] = reply_mode
+        return [sys.executable, str(BENCH / "servers" / "raw_asgi.py"), *bind], env
+    if name == "sdk":
+        env["SDK_REPLY_MODE"] = reply_mode
+        env["SDK_MAX_SESSIONS"] = sdk_max_sessions
+        return [sys.executable, str(BENCH / "servers" / "sdk_server.py"), *bind], env
+    command = [
+        sys.executable,
+        "-m",
+        "trio_mcp_sessions",
+        "serve",
+        f"{BENCH / 'servers' / 'ours.py'}:server",
+        *bind,
+        "--reply-mode",
+        reply_mode,
+        "--log-level",
+        "warning",
+        "--graceful-timeout",
+        "1",
+        *ours_args,
+    ]
+    return command, env
+
+
+_URL = re.compile(rb"http://127\.0\.0\.1:\d+")
+
+
+@contextlib.contextmanager
+def running_server(
+    run: Run,
+    name: str,
+    label: str,
+    *,
+    reply_mode: str = "sse",
+    ours_args: list[str] | None = None,
+    sdk_max_sessions: str = "10000",
+) -> Iterator[Server]:
+    """Start a server, yield it once its URL is printed, stop it by PID."""
+    command, env = server_command(name, reply_mode, ours_args or [], sdk_max_sessions)
+    log = run.log_dir / f"{label}-{name}-{reply_mode}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    server = None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            match = _URL.search(log.read_bytes())
+            if match:
+                url = match.group().decode()
+                server = Server(name, process.pid, url + "/mcp", log, process)
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{name} did not start within 30 s; see {log}")
+        extra = " ".join(ours_args or []) if name == "ours" else ""
+        print(f"  [{name} ({reply_mode}) pid {process.pid} {server.url} {extra}]", flush=True)
+        yield server
+    finally:
+        stop_seconds, killed = stop(process)
+        if server is not None:
+            run.stops.append(
+                {
+                    "server": name,
+                    "label": label,
+                    "stop_s": round(stop_seconds, 2),
+                    "sigkill": killed,
+                    "returncode": process.returncode,
+                }
+            )
+        errors = log_errors(log)
+        if errors:
+            run.log_problems.append({"server": name, "label": label, "log": str(log), **errors})
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> tuple[float, bool]:
+    """SIGTERM the PID, SIGKILL it after *timeout*; returns (seconds, whether killed)."""
+    start = time.monotonic()
+    killed = False
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            killed = True
+            process.wait(5)
+    return time.monotonic() - start, killed
+
+
+def log_errors(log: Path) -> dict[str, int]:
+    text = log.read_text(errors="replace")
+    found = {
+        "tracebacks": text.count("Traceback"),
+        "error_lines": sum(1 for line in text.splitlines() if "ERROR" in line),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+async def measured(server: Server, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run *work*, adding server/client CPU over its wall time and the server's RSS."""
+    cpu0, client0, wall0 = server.cpu(), time.process_time(), time.perf_counter()
+    result = await work()
+    wall = time.perf_counter() - wall0
+    server_cpu = server.cpu() - cpu0
+    client_cpu = time.process_time() - client0
+    result.update(
+        wall_s=round(wall, 3),
+        server_cpu_s=round(server_cpu, 3),
+        client_cpu_s=round(client_cpu, 3),
+        server_cpu_pct=round(100 * server_cpu / wall, 1),
+        client_cpu_pct=round(100 * client_cpu / wall, 1),
+        server_rss_kib=server.rss_kib(),
+    )
+    return result
+
+
+def per_op(result: dict[str, Any], count_key: str) -> None:
+    """CPU milliseconds per operation (session or request), server and client."""
+    n = result.get(count_key) or 0
+    if n:
+        result["server_cpu_ms_per_op"] = round(result["server_cpu_s"] * 1000 / n, 3)
+        result["client_cpu_ms_per_op"] = round(result["client_cpu_s"] * 1000 / n, 3)
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.started = time.monotonic()
+        self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.log_dir = RESULTS / "logs" / self.stamp
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, Any] = {}
+        self.stops: list[dict[str, Any]] = []
+        self.log_problems: list[dict[str, Any]] = []
+        self.skipped: list[str] = []
+        self.errors: list[dict[str, str]] = []
+
+    def over_budget(self, what: str) -> bool:
+        if time.monotonic() - self.started > self.args.budget:
+            self.skipped.append(f"{what}: run budget of {self.args.budget:.0f} s spent")
+            print(f"  skipped {what}: budget spent", flush=True)
+            return True
+        return False
+
+    def attempt(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one server's part of a scenario; a failure is recorded, not fatal."""
+        if self.over_budget(what):
+            return None
+        try:
+            return fn()
+        except Exception as exc:
+            print(f"  FAILED {what}: {exc!r}", flush=True)
+            self.errors.append({"what": what, "error": repr(exc), "trace": traceback.format_exc()})
+            return None
+
+
+def go(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    gc.collect()
+    return trio.run(fn, *args)
+
+
+# -- interleaved rounds ------------------------------------------------------------------
+
+
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every number: the median over the rounds; failure and status counts: summed."""
+    first = rounds[0]
+    out: dict[str, Any] = {}
+    for key, value in first.items():
+        values = [r[key] for r in rounds if key in r]
+        if key in ("failures", "statuses"):
+            total: dict[str, int] = {}
+            for v in values:
+                for k, n in v.items():
+                    total[k] = total.get(k, 0) + n
+            out[key] = total
+        elif isinstance(value, dict):
+            out[key] = median_of([v for v in values if isinstance(v, dict)])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = round(statistics.median(values), 3)
+        else:
+            out[key] = value
+    return out
+
+
+def interleaved(
+    run: Run,
+    label: str,
+    configs: list[tuple[str, str]] | list[tuple[str, str, str]],
+    prepare: Callable[[Server], Awaitable[Any]],
+    measure: Callable[[Server, Any, Any], Awaitable[dict[str, Any]]],
+    variants: list[Any],
+    describe: Callable[[str, str, Any, dict[str, Any]], str],
+    ours_args: list[str] | None = None,
+) -> dict[tuple[str, str, Any], dict[str, Any]]:
+    """Start every (server, reply mode) at once; measure them in turn, round after round.
+
+    The servers not being measured are idle, and each round visits all of
+    them, so drift on a shared machine hits every server alike; the result
+    per server is the median over the rounds.
+    """
+    a = run.args
+    results: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    if run.over_budget(label):
+        return results
+    with contextlib.ExitStack() as stack:
+        servers: dict[tuple[str, str], Server] = {}
+        for config in configs:
+            # (server, reply mode) or (server, reply mode, variant): a variant
+            # is a reference configuration of ours, e.g. "no-event-store".
+            name, mode = config[0], config[1]
+            variant = config[2] if len(config) > 2 else None
+            extra = [*(ours_args or []), *([f"--{variant}"] if variant else [])]
+            key = f"{name}:{variant}" if variant else name
+            try:
+                servers[(key, mode)] = stack.enter_context(
+                    running_server(run, name, label, reply_mode=mode, ours_args=extra)
+                )
+            except Exception as exc:
+                run.attempt(f"{label}/{mode}/{name}", lambda exc=exc: _raise(exc))
+
+        async def main() -> None:
+            state = {}
+            for key, server in servers.items():
+                try:
+                    state[key] = await prepare(server)
+                except Exception as exc:
+                    run.attempt(f"{label}/{key[1]}/{key[0]}", lambda exc=exc: _raise(exc))
+            rounds: dict[tuple[str, str, Any], list[dict[str, Any]]] = {}
+            for variant in variants:
+                for index in range(a.rounds):
+                    if run.over_budget(f"{label} round {index + 1}"):
+                        break
+                    for key, server in servers.items():
+                        if key not in state:
+                            continue
+                        result = await measure(server, state[key], variant)
+                        rounds.setdefault((*key, variant), []).append(result)
+            for key, measured_rounds in rounds.items():
+                combined = median_of(measured_rounds)
+                combined["rounds"] = measured_rounds
+                results[key] = combined
+                print(describe(key[0], key[1], key[2], combined), flush=True)
+
+        go(main)
+    return results
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+# -- scenario 1: session churn ---------------------------------------------------------
+
+
+def scenario_churn(run: Run) -> dict[str, Any]:
+    a = run.args
+    out: dict[str, Any] = {
+        "method": f"initialize + notifications/initialized + tools/call + DELETE per session; "
+        f"all servers up at once, measured in turn, {a.rounds} rounds of at most "
+        f"{a.churn_count} sessions or {a.churn_seconds} s per server and concurrency level "
+        f"(medians over the rounds), after a {a.warmup} s warm-up; default reply modes (SSE)",
+    }
+
+    async def prepare(server: Server) -> None:
+        await loadgen.churn(server.target, concurrency=8, count=10**6, seconds=a.warmup)
+
+    async def measure(server: Server, _state: None, c: int) -> dict[str, Any]:
+        result = await measured(
+            server,
+            lambda: loadgen.churn(
+                server.target, concurrency=c, count=a.churn_count, seconds=a.churn_seconds
+            ),
+        )
+        per_op(result, "sessions")
+        return result
+
+    def describe(name: str, _mode: str, c: int, r: dict[str, Any]) -> str:
+        return (
+            f"  churn {name} c={c}: {r['sessions_per_s']} sessions/s, "
+            f"server {r.get('server_cpu_ms_per_op')} ms CPU/session ({r['server_cpu_pct']}%), "
+            f"client {r.get('client_cpu_ms_per_op')} ({r['client_cpu_pct']}%), "
+            f"failures {r['failures']}"
+        )
+
+    configs = [(name, "sse") for name in a.servers]
+    measured_ = interleaved(run, "churn", configs, prepare, measure, a.churn_levels, describe)
+    for (name, _mode, c), result in measured_.items():
+        out.setdefault(name, {})[f"c{c}"] = result
+    return out
+
+
+# -- scenario 2: tool-call throughput ----------------------------------------------------
+
+
+def scenario_throughput(run: Run) -> dict[str, Any]:
+    a = run.args
+    out: dict[str, Any] = {
+        "method": f"tools/call on {a.concurrency} already-open sessions over {a.concurrency} "
+        f"connections, closed loop; all servers up at once, measured in turn, {a.rounds} rounds "
+        f"of {a.calls_seconds} s per server (medians over the rounds), after a {a.warmup} s "
+        "warm-up",
+        "json": {},
+        "sse": {},
+    }
+
+    async def prepare(server: Server) -> list[Any]:
+        sessions = await loadgen.open_sessions(server.target, a.concurrency)
+        await loadgen.tool_calls(
+            server.target, sessions, concurrency=a.concurrency, count=10**7, seconds=a.warmup
+        )
+        return sessions
+
+    async def measure(server: Server, sessions: list[Any], _variant: None) -> dict[str, Any]:
+        result = await measured(
+            server,
+            lambda: loadgen.tool_calls(
+                server.target,
+                sessions,
+                concurrency=a.concurrency,
+                count=10**7,
+                seconds=a.calls_seconds,
+            ),
+        )
+        per_op(result, "requests")
+        return result
+
+    def describe(name: str, mode: str, _variant: None, r: dict[str, Any]) -> str:
+        lat = r["latency_ms"].get("tools/call", {})
+        return (
+            f"  throughput {mode} {name}: {r['requests_per_s']} req/s, "
+            f"p50 {lat.get('p50')} p99 {lat.get('p99')} ms, server "
+            f"{r.get('server_cpu_ms_per_op')} ms CPU/req ({r['server_cpu_pct']}%), "
+            f"client {r.get('client_cpu_ms_per_op')} ({r['client_cpu_pct']}%), "
+            f"failures {r['failures']}"
+        )
+
+    configs: list[tuple[str, str, str]] = [
+        (name, mode, "") for mode in ("json", "sse") for name in a.servers
+    ]
+    if "ours" in a.servers and a.no_store_reference:
+        # Reference: SSE without the default in-memory event store (no resumption).
+        configs.append(("ours", "sse", "no-event-store"))
+    measured_ = interleaved(run, "throughput", configs, prepare, measure, [None], describe)
+    for (name, mode, _variant), result in measured_.items():
+        out[mode][name] = result
+    return out
+
+
+# -- scenario 3: memory per idle session -------------------------------------------------
+
+
+def scenario_memory(run: Run) -> dict[str, Any]:
+    a = run.args
+    n = a.memory_sessions
+    out: dict[str, Any] = {
+        "method": f"RSS growth over {n} idle sessions (initialize + initialized), then over the "
+        f"same {n} sessions each holding one standalone GET SSE stream on its own connection; "
+        "after 20 warm-up sessions; default reply modes",
+    }
+    for name in [s for s in a.servers if s != "raw"]:
+
+        def one(name: str = name) -> dict[str, Any]:
+            ours_args = ["--max-sessions", str(4 * n + 100)]
+            with running_server(
+                run, name, "memory", ours_args=ours_args, sdk_max_sessions=str(4 * n + 100)
+            ) as server:
+
+                async def main() -> dict[str, Any]:
+                    target = server.target
+                    # Warm up the code paths (lazy imports, caches) with a few sessions.
+                    warm = await loadgen.open_sessions(target, 20, concurrency=4)
+                    held = await loadgen.hold_get_streams(target, warm[:10], concurrency=4)
+                    await loadgen.tool_calls(target, warm, concurrency=4, count=40, seconds=5)
+                    for conn in held:
+                        await conn.aclose()
+                    await loadgen.close_sessions(target, warm)
+                    await trio.sleep(1)
+                    base = server.rss_kib()
+                    opened = time.perf_counter()
+                    sessions = await loadgen.open_sessions(target, n, concurrency=16, seconds=120)
+                    open_s = time.perf_counter() - opened
+                    await trio.sleep(1)
+                    idle = server.rss_kib()
+                    held = await loadgen.hold_get_streams(target, sessions, concurrency=16)
+                    await trio.sleep(1)
+                    with_get = server.rss_kib()
+                    for conn in held:
+                        await conn.aclose()
+                    return {
+                        "sessions": len(sessions),
+                        "open_seconds": round(open_s, 2),
+                        "rss_base_kib": base,
+                        "rss_idle_kib": idle,
+                        "rss_with_get_kib": with_get,
+                        "kib_per_idle_session": round((idle - base) / len(sessions), 2),
+                        "kib_per_session_with_get": round((with_get - base) / len(sessions), 2),
+                        "get_streams": len(held),
+                    }
+
+                result: dict[str, Any] = go(main)
+                print(
+                    f"  memory {name}: {result['kib_per_idle_session']} KiB/idle session, "
+                    f"{result['kib_per_session_with_get']} KiB with a GET stream",
+                    flush=True,
+                )
+                return result
+
+        result = run.attempt(f"memory/{name}", one)
+        if result is not None:
+            out[name] = result
+    return out
+
+
+# -- scenario 4: scale -------------------------------------------------------------------
+
+
+async def _latency_at_size(a: argparse.Namespace, server: Server, sessions: list[Any]) -> dict:
+    target = server.target
+    calls = await measured(
+        server,
+        lambda: loadgen.tool_calls(
+            target,
+            sessions,
+            concurrency=1,
+            count=10**6,
+            seconds=a.scale_seconds,
+            pick="random",
+        ),
+    )
+    per_op(calls, "requests")
+    cycle = await measured(
+        server,
+        lambda: loadgen.churn(
+            target, concurrency=1, count=10**6, seconds=max(1.0, a.scale_seconds / 2)
+        ),
+    )
+    per_op(cycle, "sessions")
+    return {"tools_call": calls, "session_cycle": cycle}
+
+
+def scenario_scale(run: Run) -> dict[str, Any]:
+    a = run.args
+    out: dict[str, Any] = {
+        "method": f"open sessions (initialize + initialized, 32 at a time) up to each size; at "
+        f"each size: tools/call on random live sessions at concurrency 1 for {a.scale_seconds} s, "
+        f"then whole session cycles (initialize, initialized, tools/call, DELETE) at "
+        f"concurrency 1 for {max(1.0, a.scale_seconds / 2)} s; JSON reply mode; the SDK's "
+        f"session opening is bounded to {a.sdk_open_seconds} s in total",
+        "sizes": a.scale_sizes,
+    }
+    for name in a.servers:
+
+        def one(name: str = name) -> dict[str, Any]:
+            biggest = max(a.scale_sizes)
+            ours_args = [
+                "--max-sessions", str(biggest + 1000),
+                "--idle-timeout", "7200",
+                "--init-timeout", "7200",
+            ]  # fmt: skip
+            with running_server(
+                run, name, "scale", reply_mode="json", ours_args=ours_args, sdk_max_sessions="none"
+            ) as server:
+
+                async def main() -> dict[str, Any]:
+                    target = server.target
+                    await loadgen.churn(target, concurrency=8, count=10**6, seconds=a.warmup)
+                    await trio.sleep(0.5)
+                    base_rss = server.rss_kib()
+                    if name == "raw":
+                        # No sessions: the per-request floor of Hypercorn itself.
+                        fake = [loadgen.Session("raw", loadgen.PROTOCOL_VERSION)]
+                        return {"floor": await _latency_at_size(a, server, fake)}
+                    sessions: list[Any] = []
+                    levels = []
+                    open_budget = a.sdk_open_seconds if name == "sdk" else a.ours_open_seconds
+                    open_spent = 0.0
+                    for size in a.scale_sizes:
+                        need = size - len(sessions)
+                        left = open_budget - open_spent
+                        if left < 1:
+                            break
+                        opened = time.perf_counter()
+                        cpu0 = server.cpu()
+                        new = await loadgen.open_sessions(
+                            target, need, concurrency=32, seconds=left
+                        )
+                        open_cpu = server.cpu() - cpu0
+                        took = time.perf_counter() - opened
+                        open_spent += took
+                        sessions += new
+                        await trio.sleep(1)
+                        level: dict[str, Any] = {
+                            "target_size": size,
+                            "live_sessions": len(sessions),
+                            "open_seconds": round(took, 2),
+                            "open_sessions_per_s": round(len(new) / took, 1),
+                            "open_server_cpu_ms_per_session": round(
+                                open_cpu * 1000 / max(1, len(new)), 3
+                            ),
+                            "rss_kib": server.rss_kib(),
+                        }
+                        if not new:
+                            break
+                        if len(sessions) < size:
+                            level["short"] = (
+                                f"{len(sessions):,} of {size:,} sessions opened within its "
+                                f"{open_budget:.0f} s opening budget"
+                            )
+                            print(f"  scale {name} {size}: {level['short']}", flush=True)
+                        level["rss_growth_kib_per_session"] = round(
+                            (level["rss_kib"] - base_rss) / len(sessions), 2
+                        )
+                        level.update(await _latency_at_size(a, server, sessions))
+                        levels.append(level)
+                        tc = level["tools_call"]["latency_ms"].get("tools/call", {})
+                        cy = level["session_cycle"]["latency_ms"].get("session", {})
+                        print(
+                            f"  scale {name} {size}: tools/call p50 {tc.get('p50')} "
+                            f"p99 {tc.get('p99')} ms, session p50 {cy.get('p50')} ms, "
+                            f"RSS {level['rss_kib'] // 1024} MiB, opened at "
+                            f"{level['open_sessions_per_s']}/s",
+                            flush=True,
+                        )
+                        if "short" in level:
+                            break
+                    return {"base_rss_kib": base_rss, "levels": levels}
+
+                return go(main)
+
+        result = run.attempt(f"scale/{name}", one)
+        if result is not None:
+            out[name] = result
+    return out
+
+
+# -- scenario 5: flood -------------------------------------------------------------------
+
+
+def scenario_flood(run: Run) -> dict[str, Any]:
+    a = run.args
+    good_rate = a.good_rate / len(GOOD_SOURCES)
+    out: dict[str, Any] = {
+        "method": f"{len(GOOD_SOURCES)} well-behaved clients (own loopback addresses, one open "
+        f"session each) call tools/call on a fixed schedule, {a.good_rate:g} calls/s in "
+        f"total, latency from the scheduled send time; per round {a.flood_seconds} s without, "
+        f"then {a.flood_seconds} s with one client ({FLOOD_SOURCE}) sending initialize at a "
+        f"steady {a.flood_rate:g}/s (open loop, up to 128 connections); all servers up at "
+        f"once, measured in turn, {a.rounds} rounds, medians over the rounds. Ours: "
+        f"--rate-limit-per-client {a.flood_limit}; the SDK has no rate limits; JSON reply mode",
+    }
+
+    async def prepare(server: Server) -> list[Any]:
+        sessions = []
+        for source in GOOD_SOURCES:
+            sessions += await loadgen.open_sessions(server.target, 1, source=source)
+        await good(server, sessions, a.warmup)()
+        return sessions
+
+    def good(
+        server: Server, sessions: list[Any], seconds: float
+    ) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return lambda: loadgen.tool_calls(
+            server.target,
+            sessions,
+            concurrency=len(sessions),
+            count=10**7,
+            seconds=seconds,
+            rate_per_worker=good_rate,
+            sources=list(GOOD_SOURCES),
+        )
+
+    async def measure(server: Server, sessions: list[Any], _variant: None) -> dict[str, Any]:
+        baseline = await measured(server, good(server, sessions, a.flood_seconds))
+        flood_result: dict[str, Any] = {}
+
+        async def with_flood() -> dict[str, Any]:
+            async with trio.open_nursery() as nursery:
+
+                async def flooder() -> None:
+                    flood_result.update(
+                        await loadgen.flood(
+                            server.target,
+                            rate=a.flood_rate,
+                            seconds=a.flood_seconds,
+                            source=FLOOD_SOURCE,
+                        )
+                    )
+
+                nursery.start_soon(flooder)
+                return await good(server, sessions, a.flood_seconds)()
+
+        flooded = await measured(server, with_flood)
+        return {"baseline": baseline, "flood": flooded, "flood_client": flood_result}
+
+    def describe(name: str, _mode: str, _variant: None, r: dict[str, Any]) -> str:
+        b = r["baseline"]["latency_ms"].get("tools/call", {})
+        f = r["flood"]["latency_ms"].get("tools/call", {})
+        return (
+            f"  flood {name}: p50 {b.get('p50')} -> {f.get('p50')} ms, p99 {b.get('p99')}"
+            f" -> {f.get('p99')} ms; server CPU {r['baseline']['server_cpu_pct']}% "
+            f"-> {r['flood']['server_cpu_pct']}%; flood answers "
+            f"{r['flood_client'].get('statuses')}; failures {r['flood']['failures']}"
+        )
+
+    configs = [(name, "json") for name in a.servers]
+    measured_ = interleaved(
+        run,
+        "flood",
+        configs,
+        prepare,
+        measure,
+        [None],
+        describe,
+        ours_args=["--rate-limit-per-client", a.flood_limit],
+    )
+    for (name, _mode, _variant), result in measured_.items():
+        out[name] = result
+    return out
+
+
+SCENARIOS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "churn": scenario_churn,
+    "throughput": scenario_throughput,
+    "memory": scenario_memory,
+    "scale": scenario_scale,
+    "flood": scenario_flood,
+}
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = {}
+    for package in ("trio", "hypercorn", "h11", "mcp", "anyio", "starlette", "trio-mcp-sessions"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    return {
+        "git": git_state(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def git_state() -> str:
+    """The commit measured, and whether src/ differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{commit}{' (src/ modified)' if dirty else ''}"
+
+
+def _get(d: Any, *keys: Any) -> Any:
+    for key in keys:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if a is None or b in (None, 0):
+        return None
+    return round(a / b, 3)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each as measured in this run."""
+    out = []
+
+    def add(name: str, value: float | None, limit: float, at_most: bool, detail: str) -> None:
+        met = None if value is None else (value <= limit if at_most else value >= limit)
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "limit": limit,
+                "met": met,
+                "at_most": at_most,
+                "detail": detail,
+            }
+        )
+
+    churn = results.get("churn", {})
+    for level in ("c1", "c8"):
+        ours = _get(churn, "ours", level, "server_cpu_ms_per_op")
+        sdk = _get(churn, "sdk", level, "server_cpu_ms_per_op")
+        if ours is not None or sdk is not None:
+            add(
+                f"server CPU per churned session, ours/SDK ({level.replace('c', 'c=')})",
+                _ratio(ours, sdk),
+                0.40,
+                True,
+                f"{_fmt(ours, 3)} ms vs {_fmt(sdk, 3)} ms",
+            )
+    tp = results.get("throughput", {})
+    ours = _get(tp, "json", "ours", "requests_per_s")
+    raw = _get(tp, "json", "raw", "requests_per_s")
+    if ours is not None or raw is not None:
+        add(
+            "tools/call throughput, JSON mode, ours/raw POST ceiling",
+            _ratio(ours, raw),
+            0.70,
+            False,
+            f"{_fmt(ours, 0)} vs {_fmt(raw, 0)} req/s",
+        )
+    mem = results.get("memory", {}).get("ours")
+    if mem:
+        add("KiB per idle session (ours)", mem["kib_per_idle_session"], 8.0, True, "")
+        add(
+            "KiB per session with a GET stream (ours)",
+            mem["kib_per_session_with_get"],
+            30.0,
+            True,
+            "",
+        )
+    levels = _get(results, "scale", "ours", "levels") or []
+    if len(levels) >= 2:
+        first, last = levels[0], levels[-1]
+        p_first = _get(first, "tools_call", "latency_ms", "tools/call", "p50")
+        p_last = _get(last, "tools_call", "latency_ms", "tools/call", "p50")
+        add(
+            f"tools/call p50 at {last['live_sessions']:,} / at {first['live_sessions']:,} "
+            "live sessions (ours)",
+            _ratio(p_last, p_first),
+            1.2,
+            True,
+            f"{_fmt(p_last, 3)} ms vs {_fmt(p_first, 3)} ms",
+        )
+    flood = _get(results, "flood", "ours")
+    if flood:
+        b = _get(flood, "baseline", "latency_ms", "tools/call", "p99")
+        f = _get(flood, "flood", "latency_ms", "tools/call", "p99")
+        add(
+            "well-behaved p99 with / without the flood (ours)",
+            _ratio(f, b),
+            1.5,
+            True,
+            f"{_fmt(f, 2)} ms vs {_fmt(b, 2)} ms",
+        )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    parts: list[str] = [
+        f"Run {meta['started']} on {m['cores']}-core {m['cpu']}, Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f"; commit {m.get('git', 'unknown')}; {meta.get('duration_s', '?')} s in all.\n"
+    ]
+    servers = [s for s in SERVER_NAMES if s in results["meta"]["options"]["servers"]]
+
+    churn = results.get("churn")
+    if churn:
+        parts.append("### Session churn\n")
+        parts.append(
+            "| server | concurrency | sessions/s | session p50 (ms) | session p99 (ms) "
+            "| server CPU ms/session | server CPU % | client CPU ms/session | ours/this CPU |"
+        )
+        parts.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for level in [f"c{c}" for c in results["meta"]["options"]["churn_levels"]]:
+            for name in servers:
+                r = _get(churn, name, level)
+                if not r:
+                    continue
+                ours_cpu = _get(churn, "ours", level, "server_cpu_ms_per_op")
+                lat = _get(r, "latency_ms", "session") or {}
+                parts.append(
+                    f"| {LABELS[name]} | {level[1:]} | {_fmt(r['sessions_per_s'], 1)} "
+                    f"| {_fmt(lat.get('p50'))} | {_fmt(lat.get('p99'))} "
+                    f"| {_fmt(r.get('server_cpu_ms_per_op'), 3)} | {_fmt(r['server_cpu_pct'], 0)} "
+                    f"| {_fmt(r.get('client_cpu_ms_per_op'), 3)} "
+                    f"| {_fmt(_ratio(ours_cpu, r.get('server_cpu_ms_per_op')))} |"
+                )
+        parts.append("")
+
+    tp = results.get("throughput")
+    if tp:
+        parts.append("### Tool-call throughput on open sessions\n")
+        parts.append(
+            "| reply mode | server | req/s | p50 (ms) | p99 (ms) | server CPU ms/req "
+            "| server CPU % | client CPU ms/req | ours/this req/s | this/raw JSON req/s |"
+        )
+        parts.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        raw_json = _get(tp, "json", "raw", "requests_per_s")
+        for mode in ("json", "sse"):
+            for name in [*servers, "ours:no-event-store"]:
+                r = _get(tp, mode, name)
+                if not r:
+                    continue
+                lat = _get(r, "latency_ms", "tools/call") or {}
+                ours = _get(tp, mode, "ours", "requests_per_s")
+                parts.append(
+                    f"| {mode.upper()} | {LABELS[name]} | {_fmt(r['requests_per_s'], 0)} "
+                    f"| {_fmt(lat.get('p50'))} | {_fmt(lat.get('p99'))} "
+                    f"| {_fmt(r.get('server_cpu_ms_per_op'), 3)} | {_fmt(r['server_cpu_pct'], 0)} "
+                    f"| {_fmt(r.get('client_cpu_ms_per_op'), 3)} "
+                    f"| {_fmt(_ratio(ours, r['requests_per_s']))} "
+                    f"| {_fmt(_ratio(r['requests_per_s'], raw_json))} |"
+                )
+        parts.append("")
+
+    mem = results.get("memory")
+    if mem:
+        parts.append("### Memory per idle session\n")
+        parts.append(
+            "| server | sessions | KiB per idle session | KiB per session with a GET stream "
+            "| RSS before → idle → with GET (MiB) | ours/this idle | ours/this with GET |"
+        )
+        parts.append("|---|---:|---:|---:|---|---:|---:|")
+        for name in servers:
+            r = mem.get(name)
+            if not r:
+                continue
+            ours = mem.get("ours") or {}
+            idle, get = "kib_per_idle_session", "kib_per_session_with_get"
+            parts.append(
+                f"| {LABELS[name]} | {r['sessions']:,} | {_fmt(r['kib_per_idle_session'])} "
+                f"| {_fmt(r['kib_per_session_with_get'])} "
+                f"| {r['rss_base_kib'] / 1024:.1f} → {r['rss_idle_kib'] / 1024:.1f} → "
+                f"{r['rss_with_get_kib'] / 1024:.1f} "
+                f"| {_fmt(_ratio(ours.get(idle), r[idle]))} "
+                f"| {_fmt(_ratio(ours.get(get), r[get]))} |"
+            )
+        parts.append("")
+
+    scale = results.get("scale")
+    if scale:
+        parts.append("### Scale\n")
+        parts.append(
+            "| server | live sessions | tools/call p50 (ms) | p99 (ms) | p50 ratio to smallest "
+            "| session cycle p50 (ms) | p99 (ms) | RSS (MiB) | KiB per session "
+            "| opened at (sessions/s) |"
+        )
+        parts.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        floor = _get(scale, "raw", "floor")
+        if floor:
+            tc = _get(floor, "tools_call", "latency_ms", "tools/call") or {}
+            cy = _get(floor, "session_cycle", "latency_ms", "session") or {}
+            parts.append(
+                f"| {LABELS['raw']} | {DASH} | {_fmt(tc.get('p50'), 3)} | {_fmt(tc.get('p99'), 3)} "
+                f"| {DASH} "
+                f"| {_fmt(cy.get('p50'), 3)} | {_fmt(cy.get('p99'), 3)} "
+                f"| {DASH} | {DASH} | {DASH} |"
+            )
+        for name in ("ours", "sdk"):
+            levels = _get(scale, name, "levels") or []
+            first = levels[0] if levels else None
+            p_first = _get(first, "tools_call", "latency_ms", "tools/call", "p50")
+            for lv in levels:
+                short = f" ({lv['short']})" if "short" in lv else ""
+                tc = _get(lv, "tools_call", "latency_ms", "tools/call") or {}
+                cy = _get(lv, "session_cycle", "latency_ms", "session") or {}
+                parts.append(
+                    f"| {LABELS[name]} | {lv['live_sessions']:,}{short} | {_fmt(tc.get('p50'), 3)} "
+                    f"| {_fmt(tc.get('p99'), 3)} | {_fmt(_ratio(tc.get('p50'), p_first))} "
+                    f"| {_fmt(cy.get('p50'), 3)} | {_fmt(cy.get('p99'), 3)} "
+                    f"| {lv['rss_kib'] / 1024:,.0f} | {_fmt(lv['rss_growth_kib_per_session'])} "
+                    f"| {_fmt(lv['open_sessions_per_s'], 0)} |"
+                )
+        parts.append("")
+
+    flood = results.get("flood")
+    if flood:
+        parts.append("### Flood\n")
+        parts.append(
+            "| server | p50 without (ms) | p50 with flood (ms) | p99 without (ms) "
+            "| p99 with flood (ms) | p99 ratio | server CPU % without → with "
+            "| flood sent/s | flood answers | well-behaved failures |"
+        )
+        parts.append("|---|---:|---:|---:|---:|---:|---|---:|---|---|")
+        for name in servers:
+            r = flood.get(name)
+            if not r:
+                continue
+            b = _get(r, "baseline", "latency_ms", "tools/call") or {}
+            f = _get(r, "flood", "latency_ms", "tools/call") or {}
+            answers = ", ".join(
+                f"{k}: {v:,}" for k, v in sorted(r["flood_client"].get("statuses", {}).items())
+            )
+            fails = {**r["baseline"]["failures"], **r["flood"]["failures"]}
+            parts.append(
+                f"| {LABELS[name]} | {_fmt(b.get('p50'))} | {_fmt(f.get('p50'))} "
+                f"| {_fmt(b.get('p99'))} | {_fmt(f.get('p99'))} "
+                f"| {_fmt(_ratio(f.get('p99'), b.get('p99')))} "
+                f"| {_fmt(r['baseline']['server_cpu_pct'], 0)} → "
+                f"{_fmt(r['flood']['server_cpu_pct'], 0)} "
+                f"| {_fmt(r['flood_client'].get('sent_per_s'), 0)} | {answers} "
+                f"| {json.dumps(fails) if fails else 'none'} |"
+            )
+        parts.append("")
+
+    checks = results.get("targets") or []
+    if checks:
+        parts.append("### Targets\n")
+        parts.append("| target | measured | limit | met | |")
+        parts.append("|---|---:|---:|---|---|")
+        for t in checks:
+            met = {True: "yes", False: "**no**", None: DASH}[t["met"]]
+            op = "≤" if t["at_most"] else "≥"
+            parts.append(
+                f"| {t['target']} | {_fmt(t['value'], 3)} | {op} {t['limit']} | {met} "
+                f"| {t['detail']} |"
+            )
+        parts.append("")
+    return "\n".join(parts)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 2 minutes)")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--servers", nargs="+", choices=SERVER_NAMES, default=list(SERVER_NAMES))
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per server (2)")
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds: churn, throughput, flood (3)"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="throughput connections (8)")
+    parser.add_argument(
+        "--no-store-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="throughput: also run ours in SSE mode with --no-event-store (default on)",
+    )
+    parser.add_argument("--churn-levels", type=int, nargs="+", help="concurrency levels (1 8)")
+    parser.add_argument("--churn-seconds", type=float, help="seconds per churn round (4)")
+    parser.add_argument("--churn-count", type=int, help="sessions per churn level at most (5000)")
+    parser.add_argument("--calls-seconds", type=float, help="seconds per throughput round (4)")
+    parser.add_argument("--memory-sessions", type=int, help="idle sessions to open (2000)")
+    parser.add_argument(
+        "--scale-sizes", type=int, nargs="+", help="live sessions (100 10000 100000)"
+    )
+    parser.add_argument("--scale-seconds", type=float, help="seconds of calls per size (6)")
+    parser.add_argument(
+        "--sdk-open-seconds", type=float, help="the SDK's session-opening budget (150)"
+    )
+    parser.add_argument("--ours-open-seconds", type=float, help="our session-opening budget (300)")
+    parser.add_argument(
+        "--flood-seconds", type=float, help="seconds with and without per round (5)"
+    )
+    parser.add_argument("--flood-rate", type=float, default=500.0, help="initialize/s (500)")
+    parser.add_argument("--flood-limit", default="10/60", help="ours: per-client limit (10/60)")
+    parser.add_argument("--good-rate", type=float, default=200.0, help="well-behaved calls/s")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run (1200)")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw PNGs")
+    parser.add_argument("--plots-dir", default=str(BENCH / "results"), help="where PNGs go")
+    args = parser.parse_args(argv)
+    defaults = {
+        "warmup": (2.0, 0.5),
+        "rounds": (3, 1),
+        "churn_levels": ([1, 8], [8]),
+        "churn_seconds": (4.0, 3.0),
+        "churn_count": (5000, 2000),
+        "calls_seconds": (4.0, 2.0),
+        "memory_sessions": (2000, 300),
+        "scale_sizes": ([100, 10_000, 100_000], [100, 2000]),
+        "scale_seconds": (6.0, 1.5),
+        "sdk_open_seconds": (150.0, 20.0),
+        "ours_open_seconds": (300.0, 20.0),
+        "flood_seconds": (5.0, 3.0),
+        "budget": (1200.0, 150.0),
+    }
+    for key, (full, quick) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = Run(args)
+    options = {k: v for k, v in vars(args).items() if k != "plots_dir"}
+    results: dict[str, Any] = {
+        "meta": {
+            "started": dt.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": machine(),
+            "options": options,
+        }
+    }
+    print(f"# benchmark run {run.stamp}: {json.dumps(results['meta']['machine'])}", flush=True)
+    for name in args.scenarios:
+        print(f"## {name}", flush=True)
+        began = time.monotonic()
+        results[name] = SCENARIOS[name](run)
+        results[name]["seconds"] = round(time.monotonic() - began, 1)
+    results["targets"] = targets(results)
+    results["meta"]["duration_s"] = round(time.monotonic() - run.started, 1)
+    results["meta"].update(
+        server_stops=run.stops,
+        server_log_problems=run.log_problems,
+        skipped=run.skipped,
+        errors=run.errors,
+    )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{run.stamp}.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    report = markdown(results)
+    path.with_suffix(".md").write_text(report + "\n")
+    print()
+    print(report)
+    if not args.no_plots:
+        try:
+            import plots
+        except ImportError as exc:
+            print(f"(no plots: {exc}; pip install matplotlib)")
+        else:
+            for png in plots.draw(results, Path(args.plots_dir), run.stamp):
+                print(f"plot: {png}")
+    print(f"results: {path} ({results['meta']['duration_s']} s)")
+    if run.errors or run.log_problems:
+        print(f"problems: {len(run.errors)} errors, server logs: {run.log_problems}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The official MCP Python SDK (``mcp`` 2.3.0) with the benchmark tool, on Hypercorn's trio worker.
+
+``MCPServer.streamable_http_app()``: a Starlette app whose lifespan runs the
+SDK's stateful ``StreamableHTTPSessionManager`` (DNS-rebinding protection for
+loopback on, as the SDK sets it up by default). Environment:
+
+- ``SDK_REPLY_MODE``: ``sse`` (the SDK default) or ``json`` (``json_response=True``).
+- ``SDK_MAX_SESSIONS``: the session cap (default the SDK's 10,000; ``none`` for no cap).
+
+    SDK_REPLY_MODE=json python bench/servers/sdk_server.py --bind 127.0.0.1:0
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _hypercorn import run
+
+# WARNING, like the other servers: the SDK would otherwise configure INFO logging.
+server = MCPServer("bench", version="1.0.0", log_level="WARNING")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return text
+
+
+def build_app() -> object:
+    mode = os.environ.get("SDK_REPLY_MODE", "sse")
+    if mode not in ("sse", "json"):
+        raise SystemExit(f"SDK_REPLY_MODE must be sse or json, not {mode!r}")
+    cap = os.environ.get("SDK_MAX_SESSIONS", "10000")
+    return server.streamable_http_app(
+        json_response=mode == "json",
+        max_sessions=None if cap == "none" else int(cap),
+    )
+
+
+if __name__ == "__main__":
+    run(build_app(), __doc__.split("\n\n")[0])
