@@ -428,8 +428,8 @@ async def test_shared_rate_limiter_falls_back_to_local_windows(
     from trio_mcp_sessions import StoreUnavailable
 
     class Unreachable:
-        global_limit = RateLimit(1, 60)
-        per_client = None
+        global_limit: RateLimit | None = RateLimit(1, 60)
+        per_client: RateLimit | None = None
 
         async def acquire(self, key: str | None) -> tuple[float, object]:
             await trio.lowlevel.checkpoint()
