@@ -60,11 +60,11 @@ def scale_plot(results: dict[str, Any], path: Path) -> Path | None:
         last = levels[-1]
         if "short" in last:
             ax_mem.annotate(
-                f"{LABELS[name]}: {last['live_sessions']:,} of\n{last['target_size']:,} opened "
-                "within\nits time bound",
+                f"{LABELS[name]}: {last['live_sessions']:,} of {last['target_size']:,}\n"
+                "sessions opened within its time bound",
                 xy=(last["live_sessions"], last["rss_kib"] / 1024),
-                xytext=(-30, 20),
-                textcoords="offset points",
+                xytext=(0.03, 0.62),
+                textcoords="axes fraction",
                 fontsize=8,
                 color=COLORS[name],
                 arrowprops={"arrowstyle": "->", "color": COLORS[name]},
@@ -83,7 +83,7 @@ def scale_plot(results: dict[str, Any], path: Path) -> Path | None:
     for ax in (ax_lat, ax_cycle):
         ax.set_ylabel("latency (ms)")
         ax.set_ylim(bottom=0)
-    ax_mem.set_ylabel("MiB")
+    ax_mem.set_ylabel("RSS (MiB)")
     for ax in (ax_lat, ax_cycle, ax_mem):
         ax.set_xscale("log")
         ax.set_xlabel("live sessions")

@@ -503,7 +503,7 @@ class StreamableHTTPApp:
             # quick call) into one chunk, and finish in the same write when the
             # stream already ended.
             first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
-            ready, ended = _drain_ready(stream)
+            ready, ended = await _wait_briefly(stream)
             chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in first + ready)
             if ended:
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
@@ -536,10 +536,10 @@ class StreamableHTTPApp:
     ) -> None:
         answers: list[bytes] = []
         try:
-            # Fast path: a quick handler has answered by the next scheduling
-            # round; no disconnect watcher (a task and a nursery) is needed then.
-            await trio.lowlevel.checkpoint()
-            ready, ended = _drain_ready(stream)
+            # Fast path: a quick handler answers within a few scheduling rounds
+            # (the session's worker wakes, opens its nursery, runs the handler);
+            # no disconnect watcher (a task and a nursery) is needed then.
+            ready, ended = await _wait_briefly(stream)
             answers = [e.data for e in ready if e.data]
             if len(answers) < expected and not ended:
                 async with trio.open_nursery() as nursery:
@@ -641,6 +641,27 @@ async def _send_simple(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+#: Scheduling rounds a reply waits for a quick handler before it starts a
+#: disconnect watcher (measured: a quick call needs three or four).
+_QUICK_ROUNDS: Final = 4
+
+
+async def _wait_briefly(stream: EventStream) -> tuple[list[SseEvent], bool]:
+    """Events ready within a few scheduling rounds, and whether the stream ended.
+
+    Returns as soon as the stream has ended or events have arrived; never
+    waits on the clock, only lets already-runnable tasks run.
+    """
+    ready: list[SseEvent] = []
+    for _ in range(_QUICK_ROUNDS):
+        await trio.lowlevel.checkpoint()
+        more, ended = _drain_ready(stream)
+        ready += more
+        if ended:
+            return ready, True
+    return ready, False
 
 
 def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
