@@ -212,3 +212,36 @@ def port_of(url: str) -> int:
     port = urlsplit(url).port
     assert port is not None
     return port
+
+
+async def interrupt_logging_call(url: str, headers: dict[str, str], request_id: int) -> str:
+    """Call the example's ``test_tool_with_logging``, cut the response after its first log.
+
+    Returns the last event id the client saw (what it resumes from).
+    """
+    call = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "test_tool_with_logging", "arguments": {}},
+    }
+    seen = parse_sse(await post_then_drop(url, call, headers, "Tool execution started"))
+    return [e["id"] for e in seen if e.get("data")][-1]
+
+
+async def resume_stream(
+    http: httpx.AsyncClient, url: str, session_id: str, last_event_id: str
+) -> list[dict[str, Any]]:
+    """GET with ``Last-Event-ID``; the JSON-RPC messages replayed."""
+    import json
+
+    r = await http.get(
+        url,
+        headers={
+            "accept": "text/event-stream",
+            "mcp-session-id": session_id,
+            "last-event-id": last_event_id,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return [json.loads(e["data"]) for e in parse_sse(r.text) if e.get("data")]

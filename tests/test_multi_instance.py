@@ -9,7 +9,6 @@ hangs, then recovers without a restart.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING
 
@@ -22,9 +21,9 @@ from _processes import (
     ServerProcess,
     SwitchableProxy,
     initialize,
-    parse_sse,
+    interrupt_logging_call,
     port_of,
-    post_then_drop,
+    resume_stream,
     session_headers,
 )
 
@@ -53,12 +52,6 @@ async def test_sessions_streams_and_rate_limits_span_instances(redis_server: Red
         async with httpx.AsyncClient(timeout=10) as http:
             session_id = await initialize(http, first.url)  # creation 1
             headers = session_headers(session_id)
-            call = {
-                "jsonrpc": "2.0",
-                "id": 7,
-                "method": "tools/call",
-                "params": {"name": "test_tool_with_logging", "arguments": {}},
-            }
             await http.post(
                 first.url,
                 json={
@@ -69,10 +62,7 @@ async def test_sessions_streams_and_rate_limits_span_instances(redis_server: Red
                 },
                 headers=headers,
             )
-            seen = parse_sse(
-                await post_then_drop(first.url, call, headers, "Tool execution started")
-            )
-            last_id = [e["id"] for e in seen if e.get("data")][-1]
+            last_id = await interrupt_logging_call(first.url, headers, request_id=7)
             await trio.sleep(0.5)  # the call ends on the first instance, unobserved
 
             # The second instance restores the session (creation 2) ...
@@ -81,16 +71,7 @@ async def test_sessions_streams_and_rate_limits_span_instances(redis_server: Red
             )
             assert r.status_code == 200, r.text
             # ... and resumes the stream begun on the first.
-            r = await http.get(
-                second.url,
-                headers={
-                    "accept": "text/event-stream",
-                    "mcp-session-id": session_id,
-                    "last-event-id": last_id,
-                },
-            )
-            assert r.status_code == 200
-            replayed = [json.loads(e["data"]) for e in parse_sse(r.text) if e.get("data")]
+            replayed = await resume_stream(http, second.url, session_id, last_id)
             assert replayed[-1]["id"] == 7
             assert (
                 replayed[-1]["result"]["content"][0]["text"]

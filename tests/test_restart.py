@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from typing import TYPE_CHECKING
 
 import httpx
 import trio
 
-from _processes import ServerProcess, initialize, parse_sse, post_then_drop, session_headers
+from _processes import (
+    ServerProcess,
+    initialize,
+    interrupt_logging_call,
+    resume_stream,
+    session_headers,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,9 +46,7 @@ async def test_sessions_and_missed_events_survive_a_sigterm_restart(tmp_path: Pa
                 "method": "tools/call",
                 "params": {"name": "test_tool_with_logging", "arguments": {}},
             }
-            received = await post_then_drop(first.url, call, headers, "Tool execution started")
-            seen = parse_sse(received)
-            last_id = [e["id"] for e in seen if e.get("data")][-1]
+            last_id = await interrupt_logging_call(first.url, headers, request_id=3)
             await trio.sleep(0.5)  # the tool finishes while nobody listens
         assert await first.stop(signal.SIGTERM) == 0
         assert b"Traceback" not in first.stderr, first.stderr.decode()
@@ -59,16 +62,7 @@ async def test_sessions_and_missed_events_survive_a_sigterm_restart(tmp_path: Pa
                 second.url, json={"jsonrpc": "2.0", "id": 4, "method": "ping"}, headers=headers
             )
             assert r.status_code == 200, r.text
-            r = await http.get(
-                second.url,
-                headers={
-                    "accept": "text/event-stream",
-                    "mcp-session-id": session_id,
-                    "last-event-id": last_id,
-                },
-            )
-            assert r.status_code == 200
-            replayed = [json.loads(e["data"]) for e in parse_sse(r.text) if e.get("data")]
+            replayed = await resume_stream(http, second.url, session_id, last_id)
             assert [m.get("params", {}).get("data") for m in replayed[:-1]] == [
                 "Tool processing data",
                 "Tool execution completed",

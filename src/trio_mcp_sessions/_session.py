@@ -15,6 +15,7 @@ with ``Last-Event-ID`` instead of stalling the handler.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -105,7 +106,7 @@ class EventStream:
     ends for any reason (client gone, server done); it is idempotent.
     """
 
-    __slots__ = ("_on_detach", "events", "is_standalone", "priming", "replay", "stream_id")
+    __slots__ = ("_on_detach", "events", "priming", "replay", "stream_id")
 
     def __init__(
         self,
@@ -115,13 +116,11 @@ class EventStream:
         priming: SseEvent | None,
         replay: Sequence[SseEvent] = (),
         on_detach: Any = None,
-        is_standalone: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.events = events
         self.priming = priming
         self.replay = list(replay)
-        self.is_standalone = is_standalone
         self._on_detach = on_detach
 
     def detach(self) -> None:
@@ -533,7 +532,6 @@ class Session:
             priming=self._priming(stream) if stream.reply_mode == "sse" else None,
             replay=replay,
             on_detach=on_detach,
-            is_standalone=stream.standalone,
         )
 
     def _deliver(self, stream: _Stream, event: SseEvent) -> None:
@@ -808,28 +806,28 @@ class Session:
             handle.priming = None
             return handle
 
-    def disconnect_request_stream(self, request_id: RequestId) -> None:
-        stream = self._request_streams.get(request_id)
-        if stream is None or stream.connection is None or stream.reply_mode != "sse":
-            return
-        if self.event_store is None:
-            return  # the client could not get the rest back
-        stream.connection.send.close()
-
     def end_connections(self, retry_ms: int) -> None:
         """Send a reconnect hint on every attached response and end it (graceful drain)."""
         for stream in list(self._streams.values()):
             connection = stream.connection
             if connection is None:
                 continue
-            with _suppress_channel_errors():
+            with contextlib.suppress(
+                trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+            ):
                 connection.send.send_nowait(SseEvent(None, b"", retry_ms))
             connection.send.close()
 
     # -- the Peer protocol (for Context) -----------------------------------------------
 
     def close_request_stream(self, request_id: RequestId) -> None:
-        self.disconnect_request_stream(request_id)
+        """End the HTTP response carrying *request_id* (SEP-1699 polling)."""
+        stream = self._request_streams.get(request_id)
+        if stream is None or stream.connection is None or stream.reply_mode != "sse":
+            return
+        if self.event_store is None:
+            return  # the client could not get the rest back
+        stream.connection.send.close()
 
     def _stream_for(self, related_request: RequestId | None) -> _Stream:
         if related_request is not None:
@@ -879,13 +877,3 @@ class Session:
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification on the standalone (GET) stream."""
         await self._emit(self._standalone, Notification(method, params))
-
-
-class _suppress_channel_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        return isinstance(
-            exc, (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError)
-        )

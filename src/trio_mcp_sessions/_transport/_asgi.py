@@ -343,7 +343,7 @@ class StreamableHTTPApp:
 
     # -- POST ------------------------------------------------------------------------
 
-    async def _read_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
@@ -391,7 +391,7 @@ class StreamableHTTPApp:
                 415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
             )
         try:
-            body = await self._read_body(scope, receive, headers)
+            body = await self._read_body(receive, headers)
         except _ClientGone:
             return
         try:
