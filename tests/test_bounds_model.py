@@ -255,7 +255,7 @@ def run_model(policy: EvictionPolicy, ops: list[tuple[str, Any, Any]]) -> None:
                     elif op == "end" and s.requests:
                         n, stream = s.requests.pop(0)
                         releases[n].set()
-                        events = [e async for e in stream.events]
+                        events = [e async for e in stream]
                         assert b"released" in events[-1].data
                         stream.detach()
                         await trio.testing.wait_all_tasks_blocked()

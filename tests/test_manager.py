@@ -76,7 +76,7 @@ def call(request_id: int, name: str, **arguments: object) -> Request:
 async def drain(stream: EventStream) -> list[bytes]:
     """Read a request stream to its end, like the HTTP writer does."""
     try:
-        return [event.data async for event in stream.events if event.data]
+        return [event.data async for event in stream if event.data]
     finally:
         stream.detach()
 
@@ -276,7 +276,7 @@ async def test_draining_refuses_new_sessions_and_hints_reconnect(
         stream = await manager.create_standalone_stream(session_id)
         assert stream is not None
         manager.begin_drain()
-        events = [event async for event in stream.events]
+        events = [event async for event in stream]
         assert [(e.event_id, e.data, e.retry_ms) for e in events] == [(None, b"", 2500)]
         with pytest.raises(ServiceUnavailable):
             await manager.create_session(INFO)
@@ -318,7 +318,7 @@ async def test_related_notifications_travel_on_the_request_stream(
             True,
         ]
         with pytest.raises(trio.WouldBlock):
-            standalone.events.receive_nowait()
+            standalone.receive_nowait()
         standalone.detach()
 
 

@@ -218,7 +218,7 @@ async def test_shutdown_keeps_sessions_restorable(autojump_clock: trio.testing.M
         session_id = await open_on(first)
         stream = await first.create_stream(session_id, [call(2, "chatty")], INFO, "sse")
         assert stream.priming is None  # 2025-06-18: no priming event
-        first_event = await stream.events.receive()
+        first_event = await stream.receive()
         stream.detach()  # the client's connection broke after the first log
         await trio.testing.wait_all_tasks_blocked()
     assert first.statistics().closed_by_reason == {"shutdown": 1}

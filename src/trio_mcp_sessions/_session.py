@@ -15,6 +15,7 @@ with ``Last-Event-ID`` instead of stalling the handler.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -47,7 +48,7 @@ from ._server._content import ClientRequestError, McpError
 from ._server._context import CapabilityNotSupported, Context
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ._server._server import McpServer
     from ._stores._base import EventStore
@@ -99,53 +100,197 @@ class SseEvent:
 
 @final
 class EventStream:
-    """The transport's end of an outbound stream: events to write, in order.
+    """One outbound stream as an HTTP response sees it: events to write, in order.
 
-    Write :attr:`priming` (if any), then :attr:`replay`, then everything from
-    :attr:`events` until it ends. Call :meth:`detach` when the HTTP response
-    ends for any reason (client gone, server done); it is idempotent.
+    Write :attr:`priming` (if any), then :attr:`replay`, then every event
+    :meth:`receive` (or :meth:`receive_nowait`, or ``async for``) yields until
+    it raises :exc:`trio.EndOfChannel`. Call :meth:`detach` when the HTTP
+    response ends for any reason (client gone, server done); it is idempotent.
+
+    The producer (the session, or a custom :class:`SessionManager`) calls
+    :meth:`send_nowait` and :meth:`end`; neither ever blocks, so a slow client
+    never stalls a handler: a full buffer raises :exc:`trio.WouldBlock` and the
+    producer decides (the built-in session ends the response, and the client
+    resumes with ``Last-Event-ID``).
+
+    It is lighter than a memory channel (one object, a small buffer) because
+    a server holds one per open GET stream, and it lets one task wait for
+    either news on the stream or the client going away (:meth:`set_waker`).
+
+    Args:
+        stream_id: The stream's id (event ids are ``<stream_id>_<n>``).
+        priming: A priming event to write first, or ``None``.
+        replay: Events to write before live ones (a resumed stream's backlog).
+        on_detach: Called once, with no arguments, by the first :meth:`detach`.
+        max_buffer: Events held for the reader before :meth:`send_nowait`
+            raises :exc:`trio.WouldBlock`.
     """
 
-    __slots__ = ("_on_detach", "events", "priming", "replay", "stream_id")
+    __slots__ = (
+        "_buffer",
+        "_detached",
+        "_ended",
+        "_max_buffer",
+        "_on_detach",
+        "_waker",
+        "priming",
+        "replay",
+        "stream_id",
+    )
 
     def __init__(
         self,
         stream_id: str,
-        events: trio.MemoryReceiveChannel[SseEvent],
         *,
-        priming: SseEvent | None,
+        priming: SseEvent | None = None,
         replay: Sequence[SseEvent] = (),
-        on_detach: Any = None,
+        on_detach: Callable[[], object] | None = None,
+        max_buffer: int = STREAM_BUFFER,
     ) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
         self.stream_id = stream_id
-        self.events = events
         self.priming = priming
         self.replay = list(replay)
+        self._buffer: collections.deque[SseEvent] | None = None
+        self._max_buffer = max_buffer
+        self._ended = False
+        self._detached = False
         self._on_detach = on_detach
+        self._waker: Callable[[], object] | None = None
+
+    # -- producer side --------------------------------------------------------------------
+
+    def send_nowait(self, event: SseEvent) -> None:
+        """Queue *event* for the reader.
+
+        Raises:
+            trio.WouldBlock: The reader has :attr:`max_buffer` events unread.
+            trio.ClosedResourceError: The stream was ended by its producer.
+            trio.BrokenResourceError: The reader has detached.
+        """
+        if self._ended:
+            raise trio.ClosedResourceError("the stream has ended")
+        if self._detached:
+            raise trio.BrokenResourceError("the reader has detached")
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = collections.deque()
+        elif len(buffer) >= self._max_buffer:
+            raise trio.WouldBlock
+        buffer.append(event)
+        self._wake()
+
+    def end(self) -> None:
+        """No more events: the reader gets what is buffered, then :exc:`trio.EndOfChannel`."""
+        if not self._ended:
+            self._ended = True
+            self._wake()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the producer has ended the stream (events may still be buffered)."""
+        return self._ended
+
+    def _wake(self) -> None:
+        waker, self._waker = self._waker, None
+        if waker is not None:
+            waker()
+
+    # -- reader side ----------------------------------------------------------------------
+
+    def receive_nowait(self) -> SseEvent:
+        """The next event.
+
+        Raises:
+            trio.WouldBlock: Nothing is buffered yet.
+            trio.EndOfChannel: The stream has ended and everything was read.
+            trio.ClosedResourceError: This reader has detached.
+        """
+        if self._detached:
+            raise trio.ClosedResourceError("the reader has detached")
+        if self._buffer:
+            return self._buffer.popleft()
+        if self._ended:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    def take_ready(self) -> list[SseEvent]:
+        """Every buffered event, at once (empty when none is)."""
+        buffer = self._buffer
+        if not buffer:
+            return []
+        ready = list(buffer)
+        buffer.clear()
+        return ready
+
+    def set_waker(self, waker: Callable[[], object] | None) -> None:
+        """Call *waker* once, on the next event or the end of the stream (``None``: don't).
+
+        Lets the reader wait for the stream and for something else in one
+        task: the transport waits for the client's disconnect inside a cancel
+        scope and passes its :meth:`~trio.CancelScope.cancel` here. Called at
+        once when an event is already buffered or the stream has ended.
+        """
+        if waker is not None and (self._buffer or self._ended or self._detached):
+            self._waker = None
+            waker()
+            return
+        self._waker = waker
+
+    async def receive(self) -> SseEvent:
+        """Wait for :meth:`receive_nowait` to have something (a checkpoint).
+
+        Raises:
+            trio.EndOfChannel: The stream has ended and everything was read.
+            trio.ClosedResourceError: This reader has detached.
+            trio.BusyResourceError: Another task is already waiting.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            event = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return event
+        if self._waker is not None:
+            raise trio.BusyResourceError("another task is already waiting on this stream")
+        ready = trio.Event()
+        self._waker = ready.set
+        try:
+            await ready.wait()
+        finally:
+            if self._waker == ready.set:
+                self._waker = None
+        return self.receive_nowait()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> SseEvent:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     def detach(self) -> None:
-        self.events.close()
+        """The HTTP response is over: drop what is buffered and tell the producer. Idempotent."""
+        self._detached = True
+        self._buffer = None
+        self._wake()
         callback, self._on_detach = self._on_detach, None
         if callback is not None:
             callback()
-
-
-class _Connection:
-    """The session's end of one attached HTTP response."""
-
-    __slots__ = ("receive", "send")
-
-    def __init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[SseEvent](STREAM_BUFFER)
 
 
 class _Stream:
     """An outbound SSE stream: a POST's (for its requests) or the standalone GET one."""
 
     __slots__ = (
+        "_lock",
         "connection",
         "ever_attached",
-        "lock",
         "pending",
         "reply_mode",
         "seq",
@@ -159,9 +304,16 @@ class _Stream:
         self.reply_mode = reply_mode
         self.seq = 0
         self.pending: set[RequestId] = set()
-        self.connection: _Connection | None = None
+        self.connection: EventStream | None = None
         self.ever_attached = False
-        self.lock = trio.Lock()
+        self._lock: trio.Lock | None = None
+
+    @property
+    def lock(self) -> trio.Lock:
+        """Orders numbering with storing; made on first use (most streams never need it)."""
+        if self._lock is None:
+            self._lock = trio.Lock()
+        return self._lock
 
     def event_id(self, seq: int) -> str:
         return f"{self.stream_id}_{seq}"
@@ -381,7 +533,7 @@ class Session:
         self.state.close()
         for stream in self._streams.values():
             if stream.connection is not None:
-                stream.connection.send.close()
+                stream.connection.end()
                 stream.connection = None
         self._streams.clear()
         self._request_streams.clear()
@@ -511,35 +663,33 @@ class Session:
     def _attach(self, stream: _Stream, replay: Sequence[SseEvent] = ()) -> EventStream:
         if stream.connection is not None:
             # The old response is presumably dead (the client reconnected).
-            stream.connection.send.close()
+            stream.connection.end()
             self._attached -= 1
-        connection = _Connection()
-        stream.connection = connection
-        stream.ever_attached = True
-        self._attached += 1
-        self._update_deadline()
 
         def on_detach() -> None:
-            if stream.connection is connection:
+            if stream.connection is handle:
                 stream.connection = None
-                connection.send.close()
                 self._attached -= 1
                 self.touch()
 
-        return EventStream(
+        handle = EventStream(
             stream.stream_id,
-            connection.receive,
             priming=self._priming(stream) if stream.reply_mode == "sse" else None,
             replay=replay,
             on_detach=on_detach,
         )
+        stream.connection = handle
+        stream.ever_attached = True
+        self._attached += 1
+        self._update_deadline()
+        return handle
 
     def _deliver(self, stream: _Stream, event: SseEvent) -> None:
         connection = stream.connection
         if connection is None:
             return
         try:
-            connection.send.send_nowait(event)
+            connection.send_nowait(event)
         except trio.WouldBlock:
             # A reader this slow would stall the producer. The event is in the
             # store (if there is one), so cut the response and let the client
@@ -549,7 +699,7 @@ class Session:
                     "session %s: dropping an event for a slow reader (no event store)",
                     self.session_id,
                 )
-            connection.send.close()
+            connection.end()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
@@ -585,7 +735,7 @@ class Session:
     def _end_stream(self, stream: _Stream) -> None:
         self._streams.pop(stream.stream_id, None)
         if stream.connection is not None:
-            stream.connection.send.close()
+            stream.connection.end()
 
     # -- client -> server ---------------------------------------------------------------
 
@@ -779,14 +929,9 @@ class Session:
                 return handle
             if not stored:
                 raise UnknownEventId(f"no stream {stream_id!r} to resume in this session")
-            send, receive = trio.open_memory_channel[SseEvent](0)
-            send.close()
-            return EventStream(
-                stream_id,
-                receive,
-                priming=None,
-                replay=replay,
-            )
+            finished = EventStream(stream_id, replay=replay)
+            finished.end()
+            return finished
         if stream.reply_mode != "sse":
             raise UnknownEventId("JSON replies cannot be resumed")
         async with stream.lock:
@@ -815,8 +960,8 @@ class Session:
             with contextlib.suppress(
                 trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
             ):
-                connection.send.send_nowait(SseEvent(None, b"", retry_ms))
-            connection.send.close()
+                connection.send_nowait(SseEvent(None, b"", retry_ms))
+            connection.end()
 
     # -- the Peer protocol (for Context) -----------------------------------------------
 
@@ -827,7 +972,7 @@ class Session:
             return
         if self.event_store is None:
             return  # the client could not get the rest back
-        stream.connection.send.close()
+        stream.connection.end()
 
     def _stream_for(self, related_request: RequestId | None) -> _Stream:
         if related_request is not None:

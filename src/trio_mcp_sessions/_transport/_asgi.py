@@ -68,6 +68,10 @@ _SSE_HEADERS: Final = [
 ]
 
 
+#: An SSE answer to write: the stream and the extra response headers.
+_SseReply: TypeAlias = tuple[EventStream, list[tuple[bytes, bytes]]]
+
+
 class _HTTPError(Exception):
     """An HTTP answer with a JSON-RPC error body, raised during validation."""
 
@@ -248,11 +252,17 @@ class StreamableHTTPApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         try:
-            await self._handle(scope, receive, send)
+            stream = await self._handle(scope, receive, send)
         except _HTTPError as exc:
             await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
+            return
+        if stream is not None:
+            # Written from here, with the request's frames and headers gone: a
+            # server holds one of these per open SSE response.
+            await self._reply_sse(receive, send, *stream)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> _SseReply | None:
+        """Validate and dispatch; an SSE answer comes back to be written by the caller."""
         path = scope.get("path", "").rstrip("/")
         is_metrics = self._metrics is not None and path == self.metrics_path
         if path != self.path.rstrip("/") and not is_metrics:
@@ -273,7 +283,7 @@ class StreamableHTTPApp:
             body = self._metrics.render()
             content_type = self._metrics.content_type.encode("latin-1")
             await _send_simple(send, 200, body, [(b"content-type", content_type)])
-            return
+            return None
         client = scope.get("client")
         info = RequestInfo(
             client_address=client[0] if client else None,
@@ -282,18 +292,15 @@ class StreamableHTTPApp:
         )
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send, headers, info)
-        elif method == "GET":
-            await self._get(receive, send, headers, info)
-        elif method == "DELETE":
+            return await self._post(scope, receive, send, headers, info)
+        if method == "GET":
+            return await self._get(headers, info)
+        if method == "DELETE":
             await self._delete(send, headers, info)
-        else:
-            raise _HTTPError(
-                405,
-                SERVER_ERROR,
-                "Method Not Allowed",
-                headers=[(b"allow", b"GET, POST, DELETE")],
-            )
+            return None
+        raise _HTTPError(
+            405, SERVER_ERROR, "Method Not Allowed", headers=[(b"allow", b"GET, POST, DELETE")]
+        )
 
     # -- shared checks ---------------------------------------------------------------
 
@@ -375,7 +382,7 @@ class StreamableHTTPApp:
         send: Send,
         headers: dict[str, str],
         info: RequestInfo,
-    ) -> None:
+    ) -> _SseReply | None:
         accept = headers.get("accept")
         json_ok = accepts(accept, "application/json")
         sse_ok = accepts(accept, "text/event-stream")
@@ -393,7 +400,7 @@ class StreamableHTTPApp:
         try:
             body = await self._read_body(receive, headers)
         except _ClientGone:
-            return
+            return None
         try:
             messages, is_batch = decode_body(body)
         except ProtocolError as exc:
@@ -417,7 +424,7 @@ class StreamableHTTPApp:
                     request_id=initialize[0].id,
                 )
             await self._initialize(send, initialize[0], info)
-            return
+            return None
         if SESSION_HEADER not in headers:
             first = messages[0]
             raise _HTTPError(
@@ -443,7 +450,7 @@ class StreamableHTTPApp:
                 await self.manager.accept_messages(session_id, others, info)
             if not requests:
                 await _send_simple(send, 202, b"", [])
-                return
+                return None
             stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
         except SessionNotFound:
             raise _HTTPError(
@@ -456,8 +463,8 @@ class StreamableHTTPApp:
         session_header = (b"mcp-session-id", session_id.encode("ascii"))
         if self.reply_mode == "json":
             await self._reply_json(receive, send, stream, len(requests), is_batch, session_header)
-        else:
-            await self._reply_sse(receive, send, stream, [session_header])
+            return None
+        return stream, [session_header]
 
     async def _initialize(self, send: Send, request: Request, info: RequestInfo) -> None:
         try:
@@ -504,26 +511,24 @@ class StreamableHTTPApp:
             # stream already ended.
             first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
             ready, ended = await _wait_briefly(stream)
-            chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in first + ready)
-            if ended:
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                return
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            events = first + ready
+            # One task per response: it writes, and between writes it waits for
+            # news on the stream and for the client's disconnect at once.
+            while True:
+                chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
+                if ended:
+                    stream.detach()  # the session is idle again before the client sees the end
+                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    return
                 if chunk:
-                    await _send_chunk(send, chunk)
-                async for event in stream.events:
-                    more, _ = _drain_ready(stream)
-                    await _send_chunk(
-                        send,
-                        b"".join(
-                            encode_sse(e.event_id, e.data, e.retry_ms) for e in [event, *more]
-                        ),
-                    )
-                nursery.cancel_scope.cancel()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                events, ended = _drain_ready(stream)
+                if not events and not ended:
+                    if not await _wait_for_news(stream, receive):
+                        return  # the client is gone
+                    events, ended = _drain_ready(stream)
         finally:
             stream.detach()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _reply_json(
         self,
@@ -534,22 +539,16 @@ class StreamableHTTPApp:
         is_batch: bool,
         session_header: tuple[bytes, bytes],
     ) -> None:
-        answers: list[bytes] = []
         try:
             # Fast path: a quick handler answers within a few scheduling rounds
-            # (the session's worker wakes, opens its nursery, runs the handler);
-            # no disconnect watcher (a task and a nursery) is needed then.
+            # (the session's worker wakes, opens its nursery, runs the handler).
             ready, ended = await _wait_briefly(stream)
             answers = [e.data for e in ready if e.data]
-            if len(answers) < expected and not ended:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-                    async for event in stream.events:
-                        if event.data:
-                            answers.append(event.data)
-                            if len(answers) == expected:
-                                break
-                    nursery.cancel_scope.cancel()
+            while len(answers) < expected and not ended:
+                if not await _wait_for_news(stream, receive):
+                    return  # the client is gone; nobody to answer
+                ready, ended = _drain_ready(stream)
+                answers += [e.data for e in ready if e.data]
         finally:
             stream.detach()
         if not answers:
@@ -561,9 +560,7 @@ class StreamableHTTPApp:
 
     # -- GET and DELETE --------------------------------------------------------------
 
-    async def _get(
-        self, receive: Receive, send: Send, headers: dict[str, str], info: RequestInfo
-    ) -> None:
+    async def _get(self, headers: dict[str, str], info: RequestInfo) -> _SseReply:
         if not accepts(headers.get("accept"), "text/event-stream"):
             raise _HTTPError(
                 406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
@@ -592,9 +589,7 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
             )
-        await self._reply_sse(
-            receive, send, stream, [(b"mcp-session-id", session_id.encode("ascii"))]
-        )
+        return stream, [(b"mcp-session-id", session_id.encode("ascii"))]
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
         self._check_version_header(headers)
@@ -643,8 +638,8 @@ async def _send_simple(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-#: Scheduling rounds a reply waits for a quick handler before it starts a
-#: disconnect watcher (measured: a quick call needs three or four).
+#: Scheduling rounds a reply waits for a quick handler before it parks
+#: (measured: a quick call needs three or four).
 _QUICK_ROUNDS: Final = 4
 
 
@@ -665,25 +660,26 @@ async def _wait_briefly(stream: EventStream) -> tuple[list[SseEvent], bool]:
 
 
 def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
-    """The events already waiting, and whether the stream has ended."""
-    ready: list[SseEvent] = []
-    while True:
+    """The events already waiting, and whether the stream has ended (all read then)."""
+    return stream.take_ready(), stream.ended
+
+
+async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
+    """Park until the stream has news (``True``) or the client disconnects (``False``).
+
+    Hypercorn reports a gone client only through ``receive()``. Waiting for it
+    in the response's own task, in a cancel scope that the stream cancels on
+    news, needs no second task and no nursery per response: an open GET
+    stream is the unit of memory a server multiplies by its connections.
+    ``receive()`` is a memory channel's, so cancelling it loses nothing.
+    """
+    with trio.CancelScope() as waiting:
+        stream.set_waker(waiting.cancel)
         try:
-            ready.append(stream.events.receive_nowait())
-        except trio.WouldBlock:
-            return ready, False
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return ready, True
-
-
-async def _send_chunk(send: Send, chunk: bytes) -> None:
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """Hypercorn signals a gone client only through ``receive()``; cancel the writer then."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+        finally:
+            stream.set_waker(None)
+    return True

@@ -1,0 +1,152 @@
+"""EventStream: the buffer between a session's producers and one HTTP response."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from test_manager import INFO, call, open_session
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    Context,
+    EventStream,
+    InMemoryEventStore,
+    McpServer,
+)
+from trio_mcp_sessions._session import STREAM_BUFFER, SseEvent
+
+
+def event(n: int) -> SseEvent:
+    return SseEvent(f"s_{n}", b'{"n":%d}' % n)
+
+
+def test_events_come_out_in_order_then_end_of_channel() -> None:
+    stream = EventStream("s")
+    with pytest.raises(trio.WouldBlock):
+        stream.receive_nowait()
+    stream.send_nowait(event(1))
+    stream.send_nowait(event(2))
+    stream.end()
+    assert stream.ended
+    assert stream.receive_nowait() == event(1)
+    assert stream.take_ready() == [event(2)]
+    assert stream.take_ready() == []
+    with pytest.raises(trio.EndOfChannel):
+        stream.receive_nowait()
+    with pytest.raises(trio.ClosedResourceError):
+        stream.send_nowait(event(3))
+
+
+def test_a_full_buffer_refuses_instead_of_blocking() -> None:
+    stream = EventStream("s", max_buffer=2)
+    stream.send_nowait(event(1))
+    stream.send_nowait(event(2))
+    with pytest.raises(trio.WouldBlock):
+        stream.send_nowait(event(3))
+    assert stream.receive_nowait() == event(1)
+    stream.send_nowait(event(3))
+    assert stream.take_ready() == [event(2), event(3)]
+    with pytest.raises(ValueError, match="max_buffer"):
+        EventStream("s", max_buffer=0)
+
+
+def test_detach_drops_the_buffer_and_calls_back_once() -> None:
+    calls: list[str] = []
+    stream = EventStream("s", on_detach=lambda: calls.append("detached"))
+    stream.send_nowait(event(1))
+    stream.detach()
+    stream.detach()
+    assert calls == ["detached"]
+    with pytest.raises(trio.BrokenResourceError):
+        stream.send_nowait(event(2))
+    with pytest.raises(trio.ClosedResourceError):
+        stream.receive_nowait()
+
+
+def test_the_waker_fires_once_on_news_and_at_once_when_news_is_there() -> None:
+    stream = EventStream("s")
+    woken: list[int] = []
+    stream.set_waker(lambda: woken.append(1))
+    stream.send_nowait(event(1))
+    stream.send_nowait(event(2))
+    assert woken == [1]  # once: a waker is taken when it fires
+    stream.set_waker(lambda: woken.append(2))  # events are buffered: fires now
+    assert woken == [1, 2]
+    stream.take_ready()
+    stream.set_waker(lambda: woken.append(3))
+    stream.set_waker(None)
+    stream.end()
+    assert woken == [1, 2]
+    stream.set_waker(lambda: woken.append(4))  # ended: fires now
+    assert woken == [1, 2, 4]
+
+
+async def test_receive_waits_for_an_event_and_async_for_stops_at_the_end() -> None:
+    stream = EventStream("s")
+    got: list[SseEvent] = []
+
+    async def reader() -> None:
+        async for e in stream:
+            got.append(e)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await stream.receive()
+        stream.send_nowait(event(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [event(1)]
+        stream.send_nowait(event(2))
+        stream.end()
+    assert got == [event(1), event(2)]
+
+
+async def test_a_cancelled_receive_loses_nothing() -> None:
+    stream = EventStream("s")
+    with trio.move_on_after(0.01):
+        await stream.receive()
+    stream.send_nowait(event(1))
+    assert await stream.receive() == event(1)
+
+
+async def test_a_reader_that_falls_behind_is_cut_and_resumes_from_the_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = McpServer("slow-reader")
+    burst = STREAM_BUFFER * 2
+    release = trio.Event()
+
+    @server.tool()
+    async def burst_logs(ctx: Context) -> str:
+        """Log more than a response buffers, without waiting for the reader."""
+        for n in range(burst):
+            await ctx.info(f"line {n}")
+        await release.wait()
+        return "done"
+
+    store = InMemoryEventStore()
+    async with BoundedSessionManager(server, event_store=store) as manager:
+        session_id = await open_session(manager)
+        manager.session(session_id).log_level = "debug"
+        stream = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
+        await trio.sleep(1)  # the handler has logged everything; nobody has read
+        # The response is cut at the buffer's size while the handler goes on...
+        assert stream.ended
+        assert manager.session(session_id).busy
+        try:
+            received = [e async for e in stream]
+        finally:
+            stream.detach()
+        assert len(received) == STREAM_BUFFER
+        assert all(b"line" in e.data for e in received)
+        release.set()
+        await trio.sleep(1)
+        # ...and every event, the answer included, is in the store to resume from.
+        assert received[-1].event_id is not None
+        resumed = await manager.resume(session_id, received[-1].event_id)
+        rest = [e.data for e in resumed.replay]
+        resumed.detach()
+        assert len(rest) == burst + 1 - STREAM_BUFFER
+        assert b'"done"' in rest[-1]
