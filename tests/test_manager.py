@@ -417,3 +417,79 @@ async def test_public_async_methods_are_checkpoints(autojump_clock: trio.testing
         stream.detach()
         with trio.testing.assert_checkpoints():
             await manager.notify_all("notifications/tools/list_changed")
+
+
+async def test_a_cancelled_creation_allocates_nothing() -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=1)) as manager:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await manager.create_session(INFO)
+        assert scope.cancelled_caught
+        stats = manager.statistics()
+        assert (stats.live_sessions, stats.created) == (0, 0)
+        assert manager.limiter.borrowed_tokens == 0
+        # The one slot is still there.
+        await open_session(manager)
+
+
+async def test_closing_an_idle_session_frees_its_slot_before_close_returns() -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=1)) as manager:
+        session_id = await open_session(manager)
+        session = manager.session(session_id)
+        await trio.testing.wait_all_tasks_blocked()  # its worker is parked
+        await manager.close_session(session_id)
+        assert session.closed.is_set()
+        assert session.close_reason is CloseReason.DELETED
+        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().closed_by_reason == {"deleted": 1}
+        await trio.testing.wait_all_tasks_blocked()
+        # Its worker is gone, not left parked.
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
+        tasks = [
+            t for n in root.child_nurseries for t in _all_tasks(n) if t.name.endswith("Session.run")
+        ]
+        assert tasks == []
+
+
+def _all_tasks(nursery: trio.Nursery) -> list[trio.lowlevel.Task]:
+    found = []
+    for task in nursery.child_tasks:
+        found.append(task)
+        for child in task.child_nurseries:
+            found.extend(_all_tasks(child))
+    return found
+
+
+async def test_a_handler_that_only_logs_still_lets_other_tasks_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = McpServer("chatter")
+    ticks: list[int] = []
+    ticker_steps = 0
+
+    @server.tool()
+    async def chatter(ctx: Context) -> str:
+        """Log many times, awaiting nothing else."""
+        for n in range(50):
+            await ctx.info(f"line {n}")
+            ticks.append(ticker_steps)
+        return "done"
+
+    async def ticker() -> None:
+        nonlocal ticker_steps
+        while True:
+            await trio.lowlevel.checkpoint()
+            ticker_steps += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        async with BoundedSessionManager(server, event_store=None) as manager:
+            session_id = await open_session(manager)
+            manager.session(session_id).log_level = "debug"
+            stream = await manager.create_stream(session_id, [call(2, "chatter")], INFO, "sse")
+            assert any(b'"done"' in data for data in await drain(stream))
+        nursery.cancel_scope.cancel()
+    assert ticks[-1] - ticks[0] >= 40  # the ticker ran between the logs

@@ -668,26 +668,33 @@ class BoundedSessionManager:
         self._sessions[session_id] = session
         self._busy_ids.add(session_id)  # initializing: not an eviction candidate yet
         self._rate_receipts[session_id] = receipt
-        self._created += 1
         try:
-            await nursery.start(session.run)
-        except BaseException:
-            # Never leak the slot, even when cancelled before the worker ran.
-            if self._sessions.get(session_id) is session and not session.closed.is_set():
-                del self._sessions[session_id]
-                self._busy_ids.discard(session_id)
-                self._refund(self._rate_receipts.pop(session_id, None))
-                self._limiter.release_on_behalf_of(session_id)
-            raise
+            # Not nursery.start(): nothing needs the worker to have run yet (a
+            # close before it runs cancels its scope first, and work queued for
+            # it waits), and waiting for it costs two scheduling rounds.
+            nursery.start_soon(session.run)
+        except RuntimeError:  # the manager's nursery is closing
+            del self._sessions[session_id]
+            self._busy_ids.discard(session_id)
+            self._refund(self._rate_receipts.pop(session_id, None))
+            self._limiter.release_on_behalf_of(session_id)
+            self._refused["unavailable"] += 1
+            raise ServiceUnavailable("the session manager is shutting down") from None
+        self._created += 1
         return session
 
     # -- SessionManager -------------------------------------------------------------
 
     async def create_session(self, info: RequestInfo) -> str:
-        await trio.lowlevel.checkpoint()
-        self._check_admission()
-        receipt = await self._admit_rate(info)
-        session = await self._open(new_session_id(), info, receipt)
+        # The schedule point comes last, where the new worker takes its first
+        # step in the same round; nothing can cancel a creation half-way.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._check_admission()
+            receipt = await self._admit_rate(info)
+            session = await self._open(new_session_id(), info, receipt)
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return session.session_id
 
     async def _take_slot(self, session_id: str) -> None:
@@ -806,8 +813,13 @@ class BoundedSessionManager:
         info: RequestInfo,
         reply_mode: ReplyMode,
     ) -> EventStream:
-        await trio.lowlevel.checkpoint()
-        return self._live(session_id).open_request_stream(requests, info, reply_mode)
+        # As in create_session: the handlers start, then the schedule point,
+        # during which they run.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return self._live(session_id).open_request_stream(requests, info, reply_mode)
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def accept_messages(
         self, session_id: str, messages: Sequence[Message], info: RequestInfo

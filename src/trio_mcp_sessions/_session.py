@@ -315,6 +315,10 @@ class _Stream:
             self._lock = trio.Lock()
         return self._lock
 
+    @property
+    def locked(self) -> bool:
+        return self._lock is not None and self._lock.locked()
+
     def event_id(self, seq: int) -> str:
         return f"{self.stream_id}_{seq}"
 
@@ -498,6 +502,8 @@ class Session:
                         # session would be most of its memory). _spawn wakes us.
                         self._parked = True
                         await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                        if self.closed.is_set():
+                            return  # close() finished the session while we were parked
                     # Handlers run in this nursery, inside the session's scope:
                     # closing the session cancels them, and the worker only
                     # finishes once they have.
@@ -521,6 +527,8 @@ class Session:
             self._finish()
 
     def _finish(self) -> None:
+        if self.closed.is_set():
+            return  # finished by close() while the worker was parked
         if self.close_reason is None:
             if not self._scope.cancelled_caught:
                 self.close_reason = CloseReason.ERROR
@@ -545,6 +553,14 @@ class Session:
         """End the session: cancels its handlers and ends its streams. Idempotent."""
         if self.close_reason is None:
             self.close_reason = reason
+        if self._parked and self._worker is not None and not self.closed.is_set():
+            # Idle: no handler, no nursery, nothing to cancel. Finish now (the
+            # slot is free when this returns) and let the worker just return,
+            # rather than waking it with a Cancelled to do the same.
+            self._parked = False
+            self._finish()
+            trio.lowlevel.reschedule(self._worker)
+            return
         self._scope.cancel()
 
     @property
@@ -711,6 +727,19 @@ class Session:
             # Nothing to store: numbering and delivery happen without yielding,
             # so the order is the order of the calls.
             stream.seq += 1
+            self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
+            return
+        append_nowait = getattr(self.event_store, "append_nowait", None)
+        if append_nowait is not None and not stream.locked:
+            # A store that never blocks (in memory): store and deliver without
+            # yielding, which keeps the order without taking the lock. A resume
+            # or first GET replaying under the lock makes us take the slow path.
+            stream.seq += 1
+            try:
+                append_nowait(self.session_id, stream.stream_id, stream.seq, data)
+            except StoreUnavailable as exc:
+                self.store_failures += 1
+                logger.warning("session %s: event store unavailable: %s", self.session_id, exc)
             self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
             return
         async with stream.lock:
@@ -985,6 +1014,9 @@ class Session:
         self, notification: Notification, *, related_request: RequestId | None
     ) -> None:
         await self._emit(self._stream_for(related_request), notification)
+        # A schedule point even when nothing was awaited: a handler that only
+        # logs or reports progress must not starve the other tasks.
+        await trio.lowlevel.checkpoint()
 
     async def send_request(
         self,
@@ -1022,3 +1054,4 @@ class Session:
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification on the standalone (GET) stream."""
         await self._emit(self._standalone, Notification(method, params))
+        await trio.lowlevel.checkpoint()

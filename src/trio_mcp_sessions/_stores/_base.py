@@ -33,6 +33,10 @@ class EventStore(Protocol):
     another's events. The session assigns sequence numbers 1, 2, 3, ... per
     stream, with no gaps; the store keeps them within its bounds (count, bytes,
     age, each documented by the implementation).
+
+    A store that never blocks (like :class:`InMemoryEventStore`) may also offer
+    synchronous ``append_nowait`` and ``delete_session_nowait`` with the same
+    arguments; sessions then use them and skip a scheduling round per event.
     """
 
     async def append(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
