@@ -225,6 +225,31 @@ async def test_concurrent_creation_never_exceeds_the_cap() -> None:
         assert outcomes.count("refused") == 45
 
 
+async def test_a_slow_initialize_hook_times_out_and_leaves_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+
+    @server.on_initialize
+    async def stall(client: object, is_restored: bool) -> None:
+        await trio.sleep(60)
+
+    async with BoundedSessionManager(server, limits=SessionLimits(init_timeout=5)) as manager:
+        session_id = await manager.create_session(INFO)
+        request = Request(
+            1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
+        )
+        start = trio.current_time()
+        reply = await manager.initialize_session(
+            session_id, request, parse_initialize(request), INFO
+        )
+        assert trio.current_time() - start == pytest.approx(5)
+        assert not isinstance(reply, Response)
+        assert reply.message == "initialize timed out"
+        assert manager.statistics().live_sessions == 0
+        assert manager.limiter.borrowed_tokens == 0
+
+
 async def test_failed_initialize_leaves_nothing(autojump_clock: trio.testing.MockClock) -> None:
     server, _ = make_server()
 

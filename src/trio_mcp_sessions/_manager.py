@@ -795,8 +795,18 @@ class BoundedSessionManager:
     async def close_session(
         self, session_id: str, reason: CloseReason = CloseReason.DELETED
     ) -> None:
-        session = self._live(session_id)
+        try:
+            session = self._live(session_id)
+        except SessionNotFound:
+            await trio.lowlevel.checkpoint()
+            raise
         session.close(reason)
+        if session.closed.is_set() and (
+            reason is not CloseReason.DELETED or self.session_store is None
+        ):
+            # An idle session closes at once: nothing to wait for.
+            await trio.lowlevel.checkpoint()
+            return
         # The slot is free when this returns: wait for the worker to finish.
         with trio.CancelScope(shield=True):
             await session.closed.wait()

@@ -18,8 +18,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import itertools
 import logging
 import math
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, final
@@ -56,6 +58,19 @@ if TYPE_CHECKING:
 __all__ = ["CloseReason", "EventStream", "RequestInfo", "Session", "SseEvent"]
 
 logger = logging.getLogger("trio_mcp_sessions.session")
+
+#: Random per process: with a counter, names streams uniquely across instances.
+_PROCESS_TAG = secrets.token_hex(6)
+_stream_numbers = itertools.count(1)
+
+
+def _new_process_tag() -> None:
+    global _PROCESS_TAG
+    _PROCESS_TAG = secrets.token_hex(6)
+
+
+# A forked worker must not name streams like its parent and its siblings.
+os.register_at_fork(after_in_child=_new_process_tag)
 
 #: Events buffered per attached HTTP response before a slow reader is detached.
 STREAM_BUFFER: Final = 64
@@ -610,15 +625,16 @@ class Session:
         """Answer ``initialize``; on failure the caller closes the session."""
         self.client_info = client
         try:
-            with trio.move_on_after(self.init_timeout) as scope:
-                result = await self.server.initialize(client, is_restored=self.is_restored)
+            result = await self.server.initialize(
+                client, is_restored=self.is_restored, timeout=self.init_timeout
+            )
         except McpError as exc:
             return ErrorResponse(request.id, exc.code, exc.message, exc.data)
+        except trio.TooSlowError:
+            return ErrorResponse(request.id, INTERNAL_ERROR, "initialize timed out")
         except Exception:
             logger.exception("initialize hook failed for session %s", self.session_id)
             return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
-        if scope.cancelled_caught:
-            return ErrorResponse(request.id, INTERNAL_ERROR, "initialize timed out")
         self.state.initialize_answered()
         self.touch()
         return Response(request.id, result)
@@ -662,11 +678,10 @@ class Session:
     def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _Stream:
         # "g…" names a standalone (GET) stream, "r…" a request's stream: a
         # resume can tell them apart even after a restart or on another instance.
-        kind = "g" if standalone else "r"
-        while True:
-            stream_id = kind + secrets.token_hex(6)
-            if stream_id not in self._streams:
-                break
+        # Unique within this process by the counter, and across processes
+        # and restarts (a restored session keeps its stored streams) by the
+        # process's random tag; no system call per stream.
+        stream_id = f"{'g' if standalone else 'r'}{_PROCESS_TAG}{next(_stream_numbers):x}"
         stream = _Stream(stream_id, standalone=standalone, reply_mode=reply_mode)
         self._streams[stream_id] = stream
         return stream

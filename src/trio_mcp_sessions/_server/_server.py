@@ -8,6 +8,7 @@ import enum
 import inspect
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -391,12 +392,21 @@ class McpServer:
             caps["completions"] = {}
         return caps
 
-    async def initialize(self, client: ClientInfo, *, is_restored: bool) -> dict[str, Any]:
-        """Run the ``on_initialize`` hooks and build the ``InitializeResult``."""
-        for hook in self._on_initialize:
-            maybe = hook(client, is_restored)
-            if inspect.isawaitable(maybe):
-                await maybe
+    async def initialize(
+        self, client: ClientInfo, *, is_restored: bool, timeout: float = math.inf
+    ) -> dict[str, Any]:
+        """Run the ``on_initialize`` hooks and build the ``InitializeResult``.
+
+        Raises:
+            trio.TooSlowError: The hooks took longer than *timeout* seconds.
+        """
+        if self._on_initialize:
+            # Only hooks can take time; without any there is no deadline to set.
+            with trio.fail_after(timeout):
+                for hook in self._on_initialize:
+                    maybe = hook(client, is_restored)
+                    if inspect.isawaitable(maybe):
+                        await maybe
         server_info: dict[str, Any] = {"name": self.name, "version": self.version}
         if self.title is not None:
             server_info["title"] = self.title
