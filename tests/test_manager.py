@@ -225,7 +225,7 @@ async def test_concurrent_creation_never_exceeds_the_cap() -> None:
         assert outcomes.count("refused") == 45
 
 
-async def test_a_slow_initialize_hook_times_out_and_leaves_nothing(
+async def test_a_slow_initialize_hook_ends_with_the_init_timeout_and_leaves_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
@@ -235,19 +235,43 @@ async def test_a_slow_initialize_hook_times_out_and_leaves_nothing(
         await trio.sleep(60)
 
     async with BoundedSessionManager(server, limits=SessionLimits(init_timeout=5)) as manager:
+        start = trio.current_time()
         session_id = await manager.create_session(INFO)
+        await trio.sleep(1)
         request = Request(
             1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
         )
-        start = trio.current_time()
-        reply = await manager.initialize_session(
-            session_id, request, parse_initialize(request), INFO
+        # The session's init timeout closes it at t=5; the hook, which runs in
+        # the caller's task, is stopped by its own deadline at t=6.
+        with pytest.raises(SessionNotFound):
+            await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
+        assert trio.current_time() - start == pytest.approx(6)
+        stats = manager.statistics()
+        assert stats.live_sessions == 0
+        assert stats.closed_by_reason == {"init_timeout": 1}
+        assert manager.limiter.borrowed_tokens == 0
+
+
+async def test_a_session_closed_during_initialize_is_not_handed_out() -> None:
+    server, _ = make_server()
+    created: list[str] = []
+    manager = BoundedSessionManager(server)
+
+    @server.on_initialize
+    def close_it(client: object, is_restored: bool) -> None:
+        manager.session(created[0]).close(CloseReason.SHUTDOWN)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        created.append(await manager.create_session(INFO))
+        request = Request(
+            1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
         )
-        assert trio.current_time() - start == pytest.approx(5)
-        assert not isinstance(reply, Response)
-        assert reply.message == "initialize timed out"
+        with pytest.raises(SessionNotFound):
+            await manager.initialize_session(created[0], request, parse_initialize(request), INFO)
         assert manager.statistics().live_sessions == 0
         assert manager.limiter.borrowed_tokens == 0
+        await manager.aclose()
 
 
 async def test_failed_initialize_leaves_nothing(autojump_clock: trio.testing.MockClock) -> None:

@@ -359,3 +359,29 @@ async def test_a_racing_request_cannot_resurrect_an_evicted_session(
         assert await manager.restore_session(victim, INFO) is RestoreOutcome.NOT_FOUND
         await trio.sleep(2)
         assert await sessions.load(victim) is None
+
+
+async def test_a_restore_closed_while_its_hooks_run_is_not_found(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sessions = InMemorySessionStore()
+    server, _ = make_server()
+    managers: list[BoundedSessionManager] = []
+    ids: list[str] = []
+
+    @server.on_initialize
+    async def close_restores(client: object, is_restored: bool) -> None:
+        if is_restored:  # as a shutdown or the init timeout would, mid-handshake
+            managers[1].session(ids[0]).close(CloseReason.SHUTDOWN)
+            await trio.sleep(1)
+
+    async with (
+        BoundedSessionManager(server, session_store=sessions) as first,
+        BoundedSessionManager(server, session_store=sessions) as second,
+    ):
+        managers += [first, second]
+        ids.append(await open_on(first))
+        outcome = await second.restore_session(ids[0], INFO)
+        assert outcome is RestoreOutcome.NOT_FOUND
+        assert second.statistics().live_sessions == 0
+        assert second.limiter.borrowed_tokens == 0

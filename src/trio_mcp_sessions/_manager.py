@@ -220,7 +220,11 @@ class SessionManager(Protocol):
     async def initialize_session(
         self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
     ) -> Response | ErrorResponse:
-        """Answer ``initialize``. On an error answer the session is already closed."""
+        """Answer ``initialize``. On an error answer the session is already closed.
+
+        Raises:
+            SessionNotFound: The session closed while ``initialize`` ran.
+        """
         ...
 
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -748,6 +752,9 @@ class BoundedSessionManager:
         if isinstance(reply, ErrorResponse):
             # A creation whose initialize fails gives its rate-limit token back.
             self._refund(self._rate_receipts.pop(session_id, None))
+            if not session.is_open:
+                # Closed while the hooks ran (its init timeout, a shutdown).
+                raise SessionNotFound(session_id)
             await self.close_session(session_id, CloseReason.ERROR)
             return reply
         self._rate_receipts.pop(session_id, None)
@@ -893,8 +900,10 @@ class BoundedSessionManager:
         self._rate_receipts.pop(session_id, None)
         reply = await session.restore(request, client, record.log_level, record.subscriptions)
         if isinstance(reply, ErrorResponse):
-            # The application refused the restore: the session is gone for good.
-            await self.close_session(session_id, CloseReason.ERROR)
+            # The application refused the restore (or the session closed while
+            # its hooks ran): the session is gone for good.
+            if session.is_open:
+                await self.close_session(session_id, CloseReason.ERROR)
             return RestoreOutcome.NOT_FOUND
         self._restored += 1
         logger.info(

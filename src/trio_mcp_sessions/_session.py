@@ -635,6 +635,10 @@ class Session:
         except Exception:
             logger.exception("initialize hook failed for session %s", self.session_id)
             return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
+        if not self.is_open:
+            # The hooks run in the caller's task, so a close (init timeout,
+            # shutdown) does not stop them; it ends the handshake here.
+            return ErrorResponse(request.id, INTERNAL_ERROR, "Session closed during initialize")
         self.state.initialize_answered()
         self.touch()
         return Response(request.id, result)
