@@ -7,9 +7,13 @@ task), so the numbers show whether any of it scans the live sessions.
     python bench/session_cost.py --sizes 100 1000 10000 100000 --cycles 3000
 
 For each size N it opens N idle sessions, then times CYCLES rounds of
-(create + initialize + close) with N sessions live, and CYCLES rounds of
+(create + initialize + close) with N sessions live, CYCLES whole sessions as
+bench/run.py churns them (the same plus a ``tools/call`` read from its
+stream), and CYCLES rounds of
 create + initialize at the cap (each one evicts the least recently active
-session). Bounded: every loop has a fixed count and the whole run a deadline.
+session). Times are this process's CPU time (``time.process_time``), so a
+busy machine slows the run but moves the figures less. Bounded: every loop
+has a fixed count and the whole run a deadline.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ def rss_kib() -> int:
 
 async def measure(size: int, cycles: int, rounds: int) -> dict[str, Any]:
     server = McpServer("bench")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Echo the text back.
+
+        Args:
+            text: The text.
+        """
+        return text
+
     limits = SessionLimits(
         max_sessions=size + 1,
         idle_timeout=3600,
@@ -79,20 +93,38 @@ async def measure(size: int, cycles: int, rounds: int) -> dict[str, Any]:
 
         churn: list[float] = []
         for _ in range(rounds):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(cycles):
                 session_id = await open_one(manager, info)
                 await manager.close_session(session_id, CloseReason.DELETED)
-            churn.append((time.perf_counter() - start) / cycles * 1e6)
+            churn.append((time.process_time() - start) / cycles * 1e6)
         result["create_close_us"] = round(statistics.median(churn), 1)
+
+        # The whole churned session of bench/run.py, minus HTTP: with a
+        # tools/call answered on an SSE stream (no event store here).
+        call = [Request(2, "tools/call", {"name": "echo", "arguments": {"text": "hi"}})]
+        full: list[float] = []
+        for _ in range(rounds):
+            start = time.process_time()
+            for _ in range(cycles):
+                session_id = await open_one(manager, info)
+                stream = await manager.create_stream(session_id, call, info, "sse")
+                try:
+                    async for _event in stream:
+                        pass
+                finally:
+                    stream.detach()
+                await manager.close_session(session_id, CloseReason.DELETED)
+            full.append((time.process_time() - start) / cycles * 1e6)
+        result["session_with_call_us"] = round(statistics.median(full), 1)
 
         await open_one(manager, info)  # now at the cap: every creation evicts
         evict: list[float] = []
         for _ in range(rounds):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(cycles):
                 await open_one(manager, info)
-            evict.append((time.perf_counter() - start) / cycles * 1e6)
+            evict.append((time.process_time() - start) / cycles * 1e6)
         result["create_with_eviction_us"] = round(statistics.median(evict), 1)
         stats = manager.statistics()
         assert stats.live_sessions == size + 1
@@ -114,8 +146,8 @@ def table(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = [
         "| live sessions | create+close (µs) | ratio to smallest | create with eviction (µs) "
-        "| ratio to smallest | RSS per idle session (KiB) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| ratio to smallest | session with a tools/call (µs) | RSS per idle session (KiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -123,6 +155,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['create_close_us'] / base['create_close_us']:.2f} "
             f"| {r['create_with_eviction_us']} "
             f"| {r['create_with_eviction_us'] / base['create_with_eviction_us']:.2f} "
+            f"| {r['session_with_call_us']} "
             f"| {r['rss_kib_per_idle_session']} |"
         )
     return "\n".join(lines)
