@@ -385,3 +385,28 @@ async def test_a_restore_closed_while_its_hooks_run_is_not_found(
         assert outcome is RestoreOutcome.NOT_FOUND
         assert second.statistics().live_sessions == 0
         assert second.limiter.borrowed_tokens == 0
+
+
+async def test_a_session_busy_for_longer_than_its_ttl_stays_restorable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sessions = InMemorySessionStore()
+    server, _ = make_server()
+    limits = SessionLimits(idle_timeout=60)
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(
+            BoundedSessionManager(server, session_store=sessions, limits=limits).run
+        )
+        session_id = await open_on(first)
+        # A client holds its GET stream open for ten idle timeouts and sends
+        # nothing else: the session is busy, so it never idles out...
+        stream = await first.create_standalone_stream(session_id)
+        assert stream is not None
+        await trio.sleep(600)
+        assert first.get_session(session_id) is not None
+        # ...and its record must outlive it all the same, or a restart loses it.
+        assert await sessions.load(session_id) is not None
+        nursery.cancel_scope.cancel()  # the instance dies with the stream open
+    await trio.sleep(30)  # within the idle timeout of the crash
+    async with BoundedSessionManager(server, session_store=sessions, limits=limits) as again:
+        assert await again.restore_session(session_id, INFO) is RestoreOutcome.RESTORED

@@ -391,10 +391,14 @@ class BoundedSessionManager:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                refresher = trio.CancelScope()
+                if self.session_store is not None:
+                    nursery.start_soon(self._keep_busy_records, refresher)
                 task_status.started(self)
                 try:
                     await self._stopped.wait()
                 finally:
+                    refresher.cancel()
                     with trio.CancelScope(shield=True):
                         await self._persist_for_restart()
                     # Cancelled or stopped: either way every session ends as "shutdown".
@@ -517,6 +521,38 @@ class BoundedSessionManager:
                 ttl=self._ttl(),
                 last_activity=time.time(),
             )
+
+    async def _keep_busy_records(self, scope: trio.CancelScope) -> None:
+        """Refresh the store records of busy sessions, a quarter of the TTL apart.
+
+        A busy session (a request in flight, a stream attached, such as a GET
+        stream held for hours) never idles out, and nothing else touches its
+        record while the client sends nothing; without this its record would
+        expire and a restart would lose a live session.
+        """
+        assert self.session_store is not None
+        with scope:
+            while True:
+                period = self._ttl() / 4
+                await trio.sleep(period)
+                now = trio.current_time()
+                for session_id in list(self._busy_ids):
+                    session = self._sessions.get(session_id)
+                    if session is None or not session.is_open or session.client_info is None:
+                        continue
+                    if now - self._last_store_touch.get(session_id, -math.inf) < period:
+                        continue  # touched on activity recently enough
+                    self._last_store_touch[session_id] = now
+                    try:
+                        await self._store_call(
+                            "session touch",
+                            self.session_store.touch,
+                            session_id,
+                            ttl=self._ttl(),
+                            last_activity=time.time(),
+                        )
+                    except StoreUnavailable:
+                        break  # the store is down: try again next period
 
     async def _forget(self, session_id: str) -> None:
         """Remove everything stored for a session closed for good."""
