@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 LATEST = "2025-11-25"
 LEGACY = "2025-03-26"
 SSE_ACCEPT = "application/json, text/event-stream"
+JSON_ACCEPT = "application/json"
 ReplyMode = Literal["sse", "json"]
 
 PARSE_ERROR = -32700
@@ -89,6 +90,12 @@ def make_server(probe: Probe) -> McpServer:
         """Log one line, then answer."""
         await ctx.info("working")
         return "done"
+
+    @server.tool()
+    async def firehose(ctx: Context) -> str:
+        """Log without pause until cancelled."""
+        while True:
+            await ctx.info("tick")
 
     return server
 
@@ -1239,6 +1246,39 @@ async def test_get_after_the_first_get_disconnects_is_served(
                 assert_error(r, 409, SERVER_ERROR)
             await trio.sleep(0.02)
         assert statuses[-1] == 200
+
+
+async def test_a_busy_get_stream_notices_its_client_leaving(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    # JSON replies: the call's logs go to the GET stream, one after another
+    # without a pause, so its writer is never idle; it must notice the
+    # disconnect anyway, or the session could never open a GET stream again.
+    with trio.fail_after(10):
+        h = await start(start_server, http, reply_mode="json")
+        session_id = await h.initialize(accept=JSON_ACCEPT)
+        async with trio.open_nursery() as nursery:
+
+            async def call_firehose() -> None:
+                await h.post(
+                    call("firehose", 90), session_id, LATEST, headers={"accept": JSON_ACCEPT}
+                )
+
+            async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
+                assert r.status_code == 200
+                nursery.start_soon(call_firehose)
+                for _ in range(20):
+                    assert (await sse.next()) is not None
+            statuses = []
+            while True:
+                async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
+                    statuses.append(r.status_code)
+                    if r.status_code == 200:
+                        assert (await sse.next()) is not None
+                        break
+                await trio.sleep(0.02)
+            assert statuses[-1] == 200
+            nursery.cancel_scope.cancel()
 
 
 # -- GET with Last-Event-ID (resumption) ----------------------------------------------

@@ -520,6 +520,7 @@ class StreamableHTTPApp:
             events = first + ready
             # One task per response: it writes, and between writes it waits for
             # news on the stream and for the client's disconnect at once.
+            busy_writes = 0
             while True:
                 chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
                 if ended:
@@ -528,11 +529,19 @@ class StreamableHTTPApp:
                     return
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    busy_writes += 1
                 events, ended = _drain_ready(stream)
                 if not events and not ended:
+                    busy_writes = 0
                     if not await _wait_for_news(stream, receive):
                         return  # the client is gone
                     events, ended = _drain_ready(stream)
+                elif busy_writes >= _POLL_EVERY:
+                    # A stream that always has news never parks in receive(),
+                    # so look for a disconnect now and then.
+                    busy_writes = 0
+                    if await _client_gone(receive):
+                        return
         finally:
             stream.detach()
 
@@ -668,6 +677,25 @@ async def _wait_briefly(stream: EventStream) -> tuple[list[SseEvent], bool]:
 def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
     """The events already waiting, and whether the stream has ended (all read then)."""
     return stream.take_ready(), stream.ended
+
+
+#: Writes in a row without a pause after which a response checks for a disconnect.
+_POLL_EVERY: Final = 8
+
+
+async def _client_gone(receive: Receive) -> bool:
+    """Whether the client has disconnected, without waiting for it (one scheduling round).
+
+    The wait for ``receive()`` is cancelled from the run loop's next pass, so
+    a disconnect already queued is seen and nothing else is waited for.
+    """
+    with trio.CancelScope() as poll:
+        trio.lowlevel.current_trio_token().run_sync_soon(poll.cancel)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return True
+    return False
 
 
 async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
