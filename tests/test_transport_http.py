@@ -338,6 +338,15 @@ class Harness:
         assert r.status_code == 202, r.text
         return session_id
 
+    async def get_until_served(self, session_id: str) -> SseEvent | None:
+        """GET the session's stream until it is free (409 meanwhile); its first event."""
+        while True:
+            async with self.stream("GET", self.get_headers(session_id)) as (r, sse):
+                if r.status_code == 200:
+                    return await sse.next()
+                assert_error(r, 409, SERVER_ERROR)
+            await trio.sleep(0.02)
+
     @asynccontextmanager
     async def stream(
         self, method: str, headers: dict[str, str], body: Any = None
@@ -1234,18 +1243,9 @@ async def test_get_after_the_first_get_disconnects_is_served(
             assert r.status_code == 200
             assert (await sse.next()) is not None
         # The server notices the disconnect asynchronously: poll briefly.
-        statuses = []
-        while True:
-            async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    priming = await sse.next()
-                    assert priming is not None
-                    assert priming.is_priming
-                    break
-                assert_error(r, 409, SERVER_ERROR)
-            await trio.sleep(0.02)
-        assert statuses[-1] == 200
+        first = await h.get_until_served(session_id)
+        assert first is not None
+        assert first.is_priming
 
 
 async def test_a_busy_get_stream_notices_its_client_leaving(
@@ -1269,15 +1269,7 @@ async def test_a_busy_get_stream_notices_its_client_leaving(
                 nursery.start_soon(call_firehose)
                 for _ in range(20):
                     assert (await sse.next()) is not None
-            statuses = []
-            while True:
-                async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
-                    statuses.append(r.status_code)
-                    if r.status_code == 200:
-                        assert (await sse.next()) is not None
-                        break
-                await trio.sleep(0.02)
-            assert statuses[-1] == 200
+            assert (await h.get_until_served(session_id)) is not None
             nursery.cancel_scope.cancel()
 
 
