@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -38,63 +34,38 @@ sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402
 import run as runner  # noqa: E402
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 LAYERS = ("raw", "transport", "ours")
 
 
-@contextlib.contextmanager
-def started(name: str, reply_mode: str, log_dir: Path) -> Iterator[tuple[int, str]]:
-    if name == "transport":
-        command = [sys.executable, str(BENCH / "servers" / "transport_only.py")]
-        command += ["--bind", "127.0.0.1:0"]
-        env = dict(os.environ, TRANSPORT_REPLY_MODE=reply_mode, PYTHONUNBUFFERED="1")
-    else:
-        command, env = runner.server_command(name, reply_mode, [], "10000")
-    log = log_dir / f"layer-{name}-{reply_mode}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=runner.ROOT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while (match := runner._URL.search(log.read_bytes())) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start; see {log}")
-            time.sleep(0.05)
-        yield process.pid, match.group().decode() + "/mcp"
-    finally:
-        runner.stop(process)
-
-
-async def churn_cpu(pid: int, url: str, args: argparse.Namespace) -> float:
+async def churn_cpu(server: runner.Server, args: argparse.Namespace) -> float:
     """Server CPU milliseconds per churned session over one bounded round."""
-    target = loadgen.Target.from_url(url)
-    before = runner.proc_cpu_seconds(pid)
+    before = server.cpu()
     result = await loadgen.churn(
-        target, concurrency=args.concurrency, count=args.count, seconds=args.seconds
+        server.target, concurrency=args.concurrency, count=args.count, seconds=args.seconds
     )
     if result.get("failures"):
-        raise RuntimeError(f"churn failed against {url}: {result['failures']}")
-    return (runner.proc_cpu_seconds(pid) - before) * 1000 / result["sessions"]
+        raise RuntimeError(f"churn failed against {server.url}: {result['failures']}")
+    return (server.cpu() - before) * 1000 / result["sessions"]
 
 
 async def main(args: argparse.Namespace) -> dict[str, list[float]]:
-    log_dir = runner.RESULTS / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    run = runner.Run(args)  # its log folder and its record of stops and log problems
     samples: dict[str, list[float]] = {name: [] for name in LAYERS}
     with contextlib.ExitStack() as stack:
         servers = {
-            name: stack.enter_context(started(name, args.reply_mode, log_dir)) for name in LAYERS
+            name: stack.enter_context(
+                runner.running_server(run, name, "layers", reply_mode=args.reply_mode)
+            )
+            for name in LAYERS
         }
-        for _pid, url in servers.values():  # warm-up
-            await loadgen.churn(loadgen.Target.from_url(url), concurrency=1, count=500, seconds=2)
+        for server in servers.values():  # warm-up
+            await loadgen.churn(server.target, concurrency=1, count=500, seconds=2)
         for n in range(args.rounds):
             for name in LAYERS:
-                samples[name].append(await churn_cpu(*servers[name], args))
+                samples[name].append(await churn_cpu(servers[name], args))
             print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in samples.items()))
+    if run.log_problems:
+        raise RuntimeError(f"server logs show problems: {run.log_problems}")
     return samples
 
 

@@ -119,6 +119,9 @@ def server_command(
     if name == "raw":
         env["RAW_REPLY_MODE"] = reply_mode
         return [sys.executable, str(BENCH / "servers" / "raw_asgi.py"), *bind], env
+    if name == "transport":  # bench/layer_cost.py: our transport over a do-nothing manager
+        env["TRANSPORT_REPLY_MODE"] = reply_mode
+        return [sys.executable, str(BENCH / "servers" / "transport_only.py"), *bind], env
     if name == "sdk":
         env["SDK_REPLY_MODE"] = reply_mode
         env["SDK_MAX_SESSIONS"] = sdk_max_sessions

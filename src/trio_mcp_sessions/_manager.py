@@ -511,16 +511,28 @@ class BoundedSessionManager:
     def _state_changed(self, session: Session) -> None:
         self._spawn(self._save, session)
 
-    async def _touch_record(self, session: Session) -> None:
+    def _touch_due(self, session_id: str) -> bool:
+        """Whether a record's TTL wants refreshing (a quarter of it has passed); if so, now."""
+        now = trio.current_time()
+        if now - self._last_store_touch.get(session_id, -math.inf) < self._ttl() / 4:
+            return False
+        self._last_store_touch[session_id] = now
+        return True
+
+    async def _touch(self, session_id: str) -> None:
+        """Push a record's expiry a TTL ahead (raises :class:`StoreUnavailable`)."""
         assert self.session_store is not None
+        await self._store_call(
+            "session touch",
+            self.session_store.touch,
+            session_id,
+            ttl=self._ttl(),
+            last_activity=time.time(),
+        )
+
+    async def _touch_record(self, session: Session) -> None:
         with contextlib.suppress(StoreUnavailable):
-            await self._store_call(
-                "session touch",
-                self.session_store.touch,
-                session.session_id,
-                ttl=self._ttl(),
-                last_activity=time.time(),
-            )
+            await self._touch(session.session_id)
 
     async def _keep_busy_records(self, scope: trio.CancelScope) -> None:
         """Refresh the store records of busy sessions, a quarter of the TTL apart.
@@ -530,27 +542,17 @@ class BoundedSessionManager:
         record while the client sends nothing; without this its record would
         expire and a restart would lose a live session.
         """
-        assert self.session_store is not None
         with scope:
             while True:
-                period = self._ttl() / 4
-                await trio.sleep(period)
-                now = trio.current_time()
+                await trio.sleep(self._ttl() / 4)
                 for session_id in list(self._busy_ids):
                     session = self._sessions.get(session_id)
                     if session is None or not session.is_open or session.client_info is None:
                         continue
-                    if now - self._last_store_touch.get(session_id, -math.inf) < period:
+                    if not self._touch_due(session_id):
                         continue  # touched on activity recently enough
-                    self._last_store_touch[session_id] = now
                     try:
-                        await self._store_call(
-                            "session touch",
-                            self.session_store.touch,
-                            session_id,
-                            ttl=self._ttl(),
-                            last_activity=time.time(),
-                        )
+                        await self._touch(session_id)
                     except StoreUnavailable:
                         break  # the store is down: try again next period
 
@@ -590,13 +592,14 @@ class BoundedSessionManager:
             self._busy_ids.discard(session_id)
             self._idle[session_id] = None
             self._idle.move_to_end(session_id)
-        if self.session_store is not None and session.client_info is not None:
-            # Keep the record's TTL ahead of the idle deadline, lazily: one
-            # touch per quarter of the TTL, not one store call per request.
-            now = trio.current_time()
-            if now - self._last_store_touch.get(session_id, -math.inf) > self._ttl() / 4:
-                self._last_store_touch[session_id] = now
-                self._spawn(self._touch_record, session)
+        # Keep the record's TTL ahead of the idle deadline, lazily: one touch
+        # per quarter of the TTL, not one store call per request.
+        if (
+            self.session_store is not None
+            and session.client_info is not None
+            and self._touch_due(session_id)
+        ):
+            self._spawn(self._touch_record, session)
 
     def _session_closed(self, session: Session) -> None:
         session_id = session.session_id
@@ -844,16 +847,15 @@ class BoundedSessionManager:
             await trio.lowlevel.checkpoint()
             raise
         session.close(reason)
-        if session.closed.is_set() and (
-            reason is not CloseReason.DELETED or self.session_store is None
-        ):
+        forget = reason is CloseReason.DELETED and self.session_store is not None
+        if session.closed.is_set() and not forget:
             # An idle session closes at once: nothing to wait for.
             await trio.lowlevel.checkpoint()
             return
         # The slot is free when this returns: wait for the worker to finish.
         with trio.CancelScope(shield=True):
             await session.closed.wait()
-            if reason is CloseReason.DELETED and self.session_store is not None:
+            if forget:
                 # Gone from the store before DELETE is answered: no instance
                 # can restore it afterwards.
                 with trio.move_on_after(self.store_timeout):

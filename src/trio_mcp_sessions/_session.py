@@ -742,43 +742,38 @@ class Session:
         data = message if isinstance(message, bytes) else encode(message)
         if self.closed.is_set():
             return  # nothing may be stored for a session that is gone
-        if self.event_store is None or stream.reply_mode != "sse":
-            # Nothing to store: numbering and delivery happen without yielding,
-            # so the order is the order of the calls.
-            stream.seq += 1
-            self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
-            return
-        append_nowait = getattr(self.event_store, "append_nowait", None)
-        if append_nowait is not None and not stream.locked:
-            # A store that never blocks (in memory): store and deliver without
-            # yielding, which keeps the order without taking the lock. A resume
+        store = self.event_store if stream.reply_mode == "sse" else None
+        append_nowait = getattr(store, "append_nowait", None)
+        if store is None or (append_nowait is not None and not stream.locked):
+            # Nothing to store, or a store that never blocks (in memory):
+            # numbering, storing and delivery happen without yielding, so the
+            # order is the order of the calls and no lock is needed. A resume
             # or first GET replaying under the lock makes us take the slow path.
             stream.seq += 1
-            try:
-                append_nowait(self.session_id, stream.stream_id, stream.seq, data)
-            except StoreUnavailable as exc:
-                self.store_failures += 1
-                logger.warning("session %s: event store unavailable: %s", self.session_id, exc)
+            if append_nowait is not None:
+                try:
+                    append_nowait(self.session_id, stream.stream_id, stream.seq, data)
+                except StoreUnavailable as exc:
+                    self._store_failed(f"unavailable: {exc}")
             self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
             return
         async with stream.lock:
             stream.seq += 1
             seq = stream.seq
-            if self.event_store is not None and stream.reply_mode == "sse":
-                # Bounded: a slow or dead store delays nobody for long, and the
-                # event still goes out live; only its replay is lost (logged).
-                with trio.move_on_after(self.store_timeout) as store_scope:
-                    try:
-                        await self.event_store.append(self.session_id, stream.stream_id, seq, data)
-                    except StoreUnavailable as exc:
-                        self.store_failures += 1
-                        logger.warning(
-                            "session %s: event store unavailable: %s", self.session_id, exc
-                        )
-                if store_scope.cancelled_caught:
-                    self.store_failures += 1
-                    logger.warning("session %s: event store timed out", self.session_id)
+            # Bounded: a slow or dead store delays nobody for long, and the
+            # event still goes out live; only its replay is lost (logged).
+            with trio.move_on_after(self.store_timeout) as store_scope:
+                try:
+                    await store.append(self.session_id, stream.stream_id, seq, data)
+                except StoreUnavailable as exc:
+                    self._store_failed(f"unavailable: {exc}")
+            if store_scope.cancelled_caught:
+                self._store_failed("timed out")
             self._deliver(stream, SseEvent(stream.event_id(seq), data))
+
+    def _store_failed(self, why: str) -> None:
+        self.store_failures += 1
+        logger.warning("session %s: event store %s", self.session_id, why)
 
     def _end_stream(self, stream: _Stream) -> None:
         self._streams.pop(stream.stream_id, None)

@@ -683,14 +683,13 @@ def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
 _POLL_EVERY: Final = 8
 
 
-async def _client_gone(receive: Receive) -> bool:
-    """Whether the client has disconnected, without waiting for it (one scheduling round).
+async def _disconnected_before(scope: trio.CancelScope, receive: Receive) -> bool:
+    """Read ``receive()`` in *scope*: ``True`` on a disconnect, ``False`` once *scope* is cancelled.
 
-    The wait for ``receive()`` is cancelled from the run loop's next pass, so
-    a disconnect already queued is seen and nothing else is waited for.
+    Hypercorn reports a gone client only through ``receive()``, which is a
+    memory channel's, so cancelling the wait loses nothing.
     """
-    with trio.CancelScope() as poll:
-        trio.lowlevel.current_trio_token().run_sync_soon(poll.cancel)
+    with scope:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -698,22 +697,28 @@ async def _client_gone(receive: Receive) -> bool:
     return False
 
 
+async def _client_gone(receive: Receive) -> bool:
+    """Whether the client has disconnected, without waiting for it (one scheduling round).
+
+    The wait is cancelled from the run loop's next pass, so a disconnect
+    already queued is seen and nothing else is waited for.
+    """
+    poll = trio.CancelScope()
+    trio.lowlevel.current_trio_token().run_sync_soon(poll.cancel)
+    return await _disconnected_before(poll, receive)
+
+
 async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
     """Park until the stream has news (``True``) or the client disconnects (``False``).
 
-    Hypercorn reports a gone client only through ``receive()``. Waiting for it
-    in the response's own task, in a cancel scope that the stream cancels on
-    news, needs no second task and no nursery per response: an open GET
-    stream is the unit of memory a server multiplies by its connections.
-    ``receive()`` is a memory channel's, so cancelling it loses nothing.
+    Waiting for the disconnect in the response's own task, in a cancel scope
+    that the stream cancels on news, needs no second task and no nursery per
+    response: an open GET stream is the unit of memory a server multiplies by
+    its connections.
     """
-    with trio.CancelScope() as waiting:
-        stream.set_waker(waiting.cancel)
-        try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return False
-        finally:
-            stream.set_waker(None)
-    return True
+    waiting = trio.CancelScope()
+    stream.set_waker(waiting.cancel)
+    try:
+        return not await _disconnected_before(waiting, receive)
+    finally:
+        stream.set_waker(None)
