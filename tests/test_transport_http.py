@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 import trio
+import trio.testing
 
 from conftest import StartServer, TracebackRecorder, initialize_body
 from trio_mcp_sessions import (
@@ -781,6 +782,25 @@ async def test_initialize_with_invalid_params_is_400(
         r = await h.post(body)
         assert_error(r, 400, INVALID_PARAMS, request_id=11)
         h.assert_nothing_allocated(before)
+
+
+async def test_a_session_closed_while_initialize_runs_gets_503_not_a_dead_id(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        h = await start(start_server, http)
+
+        @h.manager.server.on_initialize
+        async def shut_down_meanwhile(client: object, is_restored: bool) -> None:
+            await h.manager.aclose()  # every session closes, this one included
+            await trio.testing.wait_all_tasks_blocked()  # ...by the time the hook returns
+
+        r = await h.http.post(h.url, json=initialize_body(LATEST), headers=h.headers())
+        body = assert_error(r, 503, SERVER_ERROR, request_id=1)
+        assert "closed during initialize" in body["error"]["message"]
+        assert "mcp-session-id" not in r.headers
+        assert h.stats().live_sessions == 0
+        assert h.manager.limiter.borrowed_tokens == 0
 
 
 async def test_initialize_with_unsupported_version_counter_offers_latest(
