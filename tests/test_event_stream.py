@@ -13,6 +13,7 @@ from trio_mcp_sessions import (
     EventStream,
     InMemoryEventStore,
     McpServer,
+    SessionLimits,
 )
 from trio_mcp_sessions._session import STREAM_BUFFER, SseEvent
 
@@ -111,42 +112,117 @@ async def test_a_cancelled_receive_loses_nothing() -> None:
     assert await stream.receive() == event(1)
 
 
-async def test_a_reader_that_falls_behind_is_cut_and_resumes_from_the_store(
+def test_the_byte_bound_fills_the_buffer_and_put_queues_past_it() -> None:
+    stream = EventStream("s", max_buffer_bytes=10)
+    stream.send_nowait(SseEvent("s_1", b"x" * 12))  # one event over the bound is taken
+    assert not stream.writable
+    with pytest.raises(trio.WouldBlock):
+        stream.send_nowait(event(2))
+    stream.put(event(2))  # put keeps producers' order: it never refuses for space
+    assert [e.event_id for e in stream.take_ready()] == ["s_1", "s_2"]
+    assert stream.writable
+    with pytest.raises(ValueError, match="max_buffer_bytes"):
+        EventStream("s", max_buffer_bytes=0)
+
+
+async def test_wait_writable_waits_for_a_reader_that_takes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream = EventStream("s", max_buffer=1)
+    stream.put(event(1))
+    async with trio.open_nursery() as nursery:
+
+        async def slow_reader() -> None:
+            for _ in range(3):
+                await trio.sleep(20)  # each take comes before the 30 s timeout
+                stream.take_ready()
+
+        nursery.start_soon(slow_reader)
+        for n in (2, 3):
+            assert await stream.wait_writable(30)
+            stream.put(event(n))
+        assert await stream.wait_writable(30)
+    assert trio.current_time() == pytest.approx(60)
+    assert not stream.dropped
+
+
+async def test_wait_writable_drops_a_reader_that_takes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    detached: list[bool] = []
+    stream = EventStream("s", max_buffer=1, on_detach=lambda: detached.append(True))
+    stream.put(event(1))
+    assert not await stream.wait_writable(30)
+    assert trio.current_time() == pytest.approx(30)
+    assert stream.dropped
+    assert stream.ended
+    assert detached == [True]
+    assert stream.take_ready() == []  # what it had not taken is freed
+    with pytest.raises(trio.EndOfChannel):
+        stream.receive_nowait()
+
+
+async def test_a_reader_that_keeps_up_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = McpServer("fast-reader")
+    burst = STREAM_BUFFER * 3
+
+    @server.tool()
+    async def burst_logs(ctx: Context) -> str:
+        """Log more than a response buffers, as fast as it can."""
+        for n in range(burst):
+            await ctx.info(f"line {n}")
+        return "done"
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        manager.session(session_id).log_level = "debug"
+        stream = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
+        try:
+            received = [e.data async for e in stream]
+        finally:
+            stream.detach()
+        assert len(received) == burst + 1
+        assert b'"done"' in received[-1]
+        assert manager.statistics().dropped_readers == 0
+
+
+async def test_a_reader_that_stops_is_dropped_and_resumes_from_the_store(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server = McpServer("slow-reader")
     burst = STREAM_BUFFER * 2
-    release = trio.Event()
 
     @server.tool()
     async def burst_logs(ctx: Context) -> str:
-        """Log more than a response buffers, without waiting for the reader."""
+        """Log more than a response buffers."""
         for n in range(burst):
             await ctx.info(f"line {n}")
-        await release.wait()
         return "done"
 
     store = InMemoryEventStore()
-    async with BoundedSessionManager(server, event_store=store) as manager:
+    limits = SessionLimits(write_timeout=30)
+    async with BoundedSessionManager(server, event_store=store, limits=limits) as manager:
         session_id = await open_session(manager)
         manager.session(session_id).log_level = "debug"
         stream = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
-        await trio.sleep(1)  # the handler has logged everything; nobody has read
-        # The response is cut at the buffer's size while the handler goes on...
-        assert stream.ended
+        await trio.sleep(29)
+        # Back-pressure: the handler waits for the reader, within the write timeout...
+        assert not stream.ended
         assert manager.session(session_id).busy
-        try:
-            received = [e async for e in stream]
-        finally:
-            stream.detach()
-        assert len(received) == STREAM_BUFFER
-        assert all(b"line" in e.data for e in received)
-        release.set()
+        await trio.sleep(2)
+        # ...then the reader that took nothing is dropped, and the handler goes on.
+        assert stream.dropped
+        assert manager.statistics().dropped_readers == 1
         await trio.sleep(1)
-        # ...and every event, the answer included, is in the store to resume from.
-        assert received[-1].event_id is not None
-        resumed = await manager.resume(session_id, received[-1].event_id)
+        assert not manager.session(session_id).busy
+        stream.detach()
+        # Every event, the answer included, is in the store to resume from.
+        first = SseEvent(f"{stream.stream_id}_0", b"").event_id
+        assert first is not None
+        resumed = await manager.resume(session_id, first)
         rest = [e.data for e in resumed.replay]
         resumed.detach()
-        assert len(rest) == burst + 1 - STREAM_BUFFER
+        assert len(rest) == burst + 1
         assert b'"done"' in rest[-1]

@@ -11,6 +11,7 @@ from ._errors import ServiceUnavailable as ServiceUnavailable
 from ._errors import SessionError as SessionError
 from ._errors import SessionNotFound as SessionNotFound
 from ._errors import StoreUnavailable as StoreUnavailable
+from ._errors import TooManyInFlight as TooManyInFlight
 from ._errors import TooManySessions as TooManySessions
 from ._errors import UnknownEventId as UnknownEventId
 from ._manager import BoundedSessionManager as BoundedSessionManager

@@ -136,6 +136,24 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="creation limit per client address, e.g. 10/60",
     )
+    run.add_argument(
+        "--max-inflight-per-session",
+        type=int,
+        default=defaults.max_inflight_per_session,
+        help="requests one session may have running at once (more get 429)",
+    )
+    run.add_argument(
+        "--write-timeout",
+        type=float,
+        default=defaults.write_timeout,
+        help="seconds a response may take nothing before its reader is dropped",
+    )
+    run.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=100,
+        help="messages in one JSON-RPC batch (2025-03-26) at most; larger get 400",
+    )
     run.add_argument("--metrics-path", default=None, help="serve Prometheus metrics here")
     stores = run.add_mutually_exclusive_group()
     stores.add_argument(
@@ -187,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 eviction_wait=args.eviction_wait,
                 rate_limit=args.rate_limit,
                 rate_limit_per_client=args.rate_limit_per_client,
+                max_inflight_per_session=args.max_inflight_per_session,
+                write_timeout=args.write_timeout,
             )
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
@@ -199,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 tuple(args.allowed_origin) if args.allowed_origin else None,
             ),
             "max_body_bytes": args.max_body_bytes,
+            "max_batch_size": args.max_batch_size,
             "retry_ms": args.retry_ms,
             "metrics_path": args.metrics_path,
             "store_timeout": args.store_timeout,

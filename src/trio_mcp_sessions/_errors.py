@@ -13,6 +13,7 @@ __all__ = [
     "SessionError",
     "SessionNotFound",
     "StoreUnavailable",
+    "TooManyInFlight",
     "TooManySessions",
     "UnknownEventId",
 ]
@@ -46,10 +47,18 @@ class TooManySessions(ServiceUnavailable):
 
 
 class RateLimited(ServiceUnavailable):
-    """Sessions are being created faster than a creation rate limit allows (HTTP 429).
+    """Over a rate limit (sessions created too fast) or a concurrency limit (HTTP 429).
 
     Attributes:
-        retry_after: Seconds until the sliding window frees a slot.
+        retry_after: Seconds until a retry may be admitted.
+    """
+
+
+class TooManyInFlight(RateLimited):
+    """A session already runs as many requests as its in-flight cap allows (HTTP 429).
+
+    Nothing of the refused request (or batch) was started; retry once some
+    requests are answered.
     """
 
 

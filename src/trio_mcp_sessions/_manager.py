@@ -27,6 +27,7 @@ from ._errors import (
     ServiceUnavailable,
     SessionNotFound,
     StoreUnavailable,
+    TooManyInFlight,
     TooManySessions,
 )
 from ._protocol._jsonrpc import ErrorResponse, Message, ProtocolError, Request, Response
@@ -111,6 +112,12 @@ class SessionLimits:
             per-client limit.
         eviction_wait: Seconds a creation waits for its victim to finish closing
             before it gives up with 503.
+        max_inflight_per_session: Requests one session may have running at
+            once; a request (or batch) over it is refused with
+            :exc:`TooManyInFlight` (HTTP 429) before anything of it starts.
+        write_timeout: Seconds an HTTP response may take nothing from its full
+            buffer (a reader that stopped reading) before it is dropped; its
+            client resumes from the event store.
     """
 
     max_sessions: int = 10_000
@@ -122,6 +129,8 @@ class SessionLimits:
     rate_limit_per_client: RateLimit | None = None
     rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
     eviction_wait: float = 5.0
+    max_inflight_per_session: int = 100
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_sessions, bool) or not isinstance(self.max_sessions, int):
@@ -142,6 +151,15 @@ class SessionLimits:
         _positive_seconds("init_timeout", self.init_timeout)
         _positive_seconds("max_lifetime", self.max_lifetime, optional=True)
         _positive_seconds("eviction_wait", self.eviction_wait)
+        _positive_seconds("write_timeout", self.write_timeout)
+        if isinstance(self.max_inflight_per_session, bool) or not isinstance(
+            self.max_inflight_per_session, int
+        ):
+            raise TypeError("max_inflight_per_session must be an int")
+        if self.max_inflight_per_session < 1:
+            raise ValueError(
+                f"max_inflight_per_session must be at least 1, got {self.max_inflight_per_session}"
+            )
         for name in ("rate_limit", "rate_limit_per_client"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, RateLimit):
@@ -170,11 +188,15 @@ class ManagerStatistics:
         created: Sessions created since start.
         closed: Sessions closed since start (sum of ``closed_by_reason``).
         closed_by_reason: ``{reason: count}`` (:class:`CloseReason` values).
-        refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable": count}``.
+        refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable" | "inflight": count}``
+            (``inflight``: requests refused at a session's in-flight cap).
         evicted: Sessions closed to make room (also in ``closed_by_reason``).
         busy_sessions: Live sessions with a request in flight or a stream open.
         restored: Sessions brought back from the session store.
         store_errors: Store calls that failed or timed out (service went on, degraded).
+        requests_in_flight: Requests whose handlers are running, all sessions.
+        dropped_readers: HTTP responses dropped because their reader took
+            nothing for ``write_timeout`` seconds.
     """
 
     live_sessions: int
@@ -187,6 +209,8 @@ class ManagerStatistics:
     busy_sessions: int = 0
     restored: int = 0
     store_errors: int = 0
+    requests_in_flight: int = 0
+    dropped_readers: int = 0
 
 
 class RestoreOutcome(enum.Enum):
@@ -266,7 +290,14 @@ class SessionManager(Protocol):
         ...
 
     def begin_drain(self) -> None:
-        """Stop admitting sessions and end open streams with a reconnect hint."""
+        """Stop admitting sessions and requests; end GET streams with a reconnect hint.
+
+        Requests in flight go on and deliver their answers.
+        """
+        ...
+
+    def finish_drain(self) -> None:
+        """End every response still open with a reconnect hint (the grace period is over)."""
         ...
 
 
@@ -370,8 +401,11 @@ class BoundedSessionManager:
         self._evicted = 0
         self._restored = 0
         self._store_errors = 0
+        #: Dropped readers of sessions that have closed (live ones count their own).
+        self._dropped_readers = 0
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
+        self._finished = trio.Event()
         self._draining = False
         self._created = 0
         self._closed_by_reason: Counter[str] = Counter()
@@ -406,6 +440,7 @@ class BoundedSessionManager:
         finally:
             self._nursery = None
             self._stopped.set()
+            self._finished.set()
 
     async def __aenter__(self) -> Self:
         self._outer = trio.open_nursery()
@@ -422,6 +457,10 @@ class BoundedSessionManager:
         self._stopped.set()
         return await self._outer.__aexit__(exc_type, exc, tb)
 
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`run` has stopped (every session closed)."""
+        await self._finished.wait()
+
     async def aclose(self) -> None:
         """Close every session (reason ``shutdown``) and stop the manager."""
         self._stopped.set()
@@ -432,6 +471,18 @@ class BoundedSessionManager:
             session.close(reason)
 
     def begin_drain(self) -> None:
+        """Stop admitting work; end GET streams with a reconnect hint.
+
+        Requests in flight go on and deliver their answers on their own
+        streams; :meth:`finish_drain` ends what is left when the grace period
+        is up.
+        """
+        self._draining = True
+        for session in list(self._sessions.values()):
+            session.end_connections(self.retry_ms, standalone_only=True)
+
+    def finish_drain(self) -> None:
+        """End every response still open with a reconnect hint (the grace period is over)."""
         self._draining = True
         for session in list(self._sessions.values()):
             session.end_connections(self.retry_ms)
@@ -610,6 +661,7 @@ class BoundedSessionManager:
         self._rate_receipts.pop(session_id, None)
         self._last_store_touch.pop(session_id, None)
         self._limiter.release_on_behalf_of(session_id)
+        self._dropped_readers += session.dropped_readers
         reason = session.close_reason or CloseReason.ERROR
         self._closed_by_reason[reason.value] += 1
         if reason is CloseReason.EVICTED:
@@ -646,10 +698,14 @@ class BoundedSessionManager:
         if nursery is None:
             self._refused["unavailable"] += 1
             raise ServiceUnavailable("the session manager is not running")
+        self._check_draining()
+        return nursery
+
+    def _check_draining(self) -> None:
+        """While draining, nothing new starts: the work in flight gets the grace period."""
         if self._draining:
             self._refused["unavailable"] += 1
             raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
-        return nursery
 
     async def _admit_rate(self, info: RequestInfo) -> _Receipt:
         """Spend a creation from the rate limits, or raise :class:`RateLimited`."""
@@ -707,6 +763,8 @@ class BoundedSessionManager:
             on_state_changed=self._state_changed,
             principal=info.principal,
             store_timeout=self.store_timeout,
+            write_timeout=self.limits.write_timeout,
+            max_inflight=self.limits.max_inflight_per_session,
         )
         self._sessions[session_id] = session
         self._busy_ids.add(session_id)  # initializing: not an eviction candidate yet
@@ -872,7 +930,12 @@ class BoundedSessionManager:
         # during which they run.
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            return self._live(session_id).open_request_stream(requests, info, reply_mode)
+            session = self._live(session_id)
+            self._check_draining()
+            return session.open_request_stream(requests, info, reply_mode)
+        except TooManyInFlight:
+            self._refused["inflight"] += len(requests)
+            raise
         finally:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -886,11 +949,15 @@ class BoundedSessionManager:
 
     async def create_standalone_stream(self, session_id: str) -> EventStream | None:
         await trio.lowlevel.checkpoint()
-        return await self._live(session_id).open_standalone_stream()
+        session = self._live(session_id)
+        self._check_draining()
+        return await session.open_standalone_stream()
 
     async def resume(self, session_id: str, last_event_id: str) -> EventStream:
         await trio.lowlevel.checkpoint()
-        return await self._live(session_id).resume(last_event_id)
+        session = self._live(session_id)
+        self._check_draining()
+        return await session.resume(last_event_id)
 
     async def restore_session(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
         """Bring back a session from the session store: single-flight per id.
@@ -995,6 +1062,9 @@ class BoundedSessionManager:
             restored=self._restored,
             store_errors=self._store_errors
             + sum(s.store_failures for s in self._sessions.values()),
+            requests_in_flight=sum(s.inflight for s in self._sessions.values()),
+            dropped_readers=self._dropped_readers
+            + sum(s.dropped_readers for s in self._sessions.values()),
         )
 
     @property

@@ -1,10 +1,23 @@
-"""Serving an MCP app on Hypercorn's trio worker, with signals and a graceful drain."""
+"""Serving an MCP app on Hypercorn's trio worker, with signals and a graceful drain.
+
+:func:`serve` runs Hypercorn's own connection handling (``TCPServer``, its
+HTTP/1.1 and HTTP/2 protocols, its lifespan), but accepts the connections
+itself, so that it knows each one's socket. Hypercorn writes every response
+under a shielded ``send_all``: a client that stops reading blocks that write,
+its connection and, at shutdown, the whole server, and no cancel scope can
+end it. Knowing the sockets lets the app cut such a connection (the write
+deadline) and lets shutdown finish within ``graceful_timeout`` whatever the
+clients do.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+import socket
+import struct
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from hypercorn.config import Config
@@ -17,9 +30,27 @@ if TYPE_CHECKING:
 
     from ._server._server import McpServer
 
+try:  # Hypercorn's trio worker, piece by piece (0.17 and 0.18 have these).
+    from hypercorn.trio.lifespan import Lifespan
+    from hypercorn.trio.statsd import StatsdLogger
+    from hypercorn.trio.tcp_server import TCPServer
+    from hypercorn.trio.worker_context import WorkerContext
+    from hypercorn.typing import ConnectionState
+    from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
+except ImportError:  # pragma: no cover - another Hypercorn: serve through its public API
+    _OWN_WORKER = False
+else:
+    _OWN_WORKER = True
+
 __all__ = ["serve", "wait_for_shutdown_signal"]
 
 logger = logging.getLogger("trio_mcp_sessions.serve")
+
+#: Seconds before the end of the grace period at which remaining responses
+#: are ended with a ``retry`` hint (at most; a quarter of a short grace).
+_DRAIN_MARGIN: Final = 0.25
+#: Seconds after the grace period at which connections still open are cut.
+_CUT_MARGIN: Final = 0.1
 
 
 async def wait_for_shutdown_signal() -> None:
@@ -28,6 +59,155 @@ async def wait_for_shutdown_signal() -> None:
         async for signum in signals:
             logger.info("received %s: shutting down", signal.Signals(signum).name)
             return
+
+
+class Connections:
+    """The open connections of one :func:`serve`, by peer address, so one can be cut.
+
+    Cutting resets the connection (``SO_LINGER`` 0, then ``shutdown``): a
+    write blocked on it, even a shielded one, fails at once, and the kernel
+    frees the unsent bytes instead of keeping them for an orphaned socket.
+    """
+
+    __slots__ = ("_streams", "cut")
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, int], trio.socket.SocketType] = {}
+        #: Connections cut since start.
+        self.cut = 0
+
+    def add(self, sock: trio.socket.SocketType, peer: tuple[str, int] | None) -> None:
+        if peer is not None:
+            self._streams[peer] = sock
+
+    def discard(self, peer: tuple[str, int] | None) -> None:
+        if peer is not None:
+            self._streams.pop(peer, None)
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def cut_connection(self, peer: tuple[str, int] | None) -> bool:
+        """Reset the connection of *peer*; ``False`` when there is none."""
+        sock = self._streams.pop(peer, None) if peer is not None else None
+        if sock is None:
+            return False
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+        self.cut += 1
+        return True
+
+    def cut_all(self) -> int:
+        """Reset every open connection; how many there were."""
+        peers = list(self._streams)
+        for peer in peers:
+            self.cut_connection(peer)
+        return len(peers)
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket under a connection's stream (TLS or not)."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream.socket if isinstance(stream, trio.SocketStream) else None
+
+
+def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
+    try:
+        peer: tuple[str, int] | None = parse_socket_addr(sock.family, sock.getpeername())
+    except OSError:
+        return None
+    return peer
+
+
+async def _finish_drain(
+    app: StreamableHTTPApp, connections: Connections | None, grace: float
+) -> None:
+    """End what is left of the grace period: hints first, then cut what still hangs on."""
+    margin = min(_DRAIN_MARGIN, grace / 4)
+    await trio.sleep(grace - margin)
+    app.finish_drain()
+    if connections is None:
+        return
+    await trio.sleep(margin + _CUT_MARGIN)
+    if cut := connections.cut_all():
+        logger.warning("cut %d connections still open after the grace period", cut)
+
+
+async def _worker_serve(
+    app: StreamableHTTPApp,
+    config: Config,
+    *,
+    connections: Connections,
+    on_shutdown: Callable[[trio.Nursery], None],
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    """Hypercorn's trio ``worker_serve``, accepting connections itself (see the module doc)."""
+    config.set_statsd_logger_class(StatsdLogger)
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, lifespan_state)
+    context = WorkerContext(None)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        sock = _socket_of(stream)
+        peer = _peer(sock) if sock is not None else None
+        if sock is not None:
+            connections.add(sock, peer)
+        try:
+            await TCPServer(
+                wrapped,
+                config,
+                context,
+                ConnectionState(lifespan_state.copy()),
+                stream,  # type: ignore[arg-type]  # a SocketStream or an SSLStream, as Hypercorn's
+            )
+        finally:
+            connections.discard(peer)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            sockets = config.create_sockets()
+            ssl_context = config.create_ssl_context()
+            listeners: list[trio.abc.Listener[Any]] = []
+            binds = []
+            for sock, scheme in (
+                *((s, "https") for s in sockets.secure_sockets),
+                *((s, "http") for s in sockets.insecure_sockets),
+            ):
+                sock.listen(config.backlog)
+                listener: trio.abc.Listener[Any] = trio.SocketListener(
+                    trio.socket.from_stdlib_socket(sock)
+                )
+                if scheme == "https":
+                    assert ssl_context is not None  # secure sockets exist only with TLS configured
+                    listener = trio.SSLListener(listener, ssl_context, https_compatible=True)
+                listeners.append(listener)
+                binds.append(f"{scheme}://{repr_socket_addr(sock.family, sock.getsockname())}")
+            for bind in binds:
+                await config.log.info(f"Running on {bind} (CTRL + C to quit)")
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery() as accepting:
+                    accepting.start_soon(
+                        partial(
+                            trio.serve_listeners, handle, listeners, handler_nursery=server_nursery
+                        )
+                    )
+                    await shutdown_trigger()
+                    accepting.cancel_scope.cancel()  # no new connections
+            finally:
+                await context.terminated.set()  # idle keep-alive connections close
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+                on_shutdown(lifespan_nursery)
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
 
 
 async def serve(
@@ -42,10 +222,15 @@ async def serve(
 ) -> None:
     """Serve an MCP server over Streamable HTTP until SIGINT/SIGTERM (or *shutdown_trigger*).
 
-    Shutdown is graceful: new sessions are refused, SSE responses end with a
-    ``retry`` hint so clients reconnect later, in-flight requests get
-    *graceful_timeout* seconds, then everything is cancelled and every session
-    closes with reason ``shutdown``.
+    Shutdown is a drain within *graceful_timeout*: new requests and sessions
+    are refused (503 with ``Retry-After``), GET streams end at once with a
+    ``retry`` hint, requests in flight may finish and deliver their answers;
+    shortly before the grace period ends every response still open ends with
+    a ``retry`` hint, then what is left is cancelled, connections that still
+    hang on (a client that stopped reading) are cut, and every session closes
+    with reason ``shutdown`` (restorable after a restart, with a session
+    store). A response whose reader takes nothing for the write timeout has
+    its connection cut too.
 
     Use with ``nursery.start`` to learn the bound URLs (port 0 works)::
 
@@ -76,11 +261,34 @@ async def serve(
         # Through logging, so the application's configuration decides (no duplicates).
         cfg.errorlog = logging.getLogger("hypercorn.error")
     trigger = shutdown_trigger or wait_for_shutdown_signal
+    own_worker = _OWN_WORKER and not cfg.quic_bind
+    connections = Connections() if own_worker else None
 
-    async def shutdown() -> None:
-        await trigger()
+    def on_shutdown(nursery: trio.Nursery) -> None:
         # Hypercorn only tells the app about shutdown after connections are
         # cut; this is our chance to end streams with a reconnect hint first.
         app.begin_drain()
+        nursery.start_soon(_finish_drain, app, connections, cfg.graceful_timeout)
 
-    await hypercorn_serve(app, cfg, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    if connections is None:
+        async with trio.open_nursery() as drain_nursery:
+
+            async def shutdown() -> None:
+                await trigger()
+                on_shutdown(drain_nursery)
+
+            await hypercorn_serve(app, cfg, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+            drain_nursery.cancel_scope.cancel()
+        return
+    app.attach_connections(connections)
+    try:
+        await _worker_serve(
+            app,
+            cfg,
+            connections=connections,
+            on_shutdown=on_shutdown,
+            shutdown_trigger=trigger,
+            task_status=task_status,
+        )
+    finally:
+        app.attach_connections(None)

@@ -7,10 +7,10 @@ The scope's deadline *is* the idle timeout: pushed forward on activity,
 suspended (``inf``) while a request is in flight or a stream is attached.
 
 Outbound messages never touch a socket here. Each HTTP response attached to a
-stream reads from a bounded memory channel (an :class:`EventStream`); the
-producer side only uses ``send_nowait`` and, when the reader is too slow and
-an event store holds the events, detaches the reader so the client resumes
-with ``Last-Event-ID`` instead of stalling the handler.
+stream reads from a bounded buffer (an :class:`EventStream`); a producer that
+finds it full waits for the reader (back-pressure, so a reader that keeps up
+loses nothing), and a reader that takes nothing for the write timeout is
+dropped: its client resumes with ``Last-Event-ID`` from the event store.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import trio
 
-from ._errors import EventsPurged, StoreUnavailable, UnknownEventId
+from ._errors import EventsPurged, StoreUnavailable, TooManyInFlight, UnknownEventId
 from ._protocol._jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -72,8 +72,10 @@ def _new_process_tag() -> None:
 # A forked worker must not name streams like its parent and its siblings.
 os.register_at_fork(after_in_child=_new_process_tag)
 
-#: Events buffered per attached HTTP response before a slow reader is detached.
+#: Events an attached HTTP response may have unread before its producers wait.
 STREAM_BUFFER: Final = 64
+#: Bytes an attached HTTP response may have unread before its producers wait.
+STREAM_BUFFER_BYTES: Final = 1024 * 1024
 ReplyMode = Literal["sse", "json"]
 
 
@@ -118,15 +120,19 @@ class EventStream:
     """One outbound stream as an HTTP response sees it: events to write, in order.
 
     Write :attr:`priming` (if any), then :attr:`replay`, then every event
-    :meth:`receive` (or :meth:`receive_nowait`, or ``async for``) yields until
-    it raises :exc:`trio.EndOfChannel`. Call :meth:`detach` when the HTTP
-    response ends for any reason (client gone, server done); it is idempotent.
+    :meth:`receive` (or :meth:`receive_nowait`, :meth:`take_ready`, or ``async
+    for``) yields until it raises :exc:`trio.EndOfChannel`. Call :meth:`detach`
+    when the HTTP response ends for any reason (client gone, server done); it
+    is idempotent.
 
     The producer (the session, or a custom :class:`SessionManager`) calls
-    :meth:`send_nowait` and :meth:`end`; neither ever blocks, so a slow client
-    never stalls a handler: a full buffer raises :exc:`trio.WouldBlock` and the
-    producer decides (the built-in session ends the response, and the client
-    resumes with ``Last-Event-ID``).
+    :meth:`put` or :meth:`send_nowait`, and :meth:`end`. The buffer between
+    them is bounded (*max_buffer* events, *max_buffer_bytes* bytes), with
+    back-pressure rather than loss: :meth:`put` always queues, so concurrent
+    producers keep their order, and a producer that finds the buffer full
+    waits in :meth:`wait_writable` until the reader takes. A reader that keeps
+    up never loses an event; one that takes nothing for the write timeout is
+    dropped (:meth:`drop`), and its client resumes with ``Last-Event-ID``.
 
     It is lighter than a memory channel (one object, a small buffer) because
     a server holds one per open GET stream, and it lets one task wait for
@@ -136,17 +142,22 @@ class EventStream:
         stream_id: The stream's id (event ids are ``<stream_id>_<n>``).
         priming: A priming event to write first, or ``None``.
         replay: Events to write before live ones (a resumed stream's backlog).
-        on_detach: Called once, with no arguments, by the first :meth:`detach`.
-        max_buffer: Events held for the reader before :meth:`send_nowait`
-            raises :exc:`trio.WouldBlock`.
+        on_detach: Called once, with no arguments, by the first :meth:`detach`
+            or :meth:`drop`.
+        max_buffer: Unread events at which the buffer is full.
+        max_buffer_bytes: Unread bytes of event data at which it is full.
     """
 
     __slots__ = (
         "_buffer",
+        "_buffered_bytes",
         "_detached",
+        "_dropped",
         "_ended",
         "_max_buffer",
+        "_max_buffer_bytes",
         "_on_detach",
+        "_space",
         "_waker",
         "priming",
         "replay",
@@ -161,28 +172,35 @@ class EventStream:
         replay: Sequence[SseEvent] = (),
         on_detach: Callable[[], object] | None = None,
         max_buffer: int = STREAM_BUFFER,
+        max_buffer_bytes: int = STREAM_BUFFER_BYTES,
     ) -> None:
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1")
+        if max_buffer_bytes < 1:
+            raise ValueError("max_buffer_bytes must be at least 1")
         self.stream_id = stream_id
         self.priming = priming
         self.replay = list(replay)
         self._buffer: collections.deque[SseEvent] | None = None
+        self._buffered_bytes = 0
         self._max_buffer = max_buffer
+        self._max_buffer_bytes = max_buffer_bytes
         self._ended = False
         self._detached = False
+        self._dropped = False
         self._on_detach = on_detach
         self._waker: Callable[[], object] | None = None
+        #: Producers waiting for the reader to take (made on first use).
+        self._space: trio.lowlevel.ParkingLot | None = None
 
     # -- producer side --------------------------------------------------------------------
 
-    def send_nowait(self, event: SseEvent) -> None:
-        """Queue *event* for the reader.
+    def put(self, event: SseEvent) -> None:
+        """Queue *event* for the reader, full or not (then :meth:`wait_writable`).
 
         Raises:
-            trio.WouldBlock: The reader has :attr:`max_buffer` events unread.
             trio.ClosedResourceError: The stream was ended by its producer.
-            trio.BrokenResourceError: The reader has detached.
+            trio.BrokenResourceError: The reader has detached (or was dropped).
         """
         if self._ended:
             raise trio.ClosedResourceError("the stream has ended")
@@ -191,26 +209,98 @@ class EventStream:
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = collections.deque()
-        elif len(buffer) >= self._max_buffer:
-            raise trio.WouldBlock
         buffer.append(event)
+        self._buffered_bytes += len(event.data)
         self._wake()
+
+    def send_nowait(self, event: SseEvent) -> None:
+        """Queue *event* unless the buffer is full.
+
+        Raises:
+            trio.WouldBlock: The reader has a full buffer unread.
+            trio.ClosedResourceError: The stream was ended by its producer.
+            trio.BrokenResourceError: The reader has detached.
+        """
+        if not self._full():
+            self.put(event)
+            return
+        if self._ended or self._detached:
+            self.put(event)  # raises the right error
+        raise trio.WouldBlock
+
+    def _full(self) -> bool:
+        buffer = self._buffer
+        return buffer is not None and (
+            len(buffer) >= self._max_buffer or self._buffered_bytes >= self._max_buffer_bytes
+        )
+
+    @property
+    def writable(self) -> bool:
+        """Whether a producer may go on: room in the buffer, or nobody left to wait for."""
+        return self._ended or self._detached or not self._full()
+
+    async def wait_writable(self, timeout: float) -> bool:
+        """Wait until :attr:`writable`; drop a reader that takes nothing for *timeout* seconds.
+
+        Each take by the reader starts the *timeout* again: a slow reader that
+        keeps reading is waited for, a stalled one is not.
+
+        Returns:
+            ``False`` when the reader was dropped here, else ``True``.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.writable:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return True
+        while not self.writable:
+            if self._space is None:
+                self._space = trio.lowlevel.ParkingLot()
+            with trio.move_on_after(timeout) as waited:
+                await self._space.park()
+            if waited.cancelled_caught and not self.writable:
+                self.drop()
+                return False
+        return True
 
     def end(self) -> None:
         """No more events: the reader gets what is buffered, then :exc:`trio.EndOfChannel`."""
         if not self._ended:
             self._ended = True
             self._wake()
+            self._release_producers()
+
+    def drop(self) -> None:
+        """Give up on a stalled reader: discard what it has not taken and end the stream.
+
+        The reader sees the end at its next look (the events are in the event
+        store, if there is one, for its client to resume). Idempotent.
+        """
+        if self._dropped:
+            return
+        self._dropped = True
+        self._buffer = None
+        self._buffered_bytes = 0
+        self.end()
+        self._detached_now()
 
     @property
     def ended(self) -> bool:
         """Whether the producer has ended the stream (events may still be buffered)."""
         return self._ended
 
+    @property
+    def dropped(self) -> bool:
+        """Whether the producer gave up on this reader (:meth:`drop`)."""
+        return self._dropped
+
     def _wake(self) -> None:
         waker, self._waker = self._waker, None
         if waker is not None:
             waker()
+
+    def _release_producers(self) -> None:
+        if self._space is not None:
+            self._space.unpark_all()
 
     # -- reader side ----------------------------------------------------------------------
 
@@ -225,7 +315,10 @@ class EventStream:
         if self._detached:
             raise trio.ClosedResourceError("the reader has detached")
         if self._buffer:
-            return self._buffer.popleft()
+            event = self._buffer.popleft()
+            self._buffered_bytes -= len(event.data)
+            self._release_producers()
+            return event
         if self._ended:
             raise trio.EndOfChannel
         raise trio.WouldBlock
@@ -237,6 +330,8 @@ class EventStream:
             return []
         ready = list(buffer)
         buffer.clear()
+        self._buffered_bytes = 0
+        self._release_producers()
         return ready
 
     def set_waker(self, waker: Callable[[], object] | None) -> None:
@@ -293,7 +388,12 @@ class EventStream:
         """The HTTP response is over: drop what is buffered and tell the producer. Idempotent."""
         self._detached = True
         self._buffer = None
+        self._buffered_bytes = 0
         self._wake()
+        self._release_producers()
+        self._detached_now()
+
+    def _detached_now(self) -> None:
         callback, self._on_detach = self._on_detach, None
         if callback is not None:
             callback()
@@ -376,6 +476,7 @@ class Session:
     __slots__ = (
         "_attached",
         "_inflight",
+        "_max_inflight",
         "_nursery",
         "_on_activity",
         "_on_closed",
@@ -393,6 +494,7 @@ class Session:
         "close_reason",
         "closed",
         "created_at",
+        "dropped_readers",
         "event_store",
         "expires_at",
         "idle_timeout",
@@ -409,6 +511,7 @@ class Session:
         "store_failures",
         "store_timeout",
         "subscriptions",
+        "write_timeout",
     )
 
     def __init__(
@@ -426,12 +529,19 @@ class Session:
         on_state_changed: Any = None,
         principal: str | None = None,
         store_timeout: float = 2.0,
+        write_timeout: float = 30.0,
+        max_inflight: int | None = None,
     ) -> None:
         self.session_id = session_id
         self.server = server
         #: The credential identity this session is bound to (``None``: unauthenticated).
         self.principal = principal
         self.store_timeout = store_timeout
+        #: Seconds an attached response may take nothing before it is dropped.
+        self.write_timeout = write_timeout
+        self._max_inflight = max_inflight
+        #: Responses dropped because their reader took nothing for ``write_timeout``.
+        self.dropped_readers = 0
         self._on_state_changed = on_state_changed
         self.event_store = event_store
         self.idle_timeout = idle_timeout
@@ -606,6 +716,11 @@ class Session:
             self._on_activity(self, busy)
 
     @property
+    def inflight(self) -> int:
+        """Requests whose handlers are running."""
+        return len(self._inflight)
+
+    @property
     def busy(self) -> bool:
         """A request is in flight or a stream is attached (never evicted by the default policy)."""
         return self._busy()
@@ -719,24 +834,31 @@ class Session:
         self._update_deadline()
         return handle
 
-    def _deliver(self, stream: _Stream, event: SseEvent) -> None:
+    def _deliver(self, stream: _Stream, event: SseEvent) -> EventStream | None:
+        """Queue *event* for the attached response; the response if it is now full."""
         connection = stream.connection
         if connection is None:
-            return
+            return None
         try:
-            connection.send_nowait(event)
-        except trio.WouldBlock:
-            # A reader this slow would stall the producer. The event is in the
-            # store (if there is one), so cut the response and let the client
-            # resume; without a store the event is lost, which we log.
-            if self.event_store is None:
-                logger.warning(
-                    "session %s: dropping an event for a slow reader (no event store)",
-                    self.session_id,
-                )
-            connection.end()
+            connection.put(event)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            return None
+        return None if connection.writable else connection
+
+    async def _wait_for_reader(self, connection: EventStream) -> None:
+        """Back-pressure: wait while the response's buffer is full, within the write timeout.
+
+        A reader that takes nothing for ``write_timeout`` seconds is dropped;
+        what it missed stays in the event store for its client to resume.
+        """
+        if not await connection.wait_writable(self.write_timeout):
+            self.dropped_readers += 1
+            logger.warning(
+                "session %s: dropped a response whose reader took nothing for %s s%s",
+                self.session_id,
+                self.write_timeout,
+                "" if self.event_store is not None else " (no event store: its events are lost)",
+            )
 
     async def _emit(self, stream: _Stream, message: Message | bytes) -> None:
         data = message if isinstance(message, bytes) else encode(message)
@@ -755,7 +877,9 @@ class Session:
                     append_nowait(self.session_id, stream.stream_id, stream.seq, data)
                 except StoreUnavailable as exc:
                     self._store_failed(f"unavailable: {exc}")
-            self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
+            full = self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
+            if full is not None:
+                await self._wait_for_reader(full)
             return
         async with stream.lock:
             stream.seq += 1
@@ -769,7 +893,10 @@ class Session:
                     self._store_failed(f"unavailable: {exc}")
             if store_scope.cancelled_caught:
                 self._store_failed("timed out")
-            self._deliver(stream, SseEvent(stream.event_id(seq), data))
+            full = self._deliver(stream, SseEvent(stream.event_id(seq), data))
+            if full is not None:
+                # Under the lock: the stream's other producers queue behind us.
+                await self._wait_for_reader(full)
 
     def _store_failed(self, why: str) -> None:
         self.store_failures += 1
@@ -788,9 +915,19 @@ class Session:
         """Start handlers for *requests*; their answers arrive on the returned stream.
 
         Raises:
+            TooManyInFlight: Running them would exceed the session's in-flight
+                cap; none is started.
             ProtocolError: A request is not allowed in the session's state, or
                 reuses the id of a request still in flight.
         """
+        if self._max_inflight is not None and len(self._inflight) + len(requests) > (
+            self._max_inflight
+        ):
+            raise TooManyInFlight(
+                f"this session has {len(self._inflight)} requests in flight "
+                f"(at most {self._max_inflight}); retry when some are answered",
+                retry_after=1.0,
+            )
         ids: set[RequestId] = set()
         for request in requests:
             self.state.check_request(request)
@@ -994,16 +1131,18 @@ class Session:
             handle.priming = None
             return handle
 
-    def end_connections(self, retry_ms: int) -> None:
-        """Send a reconnect hint on every attached response and end it (graceful drain)."""
+    def end_connections(self, retry_ms: int, *, standalone_only: bool = False) -> None:
+        """Send a reconnect hint on attached responses and end them (graceful drain).
+
+        With *standalone_only*, only the GET stream: request streams then carry
+        their answers to the end.
+        """
         for stream in list(self._streams.values()):
             connection = stream.connection
-            if connection is None:
+            if connection is None or (standalone_only and not stream.standalone):
                 continue
-            with contextlib.suppress(
-                trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-            ):
-                connection.send_nowait(SseEvent(None, b"", retry_ms))
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                connection.put(SseEvent(None, b"", retry_ms))  # through, full or not
             connection.end()
 
     # -- the Peer protocol (for Context) -----------------------------------------------

@@ -46,6 +46,7 @@ from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
 
 if TYPE_CHECKING:
     from .._ratelimit import SharedRateLimiter
+    from .._serve import Connections
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
 
@@ -131,6 +132,8 @@ class StreamableHTTPApp:
         host_policy: DNS-rebinding protection (default: loopback names only
             when bound to loopback).
         max_body_bytes: Larger POST bodies get 413.
+        max_batch_size: A JSON-RPC batch (2025-03-26) with more messages gets
+            400 before any of it runs.
         retry_ms: ``retry`` hint on SSE streams and when draining.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
@@ -158,6 +161,7 @@ class StreamableHTTPApp:
         manager: SessionManager | None = None,
         host_policy: HostPolicy | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
+        max_batch_size: int = 100,
         retry_ms: int = 1000,
         principal: Callable[[Scope], str | None] | None = None,
         metrics_path: str | None = None,
@@ -171,10 +175,13 @@ class StreamableHTTPApp:
             raise ValueError(f"reply_mode must be 'sse' or 'json', not {reply_mode!r}")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be positive")
         self.path = "/" + path.strip("/")
         self.reply_mode: Literal["sse", "json"] = reply_mode
         self.host_policy = host_policy or HostPolicy()
         self.max_body_bytes = max_body_bytes
+        self.max_batch_size = max_batch_size
         self.retry_ms = retry_ms
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
@@ -194,6 +201,11 @@ class StreamableHTTPApp:
                 kwargs["event_store"] = event_store
             manager = self._bounded = BoundedSessionManager(server, **kwargs)
         self.manager: SessionManager = manager
+        #: Seconds a response write may block (a reader that stopped) before its
+        #: connection is cut, when :func:`serve` lets us (``attach_connections``).
+        self.write_timeout = (limits or SessionLimits()).write_timeout
+        self._connections: Connections | None = None
+        self._writes: dict[object, tuple[float, tuple[str, int] | None]] = {}
         self.metrics_path = "/" + metrics_path.strip("/") if metrics_path else None
         self._metrics: MetricsExporter | None = None
         if self.metrics_path is not None:
@@ -205,20 +217,86 @@ class StreamableHTTPApp:
     # -- running the manager ---------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the built-in session manager until cancelled (what the ASGI lifespan does).
+        """Run the built-in session manager until it stops (what the ASGI lifespan does).
 
-        A user-supplied manager is the user's to run; then this only waits.
+        A user-supplied manager is the user's to run; then this runs only the
+        write watchdog, until cancelled.
         """
-        if self._bounded is None:
-            task_status.started()
-            await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
-            await nursery.start(self._bounded.run)
+            watchdog = trio.CancelScope()
+            nursery.start_soon(self._watch_writes, watchdog)
+            if self._bounded is None:
+                task_status.started()
+                await trio.sleep_forever()
+            try:
+                await nursery.start(self._bounded.run)
+            except BaseException:
+                watchdog.cancel()
+                raise
             task_status.started()
+            await self._bounded.wait_stopped()
+            watchdog.cancel()
 
     def begin_drain(self) -> None:
-        """Stop admitting sessions; end SSE responses with a ``retry`` hint."""
+        """Stop admitting sessions and requests; end GET streams with a ``retry`` hint.
+
+        Requests in flight go on; :meth:`finish_drain` ends what is left.
+        """
         self.manager.begin_drain()
+
+    def finish_drain(self) -> None:
+        """End every SSE response still open with a ``retry`` hint (grace is over)."""
+        self.manager.finish_drain()
+
+    # -- the write deadline ------------------------------------------------------------
+
+    def attach_connections(self, connections: Connections | None) -> None:
+        """Let the write watchdog cut stalled connections (:func:`serve` does this).
+
+        Hypercorn writes under a shielded ``send_all`` that no cancel scope
+        ends; only the connection's owner can cut it. Without this (the
+        ``hypercorn`` command), a reader that stops is bounded by the response
+        buffers and the kernel's, not by the write timeout.
+        """
+        self._connections = connections
+
+    def _guard_writes(self, send: Send, peer: tuple[str, int] | None) -> Send:
+        """*send*, with each body write registered for the watchdog while it lasts."""
+        writes = self._writes
+        timeout = self.write_timeout
+
+        async def guarded(message: ASGIMessage) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            token = object()
+            writes[token] = (trio.current_time() + timeout, peer)
+            try:
+                await send(message)
+            finally:
+                writes.pop(token, None)
+
+        return guarded
+
+    async def _watch_writes(self, scope: trio.CancelScope) -> None:
+        """Cut the connections whose current write has lasted over the write timeout."""
+        with scope:
+            while True:
+                await trio.sleep(self.write_timeout / 4)
+                connections = self._connections
+                if connections is None or not self._writes:
+                    continue
+                now = trio.current_time()
+                for token, (deadline, peer) in list(self._writes.items()):
+                    if deadline <= now:
+                        del self._writes[token]
+                        if connections.cut_connection(peer):
+                            logger.warning(
+                                "cut the connection of %s: a write took over %s s "
+                                "(the client stopped reading)",
+                                peer,
+                                self.write_timeout,
+                            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -231,7 +309,7 @@ class StreamableHTTPApp:
                 started = True
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
-                self.begin_drain()
+                self.finish_drain()  # connections are gone by now: nothing waits any more
                 if self._bounded is not None:
                     # Stop rather than cancel: idle sessions then close at once
                     # instead of each unwinding a Cancelled (50,000 sessions:
@@ -257,6 +335,9 @@ class StreamableHTTPApp:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        if self._connections is not None:
+            client = scope.get("client")
+            send = self._guard_writes(send, (client[0], client[1]) if client else None)
         try:
             stream = await self._handle(scope, receive, send)
         except _HTTPError as exc:
@@ -415,6 +496,14 @@ class StreamableHTTPApp:
             ) from None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
+        if len(messages) > self.max_batch_size:
+            # Refused whole, before any of it runs: never a partial answer.
+            raise _HTTPError(
+                400,
+                INVALID_REQUEST,
+                f"Invalid Request: a batch holds at most {self.max_batch_size} messages, "
+                f"this one {len(messages)}",
+            )
         self._check_version_header(headers, only_id)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
@@ -462,6 +551,8 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 404, SESSION_NOT_FOUND, "Session not found", request_id=only_id
             ) from None
+        except ServiceUnavailable as exc:  # the in-flight cap (429), draining (503)
+            raise _unavailable(exc, only_id) from None
         except ProtocolError as exc:
             raise _HTTPError(
                 exc.http_status, exc.code, exc.message, request_id=exc.request_id
@@ -600,6 +691,8 @@ class StreamableHTTPApp:
             raise _unavailable(
                 ServiceUnavailable("the event store is unreachable", retry_after=2.0)
             ) from None
+        except ServiceUnavailable as exc:  # draining
+            raise _unavailable(exc) from None
         if stream is None:
             raise _HTTPError(
                 409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
