@@ -331,6 +331,40 @@ async def test_draining_refuses_new_sessions_and_hints_reconnect(
             await manager.create_session(INFO)
 
 
+async def test_draining_lets_requests_in_flight_finish_and_starts_nothing_new(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, counters = make_server()
+    async with BoundedSessionManager(server, retry_ms=2500) as manager:
+        session_id = await open_session(manager)
+        stream = await manager.create_stream(session_id, [call(2, "slow", seconds=10)], INFO, "sse")
+        manager.begin_drain()
+        with pytest.raises(ServiceUnavailable):
+            await manager.create_stream(session_id, [call(3, "slow", seconds=1)], INFO, "sse")
+        with pytest.raises(ServiceUnavailable):
+            await manager.create_standalone_stream(session_id)
+        answers = await drain(stream)  # the call in flight answers on its own stream
+        assert b'"done"' in answers[-1]
+        assert counters["finished"] == 1
+
+
+async def test_finish_drain_ends_what_is_left_with_a_retry_hint(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    async with BoundedSessionManager(server, retry_ms=2500) as manager:
+        session_id = await open_session(manager)
+        stream = await manager.create_stream(
+            session_id, [call(2, "slow", seconds=1e6)], INFO, "sse"
+        )
+        manager.begin_drain()
+        await trio.sleep(5)
+        assert not stream.ended  # the grace period is not over
+        manager.finish_drain()
+        events = [event async for event in stream]
+        assert [(e.event_id, e.data, e.retry_ms) for e in events] == [(None, b"", 2500)]
+
+
 async def test_cancelled_request_gets_no_response(autojump_clock: trio.testing.MockClock) -> None:
     server, counters = make_server()
     async with BoundedSessionManager(server) as manager:
