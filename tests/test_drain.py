@@ -247,3 +247,35 @@ async def test_sigterm_with_calls_in_flight_answers_them_and_keeps_sessions(
         assert await second.stop() == 0
     finally:
         await second.kill()
+
+
+async def test_the_write_watchdog_cuts_a_write_that_lasts_past_the_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The watchdog on trio's clock: a write blocked on a full socket is cut at the timeout."""
+    from trio_mcp_sessions._serve import Connections
+
+    app = StreamableHTTPApp(drain_server, limits=SessionLimits(write_timeout=30))
+    connections = Connections()
+    app.attach_connections(connections)
+    server_side, client_side = trio.socket.socketpair()
+    connections.add(server_side, ("127.0.0.1", 5555))
+    stream = trio.SocketStream(server_side)
+
+    async def blocking_send(message: dict[str, Any]) -> None:
+        # Like Hypercorn's: shielded, so only cutting the socket ends it.
+        with trio.CancelScope(shield=True):
+            await stream.send_all(b"x" * (8 * 1024 * 1024))  # nobody reads client_side
+
+    guarded = app._guard_writes(blocking_send, ("127.0.0.1", 5555))
+    async with trio.open_nursery() as nursery:
+        watchdog = trio.CancelScope()
+        nursery.start_soon(app._watch_writes, watchdog)
+        with pytest.raises(trio.BrokenResourceError):
+            await guarded({"type": "http.response.body", "body": b"", "more_body": True})
+        watchdog.cancel()
+    assert 30 <= trio.current_time() <= 30 * 1.25 + 1
+    assert connections.cut == 1
+    assert len(connections) == 0
+    client_side.close()
+    server_side.close()
