@@ -24,6 +24,7 @@ from test_interop_sdk import wait_until
 from trio_mcp_sessions import SessionLimits, StreamableHTTPApp, serve
 
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from pathlib import Path
 
     from trio_mcp_sessions import BoundedSessionManager
@@ -262,7 +263,7 @@ async def test_the_write_watchdog_cuts_a_write_that_lasts_past_the_timeout(
     connections.add(server_side, ("127.0.0.1", 5555))
     stream = trio.SocketStream(server_side)
 
-    async def blocking_send(message: dict[str, Any]) -> None:
+    async def blocking_send(message: MutableMapping[str, Any]) -> None:
         # Like Hypercorn's: shielded, so only cutting the socket ends it.
         with trio.CancelScope(shield=True):
             await stream.send_all(b"x" * (8 * 1024 * 1024))  # nobody reads client_side
