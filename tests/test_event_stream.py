@@ -226,3 +226,27 @@ async def test_a_reader_that_stops_is_dropped_and_resumes_from_the_store(
         resumed.detach()
         assert len(rest) == burst + 1
         assert b'"done"' in rest[-1]
+
+
+async def test_a_broadcast_never_waits_for_a_stalled_reader(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = McpServer("broadcast")
+    async with BoundedSessionManager(server) as manager:
+        stalled = await open_session(manager)
+        listening = await open_session(manager)
+        stalled_stream = await manager.create_standalone_stream(stalled)
+        live_stream = await manager.create_standalone_stream(listening)
+        assert stalled_stream is not None
+        assert live_stream is not None
+        started = trio.current_time()
+        for _ in range(STREAM_BUFFER + 1):
+            assert await manager.notify_all("notifications/tools/list_changed") == 2
+            live_stream.take_ready()  # this reader keeps up
+        # No wait on the stalled reader: it is dropped, the other is served.
+        assert trio.current_time() == started
+        assert stalled_stream.dropped
+        assert not live_stream.dropped
+        assert manager.statistics().dropped_readers == 1
+        stalled_stream.detach()
+        live_stream.detach()

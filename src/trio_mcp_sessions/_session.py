@@ -845,22 +845,30 @@ class Session:
             return None
         return None if connection.writable else connection
 
-    async def _wait_for_reader(self, connection: EventStream) -> None:
+    async def _wait_for_reader(self, connection: EventStream, wait: bool = True) -> None:
         """Back-pressure: wait while the response's buffer is full, within the write timeout.
 
-        A reader that takes nothing for ``write_timeout`` seconds is dropped;
-        what it missed stays in the event store for its client to resume.
+        A reader that takes nothing for ``write_timeout`` seconds (or at once,
+        without *wait*) is dropped; what it missed stays in the event store
+        for its client to resume.
         """
-        if not await connection.wait_writable(self.write_timeout):
+        if not wait:
+            connection.drop()
+            dropped = True
+        else:
+            dropped = not await connection.wait_writable(self.write_timeout)
+        if dropped:
             self.dropped_readers += 1
             logger.warning(
-                "session %s: dropped a response whose reader took nothing for %s s%s",
+                "session %s: dropped a response whose reader %s%s",
                 self.session_id,
-                self.write_timeout,
+                f"took nothing for {self.write_timeout} s" if wait else "fell behind a broadcast",
                 "" if self.event_store is not None else " (no event store: its events are lost)",
             )
 
-    async def _emit(self, stream: _Stream, message: Message | bytes) -> None:
+    async def _emit(
+        self, stream: _Stream, message: Message | bytes, *, wait_for_reader: bool = True
+    ) -> None:
         data = message if isinstance(message, bytes) else encode(message)
         if self.closed.is_set():
             return  # nothing may be stored for a session that is gone
@@ -879,7 +887,7 @@ class Session:
                     self._store_failed(f"unavailable: {exc}")
             full = self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
             if full is not None:
-                await self._wait_for_reader(full)
+                await self._wait_for_reader(full, wait_for_reader)
             return
         async with stream.lock:
             stream.seq += 1
@@ -896,7 +904,7 @@ class Session:
             full = self._deliver(stream, SseEvent(stream.event_id(seq), data))
             if full is not None:
                 # Under the lock: the stream's other producers queue behind us.
-                await self._wait_for_reader(full)
+                await self._wait_for_reader(full, wait_for_reader)
 
     def _store_failed(self, why: str) -> None:
         self.store_failures += 1
@@ -1205,6 +1213,11 @@ class Session:
         return pending.result
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        """Send a notification on the standalone (GET) stream."""
-        await self._emit(self._standalone, Notification(method, params))
+        """Send a notification on the standalone (GET) stream, never waiting for its reader.
+
+        A broadcast goes to every session in turn: one stalled reader must not
+        hold the others' notifications up, so a reader with a full buffer is
+        dropped at once (its client resumes with ``Last-Event-ID``).
+        """
+        await self._emit(self._standalone, Notification(method, params), wait_for_reader=False)
         await trio.lowlevel.checkpoint()
