@@ -44,6 +44,7 @@ PUBLIC = {
     "SessionRecord",
     "SessionStore",
     "SharedRateLimiter",
+    "StoreGuardStatistics",
     "StoreUnavailable",
     "SqliteEventStore",
     "SqliteSessionStore",

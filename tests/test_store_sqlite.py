@@ -208,7 +208,7 @@ async def test_cancelled_before_the_call_changes_nothing(tmp_path: Path) -> None
         assert [e.seq for e in await store.replay_after("s", "a", 0)] == [1, 2]
 
 
-async def test_cancelled_during_the_call_completes_it_whole(tmp_path: Path) -> None:
+async def test_a_call_gives_up_whole_at_its_callers_deadline(tmp_path: Path) -> None:
     path = tmp_path / "e.db"
     async with SqliteEventStore(path) as store:
         await store.append("s", "a", 1, b"one")
@@ -216,17 +216,22 @@ async def test_cancelled_during_the_call_completes_it_whole(tmp_path: Path) -> N
             blocker.execute("BEGIN IMMEDIATE")  # hold the write lock: append must wait
 
             async def release_soon() -> None:
-                await trio.sleep(0.3)
+                await trio.sleep(0.5)
                 blocker.execute("COMMIT")
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(release_soon)
-                with trio.move_on_after(0.05):
+                start = trio.current_time()
+                with trio.move_on_after(0.05) as scope:
                     await store.append("s", "a", 2, b"two")
-        # The transaction in the thread ran to its end: no half-written event.
-        assert [e.data for e in await store.replay_after("s", "a", 0)] == [b"one", b"two"]
-        await store.append("s", "a", 3, b"three")
-        assert [e.seq for e in await store.replay_after("s", "a", 2)] == [3]
+                # The lock's holder does not keep the caller (nor the thread)
+                # past its deadline: the busy wait follows the caller's.
+                assert scope.cancelled_caught
+                assert trio.current_time() - start < 0.4
+        # The transaction in the thread did not happen at all: no half-written event.
+        assert [e.data for e in await store.replay_after("s", "a", 0)] == [b"one"]
+        await store.append("s", "a", 2, b"two")
+        assert [e.seq for e in await store.replay_after("s", "a", 1)] == [2]
 
 
 async def test_a_rejected_append_leaves_no_trace(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
 from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
+from ._stores._guard import StoreGuardStatistics as StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
 from ._stores._redis import RedisEventStore as RedisEventStore

@@ -14,8 +14,12 @@ blocks on disk. The file is in WAL mode with ``synchronous=NORMAL``; each
 call is one ``BEGIN IMMEDIATE`` transaction (or one autocommit statement), so
 a cancelled call either happened entirely or not at all: a call already in its
 thread finishes (the default ``abandon_on_cancel=False``) and the cancellation
-lands at the caller's next checkpoint. Writers on other connections to the
-same file wait up to five seconds for the lock before the call fails.
+lands at the caller's next checkpoint. No call outlives its caller's
+deadline by much: a write waiting for another connection's lock waits at most
+until the caller's deadline (the manager's ``store_timeout``), or
+*busy_timeout* seconds without one, and a statement still running at the
+deadline is interrupted, so its thread is free again and the cancellation
+lands on time.
 
 Both stores create all of this module's tables, versioned together with
 ``PRAGMA user_version``, so an event store and a session store may share one
@@ -30,6 +34,7 @@ Every :class:`sqlite3.Error` and :class:`OSError` reaches the caller as
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import threading
 import time
@@ -53,8 +58,10 @@ _T = TypeVar("_T")
 #: The version of this module's tables, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION: Final = 1
 
-#: Seconds a call waits for another connection's write lock before failing.
+#: Seconds a call without a deadline waits for another connection's write lock.
 BUSY_TIMEOUT: Final = 5.0
+#: SQLite virtual-machine steps between two looks at the deadline.
+_PROGRESS_STEPS: Final = 1000
 _INIT_LOCK = threading.Lock()
 
 _SCHEMA: Final = (
@@ -130,11 +137,21 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 class _Database:
     """One lazily opened connection, used from one worker thread at a time."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        if not busy_timeout > 0 or math.isinf(busy_timeout):
+            raise ValueError("busy_timeout must be a positive, finite number of seconds")
         self.path = path
+        self.busy_timeout = busy_timeout
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        #: ``time.monotonic()`` past which the running call gives up (worker thread only).
+        self._deadline = math.inf
+        self._busy_ms = -1
+
+    def _past_deadline(self) -> bool:
+        # SQLite's progress handler: a true result interrupts the statement.
+        return time.monotonic() > self._deadline
 
     def _connection(self) -> sqlite3.Connection:
         # Runs in a worker thread, holding the limiter.
@@ -142,7 +159,10 @@ class _Database:
             raise trio.ClosedResourceError("the store is closed")
         if self._conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=max(0.0, self._deadline - time.monotonic()),
+                isolation_level=None,
+                check_same_thread=False,
             )
             try:
                 # Switching to WAL and creating the schema can meet "database is
@@ -150,7 +170,7 @@ class _Database:
                 # connection doing the same): serialize it in this process and
                 # retry, bounded, against other processes.
                 with _INIT_LOCK:
-                    deadline = time.monotonic() + BUSY_TIMEOUT
+                    deadline = self._deadline
                     while True:
                         try:
                             conn.execute("PRAGMA journal_mode=WAL")
@@ -164,11 +184,25 @@ class _Database:
             except BaseException:
                 conn.close()
                 raise
+            conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
             self._conn = conn
+            self._busy_ms = -1
         return self._conn
 
-    def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return fn(self._connection())
+    def _call(self, fn: Callable[[sqlite3.Connection], _T], deadline: float) -> _T:
+        # Runs in a worker thread, holding the limiter; *deadline* is monotonic.
+        self._deadline = deadline
+        budget = deadline - time.monotonic()
+        try:
+            conn = self._connection()
+            # Wait for another connection's lock only as long as the caller does.
+            busy_ms = max(1, math.ceil(budget * 1000))
+            if busy_ms != self._busy_ms:
+                conn.execute(f"PRAGMA busy_timeout = {busy_ms:d}")
+                self._busy_ms = busy_ms
+            return fn(conn)
+        finally:
+            self._deadline = math.inf
 
     async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn(connection)`` in a worker thread; always a checkpoint.
@@ -180,9 +214,15 @@ class _Database:
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("the store is closed")
+        # The caller's deadline bounds the thread's work, time queued for the
+        # connection included (the call waits for the limiter cancellably).
+        remaining = trio.current_effective_deadline() - trio.current_time()
+        deadline = time.monotonic() + min(self.busy_timeout, remaining)
         try:
-            return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
+            return await trio.to_thread.run_sync(self._call, fn, deadline, limiter=self._limiter)
         except (sqlite3.Error, OSError) as exc:
+            # Given up at the caller's deadline: that is the caller's timeout.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise StoreUnavailable(f"SQLite store at {self.path!s} failed: {exc}") from exc
 
     def _close_now(self) -> None:
@@ -266,6 +306,9 @@ class SqliteEventStore(_SqliteStore):
         clock: Seconds now; the default wall clock stays meaningful across
             restarts. Called in the trio thread, so :func:`trio.current_time`
             works (tests use it with ``autojump_clock``).
+        busy_timeout: Seconds a call waits for another connection's lock at
+            most; a caller's deadline (the manager's ``store_timeout``)
+            shortens it.
 
     Raises:
         ValueError: For a bound that is not positive.
@@ -279,6 +322,7 @@ class SqliteEventStore(_SqliteStore):
         max_bytes_per_session: int = 1 << 20,
         max_age: float = 300.0,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         if max_events_per_session < 1:
             raise ValueError("max_events_per_session must be at least 1")
@@ -291,7 +335,7 @@ class SqliteEventStore(_SqliteStore):
         self.max_bytes_per_session = max_bytes_per_session
         self.max_age = max_age
         self._clock = clock
-        self._db = _Database(path)
+        self._db = _Database(path, busy_timeout=busy_timeout)
 
     # -- worker-thread helpers (each runs inside one transaction) -------------------
 
@@ -478,14 +522,21 @@ class SqliteSessionStore(_SqliteStore):
             a :class:`SqliteEventStore`.
         clock: Seconds now; the default wall clock stays meaningful across
             restarts and processes. Called in the trio thread.
+        busy_timeout: Seconds a call waits for another connection's lock at
+            most; a caller's deadline (the manager's ``store_timeout``)
+            shortens it.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         self.path = path
         self._clock = clock
-        self._db = _Database(path)
+        self._db = _Database(path, busy_timeout=busy_timeout)
 
     async def save(self, record: SessionRecord, *, ttl: float) -> None:
         """Create or replace the record; it expires after *ttl* seconds.
