@@ -42,6 +42,7 @@ PUBLIC = {
     "SessionManager",
     "SessionNotFound",
     "SessionRecord",
+    "SessionStateUpdates",
     "SessionStore",
     "SharedRateLimiter",
     "StoreGuardStatistics",

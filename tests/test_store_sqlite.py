@@ -75,7 +75,7 @@ async def test_restart_keeps_events_gaps_and_records(tmp_path: Path) -> None:
         assert await sessions.load("s1") == record()
 
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -352,3 +352,27 @@ async def test_delete_session_leaves_other_sessions(tmp_path: Path) -> None:
 def test_invalid_bounds(tmp_path: Path, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         SqliteEventStore(tmp_path / "e.db", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_version_1_file_keeps_its_records_state(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = record(log_level="info", subscriptions=("res://a", "res://b"))
+    with raw(path) as conn:
+        # What schema version 1 wrote: the record's JSON holds its state.
+        conn.execute(
+            "CREATE TABLE mcp_session_records (session_id TEXT NOT NULL PRIMARY KEY,"
+            " expires_at REAL NOT NULL, record TEXT NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO mcp_session_records VALUES (?, ?, ?)",
+            ("s1", 1e12, old.to_json().decode()),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    async with SqliteSessionStore(path) as sessions:
+        assert await sessions.load("s1") == old
+        await sessions.update_state("s1", log_level="debug", unsubscribe=["res://a"])
+        loaded = await sessions.load("s1")
+        assert loaded is not None
+        assert (loaded.log_level, loaded.subscriptions) == ("debug", ("res://b",))
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)

@@ -44,6 +44,7 @@ from ._session import EventStream as EventStream
 from ._session import RequestInfo as RequestInfo
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
+from ._stores._base import SessionStateUpdates as SessionStateUpdates
 from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
 from ._stores._guard import StoreGuardStatistics as StoreGuardStatistics

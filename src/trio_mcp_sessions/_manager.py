@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, final, runtime_checkable
 
 import trio
@@ -179,6 +180,8 @@ class ManagerStatistics:
             once while their store was down (service went on, degraded).
         stores: Per store (``"sessions"``, ``"events"``, ``"rate_limit"``):
             its circuit state and call counters (:class:`StoreGuardStatistics`).
+        subscriptions: ``resources/subscribe`` URIs held by live sessions
+            (each at most ``McpServer.max_subscriptions``).
     """
 
     live_sessions: int
@@ -192,6 +195,7 @@ class ManagerStatistics:
     restored: int = 0
     store_errors: int = 0
     stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
+    subscriptions: int = 0
 
 
 class RestoreOutcome(enum.Enum):
@@ -390,6 +394,9 @@ class BoundedSessionManager:
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._restoring: dict[str, trio.Event] = {}
         self._saving: dict[str, bool] = {}
+        #: What the store holds of each session's mutable state (log level,
+        #: subscriptions), so a change is stored as the difference.
+        self._stored_state: dict[str, tuple[str | None, frozenset[str]]] = {}
         self._last_store_touch: dict[str, float] = {}
         self._refused: Counter[str] = Counter()
         self._evicted = 0
@@ -494,8 +501,13 @@ class BoundedSessionManager:
             last_activity=now - (trio.current_time() - session.last_activity),
         )
 
-    async def _save(self, session: Session) -> None:
-        """Write a session's record; repeated while changes arrive during the write."""
+    async def _save(self, session: Session, *, whole: bool = True) -> None:
+        """Write a session's record; repeated while changes arrive during the write.
+
+        With ``whole=False`` (a ``logging/setLevel`` or a subscription
+        changed) and a store that offers ``update_state``, only what changed
+        since the last write goes to the store, not the whole record.
+        """
         store = self.session_store
         session_id = session.session_id
         if session_id in self._deleting:
@@ -506,22 +518,38 @@ class BoundedSessionManager:
                 self._saving[session_id] = True  # dirty: the running save goes again
             return
         self._saving[session_id] = False
+        update = getattr(store, "update_state", None)
         try:
             while session.is_open and session.client_info is not None:
+                state = session.persisted_state()
+                stored = self._stored_state.get(session_id)
                 try:
-                    await self._store_call(
-                        self._sessions_guard,
-                        "session save",
-                        store.save,
-                        self._record(session),
-                        ttl=self._ttl(),
-                    )
+                    if whole or update is None or stored is None:
+                        await self._store_call(
+                            self._sessions_guard,
+                            "session save",
+                            store.save,
+                            self._record(session),
+                            ttl=self._ttl(),
+                        )
+                        self._last_store_touch[session_id] = trio.current_time()
+                    elif state != stored:
+                        await self._store_call(
+                            self._sessions_guard,
+                            "session state update",
+                            update,
+                            session_id,
+                            log_level=state[0],
+                            subscribe=sorted(state[1] - stored[1]),
+                            unsubscribe=sorted(stored[1] - state[1]),
+                        )
                 except StoreUnavailable:
                     return  # degraded: served, not restorable until the next save
-                self._last_store_touch[session_id] = trio.current_time()
+                self._stored_state[session_id] = state
                 if not self._saving.get(session_id):
                     return
                 self._saving[session_id] = False
+                whole = False
         finally:
             self._saving.pop(session_id, None)
 
@@ -534,7 +562,7 @@ class BoundedSessionManager:
             self._nursery.start_soon(fn, *args)
 
     def _state_changed(self, session: Session) -> None:
-        self._spawn(self._save, session)
+        self._spawn(partial(self._save, session, whole=False))
 
     def _touch_due(self, session_id: str) -> bool:
         """Whether a record's TTL wants refreshing (a quarter of it has passed); if so, now."""
@@ -642,6 +670,7 @@ class BoundedSessionManager:
         self._busy_ids.discard(session_id)
         self._rate_receipts.pop(session_id, None)
         self._last_store_touch.pop(session_id, None)
+        self._stored_state.pop(session_id, None)
         self._limiter.release_on_behalf_of(session_id)
         reason = session.close_reason or CloseReason.ERROR
         self._closed_by_reason[reason.value] += 1
@@ -1075,6 +1104,7 @@ class BoundedSessionManager:
             restored=self._restored,
             store_errors=sum(guard.failures for guard in self._guards.values()),
             stores={name: guard.statistics() for name, guard in self._guards.items()},
+            subscriptions=sum(len(s.subscriptions) for s in self._sessions.values()),
         )
 
     @property

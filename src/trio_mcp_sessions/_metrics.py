@@ -72,6 +72,11 @@ class MetricsExporter:
         yield CounterMetricFamily(
             f"{p}_sessions_evicted", "Sessions evicted to make room.", value=stats.evicted
         )
+        yield GaugeMetricFamily(
+            f"{p}_subscriptions",
+            "resources/subscribe URIs held by live sessions.",
+            value=stats.subscriptions,
+        )
         yield CounterMetricFamily(
             f"{p}_store_errors",
             "Store calls that failed, timed out or were refused while the store was down.",

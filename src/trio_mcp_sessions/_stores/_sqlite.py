@@ -56,7 +56,7 @@ __all__ = ["SqliteEventStore", "SqliteSessionStore"]
 _T = TypeVar("_T")
 
 #: The version of this module's tables, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: Seconds a call without a deadline waits for another connection's write lock.
 BUSY_TIMEOUT: Final = 5.0
@@ -103,7 +103,34 @@ _SCHEMA: Final = (
     ) WITHOUT ROWID""",
     """CREATE INDEX IF NOT EXISTS mcp_session_records_by_expiry
         ON mcp_session_records (expires_at)""",
+    # Version 2: a record's mutable state, changed a row at a time (a
+    # subscribe adds one row instead of rewriting the record). A state row
+    # makes them authoritative over the record's JSON; records saved by
+    # version 1 have none, and their JSON applies.
+    """CREATE TABLE IF NOT EXISTS mcp_session_state (
+        session_id TEXT NOT NULL PRIMARY KEY,
+        log_level TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS mcp_session_subscriptions (
+        session_id TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        PRIMARY KEY (session_id, uri)
+    ) WITHOUT ROWID""",
 )
+
+#: The tables holding one session's record, for deletes.
+_RECORD_TABLES: Final = ("mcp_session_records", "mcp_session_state", "mcp_session_subscriptions")
+
+
+def _delete_records(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
+    """Delete the records matching *where* (on ``mcp_session_records``) with their state."""
+    for table in _RECORD_TABLES[1:]:
+        conn.execute(
+            f"DELETE FROM {table} WHERE session_id IN"
+            f" (SELECT session_id FROM mcp_session_records WHERE {where})",
+            args,
+        )
+    conn.execute(f"DELETE FROM mcp_session_records WHERE {where}", args)
 
 
 @contextlib.contextmanager
@@ -549,12 +576,26 @@ class SqliteSessionStore(_SqliteStore):
 
         def save(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.execute("DELETE FROM mcp_session_records WHERE expires_at <= ?", (now,))
+                _delete_records(conn, "expires_at <= ?", (now,))
                 conn.execute(
                     "INSERT INTO mcp_session_records (session_id, expires_at, record)"
                     " VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE"
                     " SET expires_at = excluded.expires_at, record = excluded.record",
                     (record.session_id, now + ttl, text),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO mcp_session_state (session_id, log_level)"
+                    " VALUES (?, ?)",
+                    (record.session_id, record.log_level),
+                )
+                conn.execute(
+                    "DELETE FROM mcp_session_subscriptions WHERE session_id = ?",
+                    (record.session_id,),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                    " VALUES (?, ?)",
+                    [(record.session_id, uri) for uri in record.subscriptions],
                 )
 
         await self._db.run(save)
@@ -567,30 +608,103 @@ class SqliteSessionStore(_SqliteStore):
         """
         now = self._clock()
 
-        def load(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT expires_at, record FROM mcp_session_records WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            expires_at, text = row
-            if expires_at <= now:
-                # Only if still expired: a concurrent save may have renewed it.
-                conn.execute(
-                    "DELETE FROM mcp_session_records WHERE session_id = ? AND expires_at <= ?",
-                    (session_id, now),
-                )
-                return None
-            return str(text)
+        def load(
+            conn: sqlite3.Connection,
+        ) -> tuple[str, tuple[str | None, list[str]] | None] | None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT expires_at, record FROM mcp_session_records WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                expires_at, text = row
+                if expires_at <= now:
+                    # Only if still expired: a concurrent save may have renewed it.
+                    _delete_records(conn, "session_id = ? AND expires_at <= ?", (session_id, now))
+                    return None
+                level = conn.execute(
+                    "SELECT log_level FROM mcp_session_state WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+                if level is None:
+                    return str(text), None  # saved by schema version 1: the JSON holds it all
+                uris = conn.execute(
+                    "SELECT uri FROM mcp_session_subscriptions WHERE session_id = ? ORDER BY uri",
+                    (session_id,),
+                ).fetchall()
+                return str(text), (level[0], [uri for (uri,) in uris])
 
-        text = await self._db.run(load)
-        if text is None:
+        found = await self._db.run(load)
+        if found is None:
             return None
+        text, state = found
         try:
-            return SessionRecord.from_json(text)
+            record = SessionRecord.from_json(text)
         except ValueError as exc:
             raise StoreUnavailable(f"corrupt session record for {session_id!r}") from exc
+        if state is not None:
+            record = replace(record, log_level=state[0], subscriptions=tuple(state[1]))
+        return record
+
+    async def update_state(
+        self,
+        session_id: str,
+        *,
+        log_level: str | None,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+    ) -> None:
+        """Set the log level and add and remove subscriptions: a row each, not the record.
+
+        A no-op for an unknown or expired id.
+
+        Raises:
+            StoreUnavailable: SQLite failed.
+        """
+        now = self._clock()
+        added = [(session_id, uri) for uri in subscribe]
+        removed = [(session_id, uri) for uri in unsubscribe]
+
+        def update(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT record FROM mcp_session_records"
+                    " WHERE session_id = ? AND expires_at > ?",
+                    (session_id, now),
+                ).fetchone()
+                if row is None:
+                    return
+                known = conn.execute(
+                    "SELECT 1 FROM mcp_session_state WHERE session_id = ?", (session_id,)
+                ).fetchone()
+                if known is None:
+                    # A version-1 record: its JSON's subscriptions become rows first.
+                    with contextlib.suppress(ValueError):
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                            " VALUES (?, ?)",
+                            [
+                                (session_id, uri)
+                                for uri in SessionRecord.from_json(row[0]).subscriptions
+                            ],
+                        )
+                conn.execute(
+                    "INSERT OR REPLACE INTO mcp_session_state (session_id, log_level)"
+                    " VALUES (?, ?)",
+                    (session_id, log_level),
+                )
+                conn.executemany(
+                    "DELETE FROM mcp_session_subscriptions WHERE session_id = ? AND uri = ?",
+                    removed,
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                    " VALUES (?, ?)",
+                    added,
+                )
+
+        await self._db.run(update)
 
     async def touch(self, session_id: str, *, ttl: float, last_activity: float) -> None:
         """Push the expiry to *ttl* seconds from now and record *last_activity*.
@@ -631,6 +745,8 @@ class SqliteSessionStore(_SqliteStore):
         """
 
         def delete(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM mcp_session_records WHERE session_id = ?", (session_id,))
+            with _transaction(conn):
+                for table in _RECORD_TABLES:
+                    conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
 
         await self._db.run(delete)
