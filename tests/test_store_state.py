@@ -7,6 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trio
 
 from test_manager import INFO, drain, open_session
 from trio_mcp_sessions import BoundedSessionManager, McpServer, SqliteSessionStore
@@ -93,6 +94,13 @@ async def test_a_subscribe_stores_the_change_not_the_record(tmp_path: Path) -> N
                 manager, session_id, "resources/unsubscribe", {"uri": f"r://00/{'u' * 2000}"}
             )
             await request(manager, session_id, "logging/setLevel", {"level": "debug"})
+            with trio.fail_after(5):  # the writes run beside the requests
+                while True:
+                    stored = await real.load(session_id)
+                    assert stored is not None
+                    if stored.log_level == "debug" and len(stored.subscriptions) == 49:
+                        break
+                    await trio.sleep(0.01)
             assert len(store.named("save")) == 1  # never saved whole again
             updates = store.named("update_state")
             assert 1 <= len(updates) <= 52  # changes that arrive during a write go together
