@@ -121,11 +121,16 @@ async def test_byte_bound_drops_the_oldest_across_streams(tmp_path: Path) -> Non
         # Another session's budget is its own.
         await store.append("t", "a", 1, b"1234567890")
         assert [e.seq for e in await store.replay_after("s", "new", 0)] == [1, 2]
-        # One event larger than the bound is kept: the newest never goes.
+        # One event larger than the bound is not stored: a gap, and nothing
+        # else is pushed out for it.
         await store.append("s", "big", 1, b"x" * 50)
-        assert [e.data for e in await store.replay_after("s", "big", 0)] == [b"x" * 50]
         with pytest.raises(EventsPurged):
-            await store.replay_after("s", "new", 0)
+            await store.replay_after("s", "big", 0)
+        assert [e.seq for e in await store.replay_after("s", "new", 0)] == [1, 2]
+        await store.append("s", "big", 2, b"ok")
+        assert [e.data for e in await store.replay_after("s", "big", 1)] == [b"ok"]
+        with pytest.raises(ValueError, match="grow"):
+            await store.append("s", "big", 1, b"again")
 
 
 async def test_concurrent_appends_all_land(tmp_path: Path) -> None:

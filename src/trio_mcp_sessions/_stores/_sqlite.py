@@ -308,8 +308,9 @@ class SqliteEventStore(_SqliteStore):
     * **count** and **bytes**: after each append, the session's oldest events
       (in insertion order, whichever stream they belong to) are dropped until
       the session holds at most *max_events_per_session* events and
-      *max_bytes_per_session* payload bytes. The newest event is always kept,
-      even when it alone is larger than the byte bound.
+      *max_bytes_per_session* payload bytes. An event larger than the byte
+      bound on its own is not stored: it becomes a gap (a replay that needs it
+      raises :class:`~trio_mcp_sessions.EventsPurged`), so the bound holds.
     * **age**: events older than *max_age* seconds by *clock* are dropped
       lazily, on the next :meth:`append` or :meth:`replay_after` (of any
       session: the sweep covers the whole file, so events of sessions that
@@ -451,6 +452,18 @@ class SqliteEventStore(_SqliteStore):
                 ).fetchone()
                 if row is not None and row[0] >= seq:
                     raise ValueError(f"sequence numbers must grow: {seq} after {row[0]}")
+                if len(data) > self.max_bytes_per_session:
+                    # Too large to keep within the bound: a gap marker instead.
+                    conn.execute(
+                        "INSERT INTO mcp_event_streams"
+                        " (session_id, stream_id, last_seq, purged_through)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (session_id, stream_id)"
+                        " DO UPDATE SET last_seq = excluded.last_seq,"
+                        " purged_through = excluded.purged_through",
+                        (session_id, stream_id, seq, seq),
+                    )
+                    self._expire(conn, now - self.max_age)
+                    return
                 conn.execute(
                     "INSERT INTO mcp_event_streams (session_id, stream_id, last_seq)"
                     " VALUES (?, ?, ?) ON CONFLICT (session_id, stream_id)"
