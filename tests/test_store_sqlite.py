@@ -381,3 +381,25 @@ async def test_a_version_1_file_keeps_its_records_state(tmp_path: Path) -> None:
         assert (loaded.log_level, loaded.subscriptions) == ("debug", ("res://b",))
     with raw(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+async def test_a_statement_running_past_the_deadline_is_interrupted(tmp_path: Path) -> None:
+    async with SqliteEventStore(tmp_path / "e.db") as store:
+        await store.append("s", "a", 1, b"one")
+
+        def forever(conn: sqlite3.Connection) -> object:
+            conn.execute("BEGIN IMMEDIATE")
+            return conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+                " SELECT count(*) FROM c"
+            ).fetchone()
+
+        start = trio.current_time()
+        with trio.move_on_after(0.2) as scope:
+            await store._db.run(forever)
+        # The thread is free again soon after the deadline, not never.
+        assert scope.cancelled_caught
+        assert trio.current_time() - start < 2.0
+        # ... and the connection is usable: no transaction left open.
+        await store.append("s", "a", 2, b"two")
+        assert [e.seq for e in await store.replay_after("s", "a", 0)] == [1, 2]

@@ -230,6 +230,11 @@ class _Database:
             return fn(conn)
         finally:
             self._deadline = math.inf
+            # A statement interrupted at the deadline may have left its
+            # transaction open (even its ROLLBACK can be cut): end it here.
+            if self._conn is not None and self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
 
     async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn(connection)`` in a worker thread; always a checkpoint.
