@@ -20,13 +20,15 @@ from _redis_server import CLIENT_TIMEOUTS, RedisServer, redis_client
 from conftest import INIT_HEADERS, StartServer, initialize_body
 from trio_mcp_sessions import (
     Context,
+    EventsPurged,
     McpServer,
     RedisEventStore,
     SqliteEventStore,
     SqliteSessionStore,
+    StoreUnavailable,
     StreamableHTTPApp,
 )
-from trio_mcp_sessions._stores._guard import CircuitBreaker, CircuitState
+from trio_mcp_sessions._stores._guard import CircuitBreaker, CircuitState, StoreGuard
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,6 +124,51 @@ def test_breaker_invariants(threshold: int, pause: float, steps: list[tuple[str,
         if outcome == "a" and state(breaker) is CircuitState.HALF_OPEN:
             assert breaker.allow(now)  # an abandoned probe frees the next one
             breaker.success()
+
+
+async def test_guard_bounds_counts_and_fails_fast(autojump_clock: trio.testing.MockClock) -> None:
+    guard = StoreGuard("events", timeout=2.0, failure_threshold=2, reset_after=5.0)
+
+    async def hang() -> None:
+        await trio.sleep_forever()
+
+    async def answer() -> str:
+        await trio.lowlevel.checkpoint()
+        return "ok"
+
+    async def purged() -> None:
+        await trio.lowlevel.checkpoint()
+        raise EventsPurged("gone")
+
+    start = trio.current_time()
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await guard.call("append", hang)
+    assert trio.current_time() - start == 4.0  # two timeouts, then the store is down
+    with pytest.raises(StoreUnavailable, match="store is down"):
+        await guard.call("append", answer)
+    assert trio.current_time() - start == 4.0  # at once
+    await trio.sleep(5.0)
+    # Two calls at once after the pause: one probes, the other fails at once.
+    results: list[str] = []
+
+    async def probe(fn: Any) -> None:
+        try:
+            results.append(await guard.call("append", fn))
+        except StoreUnavailable:
+            results.append("refused")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe, answer)
+        nursery.start_soon(probe, answer)
+    assert sorted(results) == ["ok", "refused"]
+    # A store that answers with an error of its own is up.
+    with pytest.raises(EventsPurged):
+        await guard.call("replay", purged)
+    stats = guard.statistics()
+    assert (stats.state, stats.calls, stats.failures, stats.timeouts) == ("closed", 4, 2, 2)
+    assert (stats.fast_failures, stats.opened) == (2, 1)
+    assert guard.failures == 4
 
 
 # -- over HTTP, with real stores ------------------------------------------------------
