@@ -152,7 +152,7 @@ async def test_the_official_client_carries_on_when_its_instance_goes_away(
 
 
 async def test_a_redis_outage_degrades_then_recovers(redis_server: RedisServer) -> None:
-    first, second = await start_pair(redis_server)
+    first, second = await start_pair(redis_server, "--store-probe-after", "0.5")
     ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -177,6 +177,9 @@ async def test_a_redis_outage_degrades_then_recovers(redis_server: RedisServer) 
                         r = await http.post(second.url, json=ping, headers=session_headers(stored))
                     assert r.status_code == 200, r.text
             redis_server.start()  # empty again (no persistence): new sessions store fine
+            # Once the store counted as down, calls fail at once until the
+            # pause (--store-probe-after) is over and a probe finds it back.
+            await trio.sleep(0.6)
             with trio.fail_after(8):
                 later = await initialize(http, first.url)
                 r = await http.post(second.url, json=ping, headers=session_headers(later))

@@ -266,9 +266,18 @@ async def test_store_faults_degrade_and_recover(autojump_clock: trio.testing.Moc
             assert trio.current_time() - start <= 4.0 + 1e-9
         assert first.statistics().store_errors >= 2
         assert second.statistics().store_errors == 2
+        # Two failures in a row: the store counts as down, calls fail at once.
+        assert second.statistics().stores["sessions"].state == "open"
         flaky.mode = "ok"  # the backend is back: no restart needed
+        start = trio.current_time()
+        with pytest.raises(StoreUnavailable):
+            await second.restore_session(degraded, INFO)
+        assert trio.current_time() == start  # refused without waiting
+        await trio.sleep(5.0)  # store_probe_after: the next call probes the store
         healthy = await open_on(first)
         assert await second.restore_session(healthy, INFO) is RestoreOutcome.RESTORED
+        stats = second.statistics().stores["sessions"]
+        assert (stats.state, stats.opened, stats.fast_failures) == ("closed", 1, 1)
 
 
 async def test_http_restore_binding_and_store_outage(

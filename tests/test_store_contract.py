@@ -6,12 +6,18 @@ itself, so for it the contract checks the TTL it set instead of waiting.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import trio
 
-from trio_mcp_sessions import EventsPurged, EventStore, SessionRecord, SessionStore
+from trio_mcp_sessions import (
+    EventsPurged,
+    EventStore,
+    SessionRecord,
+    SessionStateUpdates,
+    SessionStore,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -202,6 +208,31 @@ async def test_session_ttl(session_store: Any, autojump_clock: trio.testing.Mock
     assert await session_store.load("s1") is not None
     await trio.sleep(1)
     assert await session_store.load("s1") is None
+
+
+async def test_session_state_updates_in_place(session_store: Any) -> None:
+    """A subscribe or setLevel is stored as the change; a save replaces it all."""
+    assert isinstance(session_store, SessionStateUpdates)
+    assert isinstance(session_store, SessionStore)  # the optional part adds to the protocol
+    session_store = cast("Any", session_store)
+    await session_store.save(record(), ttl=60)  # subscribed to res://a, level info
+    await session_store.update_state("s1", log_level="debug", subscribe=["res://b", "res://c"])
+    await session_store.update_state("s1", log_level="debug", unsubscribe=["res://a", "res://x"])
+    await session_store.update_state("s1", log_level=None, subscribe=["res://c"])  # already in
+    assert await session_store.load("s1") == record(
+        log_level=None, subscriptions=("res://b", "res://c")
+    )
+    await session_store.touch("s1", ttl=60, last_activity=2000.0)
+    loaded = await session_store.load("s1")
+    assert loaded is not None
+    assert (loaded.subscriptions, loaded.last_activity) == (("res://b", "res://c"), 2000.0)
+    await session_store.save(record(subscriptions=("res://z",)), ttl=60)
+    assert await session_store.load("s1") == record(subscriptions=("res://z",))
+    await session_store.delete("s1")
+    await session_store.update_state("s1", log_level="info", subscribe=["res://q"])
+    assert await session_store.load("s1") is None  # no resurrection
+    await session_store.save(record(), ttl=60)
+    assert await session_store.load("s1") == record()  # nothing of the deleted state
 
 
 def test_record_rejects_garbage() -> None:

@@ -181,17 +181,56 @@ async def test_session_layout_and_touch(nursery: trio.Nursery, redis_server: Red
     assert await store.ttl("s1") == 0.0
     await store.save(record(), ttl=0.5)
     assert await keys(client, "p") == {b"p:sess:s1"}
-    assert await client.hgetall(b"p:sess:s1") == {b"r": record().to_json(), b"a": b"1001.0"}
+    assert await client.hgetall(b"p:sess:s1") == {
+        b"r": record().to_json(),
+        b"a": b"1001.0",
+        b"l": b"",  # no log level
+    }
     assert 0.2 < await store.ttl("s1") <= 0.5  # milliseconds, not rounded up to 1 s
     await store.touch("s1", ttl=30, last_activity=1234.5678901234)
     assert 29 < await store.ttl("s1") <= 30
     assert await store.load("s1") == record(last_activity=1234.5678901234)
     # The record's JSON stays as saved: only the activity field changes.
     assert await client.hget(b"p:sess:s1", b"r") == record().to_json()
+    # A subscribe or setLevel changes a field each, never the JSON.
+    await store.update_state("s1", log_level="debug", subscribe=["res://a", "res://b"])
+    await store.update_state("s1", log_level="debug", unsubscribe=["res://a"])
+    fields = await client.hgetall(b"p:sess:s1")
+    assert (fields[b"r"], fields[b"l"], fields[b"s:res://b"]) == (
+        record().to_json(),
+        b"debug",
+        b"1",
+    )
+    assert b"s:res://a" not in fields
+    loaded = await store.load("s1")
+    assert loaded is not None
+    assert (loaded.log_level, loaded.subscriptions) == ("debug", ("res://b",))
     await store.delete("s1")
     assert await keys(client, "p") == set()
     await store.touch("s1", ttl=30, last_activity=1.0)
-    assert await keys(client, "p") == set()
+    await store.update_state("s1", log_level="info", subscribe=["res://c"])
+    assert await keys(client, "p") == set()  # neither resurrects a deleted record
+
+
+async def test_a_record_saved_before_state_fields_keeps_its_subscriptions(
+    nursery: trio.Nursery, redis_server: RedisServer
+) -> None:
+    client = await redis_client(nursery, redis_server)
+    store = RedisSessionStore(client, prefix="p")
+    old = SessionRecord(
+        session_id="s1",
+        protocol_version="2025-11-25",
+        initialize_params={},
+        log_level="info",
+        subscriptions=("res://a", "res://b"),
+    )
+    # What the previous version wrote: the JSON and the activity only.
+    await client.hset(b"p:sess:s1", {b"r": old.to_json(), b"a": b"0.0"})
+    assert await store.load("s1") == old
+    await store.update_state("s1", log_level="info", unsubscribe=["res://a"])
+    loaded = await store.load("s1")
+    assert loaded is not None
+    assert loaded.subscriptions == ("res://b",)
 
 
 async def test_session_expires_in_redis(nursery: trio.Nursery, redis_server: RedisServer) -> None:

@@ -75,7 +75,7 @@ async def test_restart_keeps_events_gaps_and_records(tmp_path: Path) -> None:
         assert await sessions.load("s1") == record()
 
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -121,11 +121,16 @@ async def test_byte_bound_drops_the_oldest_across_streams(tmp_path: Path) -> Non
         # Another session's budget is its own.
         await store.append("t", "a", 1, b"1234567890")
         assert [e.seq for e in await store.replay_after("s", "new", 0)] == [1, 2]
-        # One event larger than the bound is kept: the newest never goes.
+        # One event larger than the bound is not stored: a gap, and nothing
+        # else is pushed out for it.
         await store.append("s", "big", 1, b"x" * 50)
-        assert [e.data for e in await store.replay_after("s", "big", 0)] == [b"x" * 50]
         with pytest.raises(EventsPurged):
-            await store.replay_after("s", "new", 0)
+            await store.replay_after("s", "big", 0)
+        assert [e.seq for e in await store.replay_after("s", "new", 0)] == [1, 2]
+        await store.append("s", "big", 2, b"ok")
+        assert [e.data for e in await store.replay_after("s", "big", 1)] == [b"ok"]
+        with pytest.raises(ValueError, match="grow"):
+            await store.append("s", "big", 1, b"again")
 
 
 async def test_concurrent_appends_all_land(tmp_path: Path) -> None:
@@ -208,7 +213,7 @@ async def test_cancelled_before_the_call_changes_nothing(tmp_path: Path) -> None
         assert [e.seq for e in await store.replay_after("s", "a", 0)] == [1, 2]
 
 
-async def test_cancelled_during_the_call_completes_it_whole(tmp_path: Path) -> None:
+async def test_a_call_gives_up_whole_at_its_callers_deadline(tmp_path: Path) -> None:
     path = tmp_path / "e.db"
     async with SqliteEventStore(path) as store:
         await store.append("s", "a", 1, b"one")
@@ -216,17 +221,22 @@ async def test_cancelled_during_the_call_completes_it_whole(tmp_path: Path) -> N
             blocker.execute("BEGIN IMMEDIATE")  # hold the write lock: append must wait
 
             async def release_soon() -> None:
-                await trio.sleep(0.3)
+                await trio.sleep(0.5)
                 blocker.execute("COMMIT")
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(release_soon)
-                with trio.move_on_after(0.05):
+                start = trio.current_time()
+                with trio.move_on_after(0.05) as scope:
                     await store.append("s", "a", 2, b"two")
-        # The transaction in the thread ran to its end: no half-written event.
-        assert [e.data for e in await store.replay_after("s", "a", 0)] == [b"one", b"two"]
-        await store.append("s", "a", 3, b"three")
-        assert [e.seq for e in await store.replay_after("s", "a", 2)] == [3]
+                # The lock's holder does not keep the caller (nor the thread)
+                # past its deadline: the busy wait follows the caller's.
+                assert scope.cancelled_caught
+                assert trio.current_time() - start < 0.4
+        # The transaction in the thread did not happen at all: no half-written event.
+        assert [e.data for e in await store.replay_after("s", "a", 0)] == [b"one"]
+        await store.append("s", "a", 2, b"two")
+        assert [e.seq for e in await store.replay_after("s", "a", 1)] == [2]
 
 
 async def test_a_rejected_append_leaves_no_trace(tmp_path: Path) -> None:
@@ -347,3 +357,49 @@ async def test_delete_session_leaves_other_sessions(tmp_path: Path) -> None:
 def test_invalid_bounds(tmp_path: Path, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         SqliteEventStore(tmp_path / "e.db", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_version_1_file_keeps_its_records_state(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = record(log_level="info", subscriptions=("res://a", "res://b"))
+    with raw(path) as conn:
+        # What schema version 1 wrote: the record's JSON holds its state.
+        conn.execute(
+            "CREATE TABLE mcp_session_records (session_id TEXT NOT NULL PRIMARY KEY,"
+            " expires_at REAL NOT NULL, record TEXT NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO mcp_session_records VALUES (?, ?, ?)",
+            ("s1", 1e12, old.to_json().decode()),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    async with SqliteSessionStore(path) as sessions:
+        assert await sessions.load("s1") == old
+        await sessions.update_state("s1", log_level="debug", unsubscribe=["res://a"])
+        loaded = await sessions.load("s1")
+        assert loaded is not None
+        assert (loaded.log_level, loaded.subscriptions) == ("debug", ("res://b",))
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+async def test_a_statement_running_past_the_deadline_is_interrupted(tmp_path: Path) -> None:
+    async with SqliteEventStore(tmp_path / "e.db") as store:
+        await store.append("s", "a", 1, b"one")
+
+        def forever(conn: sqlite3.Connection) -> object:
+            conn.execute("BEGIN IMMEDIATE")
+            return conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+                " SELECT count(*) FROM c"
+            ).fetchone()
+
+        start = trio.current_time()
+        with trio.move_on_after(0.2) as scope:
+            await store._db.run(forever)
+        # The thread is free again soon after the deadline, not never.
+        assert scope.cancelled_caught
+        assert trio.current_time() - start < 2.0
+        # ... and the connection is usable: no transaction left open.
+        await store.append("s", "a", 2, b"two")
+        assert [e.seq for e in await store.replay_after("s", "a", 0)] == [1, 2]

@@ -45,8 +45,10 @@ from ._session import EventStream as EventStream
 from ._session import RequestInfo as RequestInfo
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
+from ._stores._base import SessionStateUpdates as SessionStateUpdates
 from ._stores._base import SessionStore as SessionStore
 from ._stores._base import StoredEvent as StoredEvent
+from ._stores._guard import StoreGuardStatistics as StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
 from ._stores._redis import RedisEventStore as RedisEventStore

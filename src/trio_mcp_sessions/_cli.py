@@ -74,9 +74,10 @@ async def _open_stores(
     if args.sqlite:
         from ._stores._sqlite import SqliteEventStore, SqliteSessionStore
 
-        events = SqliteEventStore(args.sqlite)
+        # A lock held by another process waits no longer than a store call may take.
+        events = SqliteEventStore(args.sqlite, busy_timeout=args.store_timeout)
         stack.push_async_callback(events.aclose)
-        sessions = SqliteSessionStore(args.sqlite)
+        sessions = SqliteSessionStore(args.sqlite, busy_timeout=args.store_timeout)
         stack.push_async_callback(sessions.aclose)
         return {"event_store": events, "session_store": sessions}
     from ._stores._redis import RedisEventStore, RedisRateLimiter, RedisSessionStore, open_redis
@@ -173,6 +174,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--store-timeout", type=float, default=2.0, help="seconds a store call may take"
     )
+    run.add_argument(
+        "--store-failure-threshold",
+        type=int,
+        default=2,
+        help="failures in a row after which a store counts as down and calls fail at once",
+    )
+    run.add_argument(
+        "--store-probe-after",
+        type=float,
+        default=5.0,
+        help="seconds before a store that is down is tried again",
+    )
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
     run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
     run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
@@ -223,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             "retry_ms": args.retry_ms,
             "metrics_path": args.metrics_path,
             "store_timeout": args.store_timeout,
+            "store_failure_threshold": args.store_failure_threshold,
+            "store_probe_after": args.store_probe_after,
         }
         if args.no_event_store:
             options["event_store"] = None

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, final, runtime_checkable
 
 import trio
@@ -35,6 +36,7 @@ from ._protocol._lifecycle import parse_initialize
 from ._ratelimit import RateLimit, SharedRateLimiter, SlidingWindow, SlidingWindowLimiter
 from ._session import CloseReason, EventStream, ReplyMode, RequestInfo, Session
 from ._stores._base import SessionRecord
+from ._stores._guard import StoreGuard, StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore
 
 if TYPE_CHECKING:
@@ -193,10 +195,15 @@ class ManagerStatistics:
         evicted: Sessions closed to make room (also in ``closed_by_reason``).
         busy_sessions: Live sessions with a request in flight or a stream open.
         restored: Sessions brought back from the session store.
-        store_errors: Store calls that failed or timed out (service went on, degraded).
+        store_errors: Store calls that failed, timed out, or were refused at
+            once while their store was down (service went on, degraded).
         requests_in_flight: Requests whose handlers are running, all sessions.
         dropped_readers: HTTP responses dropped because their reader took
-            nothing for ``write_timeout`` seconds.
+            nothing for ``write_timeout`` seconds (or fell behind a broadcast).
+        stores: Per store (``"sessions"``, ``"events"``, ``"rate_limit"``):
+            its circuit state and call counters (:class:`StoreGuardStatistics`).
+        subscriptions: ``resources/subscribe`` URIs held by live sessions
+            (each at most ``McpServer.max_subscriptions``).
     """
 
     live_sessions: int
@@ -211,6 +218,8 @@ class ManagerStatistics:
     store_errors: int = 0
     requests_in_flight: int = 0
     dropped_readers: int = 0
+    stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
+    subscriptions: int = 0
 
 
 class RestoreOutcome(enum.Enum):
@@ -347,6 +356,11 @@ class BoundedSessionManager:
             local windows of *limits* apply instead.
         store_timeout: Seconds any store call may take before it counts as a
             failure.
+        store_failure_threshold: Consecutive failures of one store after which
+            it counts as down: its calls then fail at once (a circuit breaker)
+            instead of each waiting *store_timeout*.
+        store_probe_after: Seconds a store counts as down before one call
+            probes it again.
         retry_ms: The ``retry`` hint (milliseconds) sent on SSE streams.
         on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
             succeeded (not for restores).
@@ -362,6 +376,8 @@ class BoundedSessionManager:
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
         store_timeout: float = 2.0,
+        store_failure_threshold: int = 2,
+        store_probe_after: float = 5.0,
         retry_ms: int = 1000,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
@@ -374,6 +390,19 @@ class BoundedSessionManager:
         )
         self.session_store = session_store
         self.store_timeout = store_timeout
+        #: One bounded path per store: timeout, failure count, circuit breaker.
+        self._guards = {
+            name: StoreGuard(
+                name,
+                timeout=store_timeout,
+                failure_threshold=store_failure_threshold,
+                reset_after=store_probe_after,
+            )
+            for name in ("sessions", "events", "rate_limit")
+        }
+        self._sessions_guard = self._guards["sessions"]
+        self._events_guard = self._guards["events"]
+        self._rate_guard = self._guards["rate_limit"]
         self.retry_ms = retry_ms
         self._on_session_created = on_session_created
         self._on_session_closed = on_session_closed
@@ -396,13 +425,18 @@ class BoundedSessionManager:
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._restoring: dict[str, trio.Event] = {}
         self._saving: dict[str, bool] = {}
+        #: What the store holds of each session's mutable state (log level,
+        #: subscriptions), so a change is stored as the difference.
+        self._stored_state: dict[str, tuple[str | None, frozenset[str]]] = {}
         self._last_store_touch: dict[str, float] = {}
         self._refused: Counter[str] = Counter()
         self._evicted = 0
         self._restored = 0
-        self._store_errors = 0
         #: Dropped readers of sessions that have closed (live ones count their own).
         self._dropped_readers = 0
+        #: Sessions whose DELETE is removing their record (nothing may save it
+        #: meanwhile), and whether a save was skipped.
+        self._deleting: dict[str, bool] = {}
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
         self._finished = trio.Event()
@@ -494,24 +528,15 @@ class BoundedSessionManager:
     # -- stores -----------------------------------------------------------------------
 
     async def _store_call(
-        self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any
+        self, guard: StoreGuard, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any
     ) -> T:
-        """One store call, bounded by ``store_timeout``; failures are counted and logged.
+        """One store call through *guard*: bounded, counted, failing fast while it is down.
 
         Raises:
-            StoreUnavailable: The store failed or did not answer in time.
+            StoreUnavailable: The store failed, did not answer in time, or is
+                known to be down.
         """
-        try:
-            with trio.fail_after(self.store_timeout):
-                return await fn(*args, **kw)
-        except trio.TooSlowError:
-            self._store_errors += 1
-            logger.warning("store call %s timed out after %s s", what, self.store_timeout)
-            raise StoreUnavailable(f"{what} timed out") from None
-        except StoreUnavailable as exc:
-            self._store_errors += 1
-            logger.warning("store call %s failed: %s", what, exc)
-            raise
+        return await guard.call(what, fn, *args, **kw)
 
     def _record(self, session: Session) -> SessionRecord:
         assert session.client_info is not None
@@ -527,27 +552,55 @@ class BoundedSessionManager:
             last_activity=now - (trio.current_time() - session.last_activity),
         )
 
-    async def _save(self, session: Session) -> None:
-        """Write a session's record; repeated while changes arrive during the write."""
+    async def _save(self, session: Session, *, whole: bool = True) -> None:
+        """Write a session's record; repeated while changes arrive during the write.
+
+        With ``whole=False`` (a ``logging/setLevel`` or a subscription
+        changed) and a store that offers ``update_state``, only what changed
+        since the last write goes to the store, not the whole record.
+        """
         store = self.session_store
         session_id = session.session_id
+        if session_id in self._deleting:
+            self._deleting[session_id] = True  # saved if the delete fails
+            return
         if store is None or session_id in self._saving:
             if session_id in self._saving:
                 self._saving[session_id] = True  # dirty: the running save goes again
             return
         self._saving[session_id] = False
+        update = getattr(store, "update_state", None)
         try:
             while session.is_open and session.client_info is not None:
+                state = session.persisted_state()
+                stored = self._stored_state.get(session_id)
                 try:
-                    await self._store_call(
-                        "session save", store.save, self._record(session), ttl=self._ttl()
-                    )
+                    if whole or update is None or stored is None:
+                        await self._store_call(
+                            self._sessions_guard,
+                            "session save",
+                            store.save,
+                            self._record(session),
+                            ttl=self._ttl(),
+                        )
+                        self._last_store_touch[session_id] = trio.current_time()
+                    elif state != stored:
+                        await self._store_call(
+                            self._sessions_guard,
+                            "session state update",
+                            update,
+                            session_id,
+                            log_level=state[0],
+                            subscribe=sorted(state[1] - stored[1]),
+                            unsubscribe=sorted(stored[1] - state[1]),
+                        )
                 except StoreUnavailable:
                     return  # degraded: served, not restorable until the next save
-                self._last_store_touch[session_id] = trio.current_time()
+                self._stored_state[session_id] = state
                 if not self._saving.get(session_id):
                     return
                 self._saving[session_id] = False
+                whole = False
         finally:
             self._saving.pop(session_id, None)
 
@@ -560,7 +613,7 @@ class BoundedSessionManager:
             self._nursery.start_soon(fn, *args)
 
     def _state_changed(self, session: Session) -> None:
-        self._spawn(self._save, session)
+        self._spawn(partial(self._save, session, whole=False))
 
     def _touch_due(self, session_id: str) -> bool:
         """Whether a record's TTL wants refreshing (a quarter of it has passed); if so, now."""
@@ -574,6 +627,7 @@ class BoundedSessionManager:
         """Push a record's expiry a TTL ahead (raises :class:`StoreUnavailable`)."""
         assert self.session_store is not None
         await self._store_call(
+            self._sessions_guard,
             "session touch",
             self.session_store.touch,
             session_id,
@@ -611,10 +665,17 @@ class BoundedSessionManager:
         """Remove everything stored for a session closed for good."""
         if self.session_store is not None:
             with contextlib.suppress(StoreUnavailable):
-                await self._store_call("session delete", self.session_store.delete, session_id)
+                await self._store_call(
+                    self._sessions_guard, "session delete", self.session_store.delete, session_id
+                )
         if self.event_store is not None:
             with contextlib.suppress(StoreUnavailable):
-                await self._store_call("event delete", self.event_store.delete_session, session_id)
+                await self._store_call(
+                    self._events_guard,
+                    "event delete",
+                    self.event_store.delete_session,
+                    session_id,
+                )
 
     async def _persist_for_restart(self) -> None:
         if self.session_store is None:
@@ -660,6 +721,7 @@ class BoundedSessionManager:
         self._busy_ids.discard(session_id)
         self._rate_receipts.pop(session_id, None)
         self._last_store_touch.pop(session_id, None)
+        self._stored_state.pop(session_id, None)
         self._limiter.release_on_behalf_of(session_id)
         self._dropped_readers += session.dropped_readers
         reason = session.close_reason or CloseReason.ERROR
@@ -718,7 +780,9 @@ class BoundedSessionManager:
         wait = 0.0
         if shared is not None:
             try:
-                wait, receipt.shared = await self._store_call("rate limit", shared.acquire, key)
+                wait, receipt.shared = await self._store_call(
+                    self._rate_guard, "rate limit", shared.acquire, key
+                )
             except StoreUnavailable:
                 shared = None  # degraded: this instance's own windows apply
         if shared is None and self._rate.enabled:
@@ -740,7 +804,7 @@ class BoundedSessionManager:
     async def _refund_shared(self, token: object) -> None:
         assert self._shared_rate is not None
         with contextlib.suppress(StoreUnavailable):
-            await self._store_call("rate refund", self._shared_rate.refund, token)
+            await self._store_call(self._rate_guard, "rate refund", self._shared_rate.refund, token)
 
     async def _open(self, session_id: str, info: RequestInfo, receipt: _Receipt) -> Session:
         """Take a slot (evicting per policy) and start the session's worker."""
@@ -765,6 +829,7 @@ class BoundedSessionManager:
             store_timeout=self.store_timeout,
             write_timeout=self.limits.write_timeout,
             max_inflight=self.limits.max_inflight_per_session,
+            store_guard=self._events_guard,
         )
         self._sessions[session_id] = session
         self._busy_ids.add(session_id)  # initializing: not an eviction candidate yet
@@ -899,13 +964,22 @@ class BoundedSessionManager:
     async def close_session(
         self, session_id: str, reason: CloseReason = CloseReason.DELETED
     ) -> None:
+        """Close a session and wait until nothing of it remains.
+
+        Raises:
+            SessionNotFound: No such live session.
+            StoreUnavailable: A DELETE (``reason=DELETED``) whose record could
+                not be removed from the session store; the session stays open.
+        """
         try:
             session = self._live(session_id)
         except SessionNotFound:
             await trio.lowlevel.checkpoint()
             raise
-        session.close(reason)
         forget = reason is CloseReason.DELETED and self.session_store is not None
+        if forget:
+            await self._delete_record(session)
+        session.close(reason)
         if session.closed.is_set() and not forget:
             # An idle session closes at once: nothing to wait for.
             await trio.lowlevel.checkpoint()
@@ -913,11 +987,44 @@ class BoundedSessionManager:
         # The slot is free when this returns: wait for the worker to finish.
         with trio.CancelScope(shield=True):
             await session.closed.wait()
-            if forget:
-                # Gone from the store before DELETE is answered: no instance
-                # can restore it afterwards.
-                with trio.move_on_after(self.store_timeout):
-                    await self._forget(session_id)
+            if forget and self.event_store is not None:
+                # Its events go too (best effort: without the record nothing
+                # can resume them, and they expire by age).
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store_call(
+                        self._events_guard,
+                        "event delete",
+                        self.event_store.delete_session,
+                        session_id,
+                    )
+
+    async def _delete_record(self, session: Session) -> None:
+        """Remove a deleted session's record *before* closing it, or refuse the delete.
+
+        A DELETE is never undone: if the record stayed, a restart or another
+        instance would restore the session. So the session closes only once
+        its record is gone; while the store cannot delete it, the session
+        stays as it was and the caller answers 503 (the client retries).
+
+        Raises:
+            StoreUnavailable: The record could not be deleted.
+        """
+        assert self.session_store is not None
+        session_id = session.session_id
+        self._deleting[session_id] = False  # no save may recreate it meanwhile
+        try:
+            await self._store_call(
+                self._sessions_guard, "session delete", self.session_store.delete, session_id
+            )
+        except StoreUnavailable:
+            if self._deleting.pop(session_id) and session.is_open:
+                self._spawn(self._save, session)  # a change arrived meanwhile
+            raise
+        except BaseException:
+            self._deleting.pop(session_id, None)
+            raise
+        # No checkpoint from here to the close: nothing can save it again.
+        del self._deleting[session_id]
 
     async def create_stream(
         self,
@@ -991,7 +1098,9 @@ class BoundedSessionManager:
     async def _restore(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
         assert self.session_store is not None
         self._check_admission()
-        record = await self._store_call("session load", self.session_store.load, session_id)
+        record = await self._store_call(
+            self._sessions_guard, "session load", self.session_store.load, session_id
+        )
         if record is None or record.principal != info.principal:
             return RestoreOutcome.NOT_FOUND
         try:
@@ -1060,8 +1169,9 @@ class BoundedSessionManager:
             evicted=self._evicted,
             busy_sessions=len(self._busy_ids),
             restored=self._restored,
-            store_errors=self._store_errors
-            + sum(s.store_failures for s in self._sessions.values()),
+            store_errors=sum(guard.failures for guard in self._guards.values()),
+            stores={name: guard.statistics() for name, guard in self._guards.items()},
+            subscriptions=sum(len(s.subscriptions) for s in self._sessions.values()),
             requests_in_flight=sum(s.inflight for s in self._sessions.values()),
             dropped_readers=self._dropped_readers
             + sum(s.dropped_readers for s in self._sessions.values()),

@@ -72,6 +72,42 @@ class MetricsExporter:
         yield CounterMetricFamily(
             f"{p}_sessions_evicted", "Sessions evicted to make room.", value=stats.evicted
         )
+        yield GaugeMetricFamily(
+            f"{p}_subscriptions",
+            "resources/subscribe URIs held by live sessions.",
+            value=stats.subscriptions,
+        )
+        yield CounterMetricFamily(
+            f"{p}_store_errors",
+            "Store calls that failed, timed out or were refused while the store was down.",
+            value=stats.store_errors,
+        )
+        if not stats.stores:
+            return
+        state = GaugeMetricFamily(
+            f"{p}_store_circuit_open",
+            "1 while a store counts as down (its circuit is open or probing), else 0.",
+            labels=["store"],
+        )
+        counters = {
+            name: CounterMetricFamily(f"{p}_store_{name}", text, labels=["store"])
+            for name, text in (
+                ("calls", "Store calls that went to the store."),
+                ("failures", "Store calls that failed or timed out."),
+                ("timeouts", "Store calls cut by store_timeout."),
+                ("fast_failures", "Store calls refused at once while the store was down."),
+                ("circuit_opened", "Times a store was marked down (its circuit opened)."),
+            )
+        }
+        for store, guard in sorted(stats.stores.items()):
+            state.add_metric([store], 0 if guard.state == "closed" else 1)
+            counters["calls"].add_metric([store], guard.calls)
+            counters["failures"].add_metric([store], guard.failures)
+            counters["timeouts"].add_metric([store], guard.timeouts)
+            counters["fast_failures"].add_metric([store], guard.fast_failures)
+            counters["circuit_opened"].add_metric([store], guard.opened)
+        yield state
+        yield from counters.values()
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

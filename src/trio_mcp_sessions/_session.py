@@ -48,6 +48,7 @@ from ._protocol._lifecycle import (
 )
 from ._server._content import ClientRequestError, McpError
 from ._server._context import CapabilityNotSupported, Context
+from ._stores._guard import StoreGuard
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -509,6 +510,7 @@ class Session:
         "session_id",
         "state",
         "store_failures",
+        "store_guard",
         "store_timeout",
         "subscriptions",
         "write_timeout",
@@ -531,6 +533,7 @@ class Session:
         store_timeout: float = 2.0,
         write_timeout: float = 30.0,
         max_inflight: int | None = None,
+        store_guard: StoreGuard | None = None,
     ) -> None:
         self.session_id = session_id
         self.server = server
@@ -542,6 +545,10 @@ class Session:
         self._max_inflight = max_inflight
         #: Responses dropped because their reader took nothing for ``write_timeout``.
         self.dropped_readers = 0
+        #: The one bounded path of every event-store call (timeout, circuit breaker).
+        self.store_guard = (
+            store_guard if store_guard is not None else StoreGuard("events", timeout=store_timeout)
+        )
         self._on_state_changed = on_state_changed
         self.event_store = event_store
         self.idle_timeout = idle_timeout
@@ -892,23 +899,24 @@ class Session:
         async with stream.lock:
             stream.seq += 1
             seq = stream.seq
-            # Bounded: a slow or dead store delays nobody for long, and the
-            # event still goes out live; only its replay is lost (logged).
-            with trio.move_on_after(self.store_timeout) as store_scope:
-                try:
-                    await store.append(self.session_id, stream.stream_id, seq, data)
-                except StoreUnavailable as exc:
-                    self._store_failed(f"unavailable: {exc}")
-            if store_scope.cancelled_caught:
-                self._store_failed("timed out")
+            # Bounded (store_timeout; at once while the store is known to be
+            # down): the event still goes out live; only its replay is lost.
+            try:
+                await self.store_guard.call(
+                    "event append", store.append, self.session_id, stream.stream_id, seq, data
+                )
+            except StoreUnavailable as exc:
+                self._store_failed(f"unavailable: {exc}")
             full = self._deliver(stream, SseEvent(stream.event_id(seq), data))
             if full is not None:
                 # Under the lock: the stream's other producers queue behind us.
                 await self._wait_for_reader(full, wait_for_reader)
 
     def _store_failed(self, why: str) -> None:
+        # The store guard already counted and logged it (once, not per event
+        # while the circuit is open).
         self.store_failures += 1
-        logger.warning("session %s: event store %s", self.session_id, why)
+        logger.debug("session %s: event store %s", self.session_id, why)
 
     def _end_stream(self, stream: _Stream) -> None:
         self._streams.pop(stream.stream_id, None)
@@ -1077,7 +1085,13 @@ class Session:
             if stream.connection is not None:
                 return None
             try:
-                stored = await self.event_store.replay_after(self.session_id, stream.stream_id, 0)
+                stored = await self.store_guard.call(
+                    "event replay",
+                    self.event_store.replay_after,
+                    self.session_id,
+                    stream.stream_id,
+                    0,
+                )
             except (EventsPurged, StoreUnavailable):
                 stored = ()
             replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
@@ -1103,8 +1117,9 @@ class Session:
         if stream is None:
             # A finished stream, or one from before a restore (another process
             # wrote it): replay what the store holds.
-            with trio.fail_after(self.store_timeout):
-                stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            stored = await self.store_guard.call(
+                "event replay", self.event_store.replay_after, self.session_id, stream_id, after
+            )
             replay = [SseEvent(f"{stream_id}_{e.seq}", e.data) for e in stored]
             if stream_id.startswith("g"):
                 # An earlier GET stream: after its backlog, this response goes on
@@ -1125,8 +1140,9 @@ class Session:
         async with stream.lock:
             if after > stream.seq:
                 raise UnknownEventId(f"Last-Event-ID {last_event_id!r} is from the future")
-            with trio.fail_after(self.store_timeout):
-                stored = await self.event_store.replay_after(self.session_id, stream_id, after)
+            stored = await self.store_guard.call(
+                "event replay", self.event_store.replay_after, self.session_id, stream_id, after
+            )
             if [e.seq for e in stored] != list(range(after + 1, stream.seq + 1)):
                 # This process knows the stream's length: anything short of
                 # every event after the id is a gap, whatever the store said.

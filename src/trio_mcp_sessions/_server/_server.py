@@ -170,6 +170,9 @@ class McpServer:
         title: Optional human-readable ``serverInfo.title``.
         request_timeout: Default seconds a server-to-client request (sampling,
             elicitation, roots, ping) waits for its answer.
+        max_subscriptions: ``resources/subscribe`` URIs a session may hold;
+            one more is refused (-32602) until it unsubscribes from one.
+        max_uri_length: Characters a subscribed URI may have (-32602 beyond).
     """
 
     def __init__(
@@ -181,7 +184,19 @@ class McpServer:
         title: str | None = None,
         description: str | None = None,
         request_timeout: float = 60.0,
+        max_subscriptions: int = 100,
+        max_uri_length: int = 2048,
     ) -> None:
+        for option, value in (
+            ("max_subscriptions", max_subscriptions),
+            ("max_uri_length", max_uri_length),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{option} must be an int")
+            if value < 1:
+                raise ValueError(f"{option} must be at least 1, got {value}")
+        self.max_subscriptions = max_subscriptions
+        self.max_uri_length = max_uri_length
         self.name = name
         self.version = version
         self.instructions = instructions
@@ -450,6 +465,26 @@ class McpServer:
                 if not isinstance(uri, str):
                     raise McpError(INVALID_PARAMS, f"{request.method}: uri must be a string")
                 if request.method == "resources/subscribe":
+                    # Bounded: what a session subscribes to is held (and
+                    # stored) for as long as the session lives.
+                    if len(uri) > self.max_uri_length:
+                        raise McpError(
+                            INVALID_PARAMS,
+                            "resources/subscribe: uri longer than "
+                            f"{self.max_uri_length} characters",
+                            {"max_uri_length": self.max_uri_length},
+                        )
+                    if (
+                        uri not in session.subscriptions
+                        and len(session.subscriptions) >= self.max_subscriptions
+                    ):
+                        raise McpError(
+                            INVALID_PARAMS,
+                            f"resources/subscribe: this session already holds the most "
+                            f"subscriptions allowed ({self.max_subscriptions}); "
+                            "unsubscribe from one first",
+                            {"max_subscriptions": self.max_subscriptions},
+                        )
                     session.subscriptions.add(uri)
                 else:
                     session.subscriptions.discard(uri)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EventStore", "SessionRecord", "SessionStore", "StoredEvent"]
+__all__ = ["EventStore", "SessionRecord", "SessionStateUpdates", "SessionStore", "StoredEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,12 @@ class SessionStore(Protocol):
     Records expire *ttl* seconds after their last :meth:`save` or
     :meth:`touch` (the manager passes the idle timeout), so an instance that
     dies without cleaning up leaves nothing behind for long.
+
+    A store may also offer :meth:`SessionStateUpdates.update_state` (the built-in
+    ones do): the manager then stores a ``logging/setLevel`` or a
+    ``resources/subscribe`` as the change alone, instead of saving the whole
+    record (with the client's ``initialize`` params) again each time. Without
+    it, every change is a :meth:`save`.
     """
 
     async def save(self, record: SessionRecord, *, ttl: float) -> None:
@@ -140,4 +146,26 @@ class SessionStore(Protocol):
 
     async def delete(self, session_id: str) -> None:
         """Remove the record, so the session can never be restored."""
+        ...
+
+
+@runtime_checkable
+class SessionStateUpdates(Protocol):
+    """The optional incremental part of a :class:`SessionStore`."""
+
+    async def update_state(
+        self,
+        session_id: str,
+        *,
+        log_level: str | None,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+    ) -> None:
+        """Set the record's log level and add and remove subscriptions, in place.
+
+        A no-op for an unknown or expired id (it is not resurrected); the
+        expiry stays as it is. A later :meth:`SessionStore.load` returns the
+        record with these changes; a later :meth:`SessionStore.save` replaces
+        them with the saved record's.
+        """
         ...

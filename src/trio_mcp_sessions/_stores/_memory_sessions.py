@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, final
 import trio
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._base import SessionRecord
 
 __all__ = ["InMemorySessionStore"]
@@ -60,6 +62,22 @@ class InMemorySessionStore:
         if not self._expired(session_id, now):
             record = self._records[session_id][1]
             self._records[session_id] = (now + ttl, replace(record, last_activity=last_activity))
+
+    async def update_state(
+        self,
+        session_id: str,
+        *,
+        log_level: str | None,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._expired(session_id, trio.current_time()):
+            return
+        expires_at, record = self._records[session_id]
+        subscriptions = (set(record.subscriptions) | set(subscribe)) - set(unsubscribe)
+        record = replace(record, log_level=log_level, subscriptions=tuple(sorted(subscriptions)))
+        self._records[session_id] = (expires_at, record)
 
     async def delete(self, session_id: str) -> None:
         await trio.lowlevel.checkpoint()

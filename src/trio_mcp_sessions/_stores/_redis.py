@@ -41,7 +41,9 @@ stream ids are percent-escaped so keys cannot collide)::
     {prefix}:ev:{session}:{stream}   stream   one entry per event, id "<seq>-0"
     {prefix}:evs:{session}           zset     the session's stream keys, scored
                                               by when each expires (ms)
-    {prefix}:sess:{session}          hash     r = record JSON, a = last_activity
+    {prefix}:sess:{session}          hash     r = record JSON, a = last_activity,
+                                              l = log level ("" for none),
+                                              s:{uri} = one per subscription
     {prefix}:rl:global               zset     creations in the global window
     {prefix}:rl:c:{client key}       zset     creations in one client's window
 
@@ -327,6 +329,40 @@ class RedisEventStore:
 
 _RECORD = b"r"
 _ACTIVITY = b"a"
+_LEVEL = b"l"
+_SUBSCRIPTION = b"s:"
+
+# KEYS[1]: the session hash; ARGV: log level ("" for none), the number of
+# URIs to add, those URIs, then the URIs to remove. Never resurrects. A
+# record saved before the state fields existed gets its JSON's
+# subscriptions as fields first.
+_UPDATE_STATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if redis.call('HEXISTS', KEYS[1], 'l') == 0 then
+  local ok, record = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'r') or '')
+  if ok and type(record) == 'table' and type(record['subscriptions']) == 'table' then
+    for _, uri in ipairs(record['subscriptions']) do
+      redis.call('HSET', KEYS[1], 's:' .. uri, '1')
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'l', ARGV[1])
+local added = tonumber(ARGV[2])
+for i = 3, 2 + added do
+  redis.call('HSET', KEYS[1], 's:' .. ARGV[i], '1')
+end
+for i = 3 + added, #ARGV do
+  redis.call('HDEL', KEYS[1], 's:' .. ARGV[i])
+end
+return 1
+"""
+
+
+def _uri_bytes(uri: str) -> bytes:
+    return uri.encode("utf-8", "surrogatepass")
+
 
 # KEYS[1]: the session hash; ARGV: ttl (ms), last_activity. Never resurrects.
 _TOUCH_LUA = """
@@ -342,11 +378,13 @@ return 0
 class RedisSessionStore:
     """Session records in Redis, so another instance or a restart can restore them.
 
-    Each record is a hash with two fields: ``r``, the record's JSON
-    (:meth:`SessionRecord.to_json`), and ``a``, its ``last_activity``. A touch
-    rewrites only ``a`` and the TTL, atomically and only if the record still
-    exists (a Lua script), so it never rewrites or resurrects the JSON;
-    :meth:`load` returns the record with ``last_activity`` taken from ``a``.
+    Each record is a hash: ``r``, the record's JSON
+    (:meth:`SessionRecord.to_json`), ``a``, its ``last_activity``, ``l``, its
+    log level, and one ``s:<uri>`` field per subscription. A touch rewrites
+    only ``a`` and the TTL, and :meth:`update_state` only ``l`` and the
+    subscriptions that changed, each atomically and only if the record still
+    exists (Lua scripts), so they never rewrite or resurrect the JSON;
+    :meth:`load` returns the record with those fields applied.
     TTLs are set in milliseconds (rounded up); an infinite TTL (no idle
     timeout) becomes about 35 years.
 
@@ -364,6 +402,7 @@ class RedisSessionStore:
         self.prefix = prefix
         self._client = client
         self._touch = client.register_script(_TOUCH_LUA)
+        self._update_state = client.register_script(_UPDATE_STATE_LUA)
 
     def key(self, session_id: str) -> str:
         """The Redis key of one session's record."""
@@ -377,11 +416,17 @@ class RedisSessionStore:
         """
         await trio.lowlevel.checkpoint()
         key = self.key(record.session_id)
+        fields: dict[bytes, bytes | str] = {
+            _RECORD: record.to_json(),
+            _ACTIVITY: repr(float(record.last_activity)),
+            _LEVEL: record.log_level or "",
+        }
+        for uri in record.subscriptions:
+            fields[_SUBSCRIPTION + _uri_bytes(uri)] = b"1"
         with _unavailable("saving a session"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    key, {_RECORD: record.to_json(), _ACTIVITY: repr(float(record.last_activity))}
-                )
+                pipe.delete([key])  # a replaced record keeps none of the old state
+                pipe.hset(key, fields)
                 pipe.pexpire(key, _milliseconds(ttl))
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -392,13 +437,27 @@ class RedisSessionStore:
         """
         await trio.lowlevel.checkpoint()
         with _unavailable("loading a session"):
-            raw, activity = await self._client.hmget(self.key(session_id), [_RECORD, _ACTIVITY])
+            fields = await self._client.hgetall(self.key(session_id))
+        raw = fields.get(_RECORD)
         if raw is None:
             return None
         try:
             record = SessionRecord.from_json(raw)
+            activity = fields.get(_ACTIVITY)
             if activity is not None:
                 record = replace(record, last_activity=float(activity))
+            level = fields.get(_LEVEL)
+            if level is not None:  # written by update_state or a save of this version
+                uris = sorted(
+                    bytes(name[len(_SUBSCRIPTION) :]).decode("utf-8", "surrogatepass")
+                    for name in fields
+                    if bytes(name).startswith(_SUBSCRIPTION)
+                )
+                record = replace(
+                    record,
+                    log_level=_text(level) or None,
+                    subscriptions=tuple(uris),
+                )
         except ValueError as exc:
             raise StoreUnavailable(f"redis: unreadable session record: {exc}") from exc
         return record
@@ -417,6 +476,28 @@ class RedisSessionStore:
                 keys=[self.key(session_id)],
                 args=[_milliseconds(ttl), repr(float(last_activity))],
             )
+
+    async def update_state(
+        self,
+        session_id: str,
+        *,
+        log_level: str | None,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+    ) -> None:
+        """Set the log level and add and remove subscriptions: a field each, not the record.
+
+        A no-op for an unknown or expired id (one atomic script).
+
+        Raises:
+            StoreUnavailable: Redis failed.
+        """
+        await trio.lowlevel.checkpoint()
+        args: list[bytes | str | int] = [log_level or "", len(subscribe)]
+        args += [_uri_bytes(uri) for uri in subscribe]
+        args += [_uri_bytes(uri) for uri in unsubscribe]
+        with _unavailable("updating a session's state"):
+            await self._update_state(keys=[self.key(session_id)], args=args)
 
     async def delete(self, session_id: str) -> None:
         """Remove the record (idempotent).

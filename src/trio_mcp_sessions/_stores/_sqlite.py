@@ -14,8 +14,12 @@ blocks on disk. The file is in WAL mode with ``synchronous=NORMAL``; each
 call is one ``BEGIN IMMEDIATE`` transaction (or one autocommit statement), so
 a cancelled call either happened entirely or not at all: a call already in its
 thread finishes (the default ``abandon_on_cancel=False``) and the cancellation
-lands at the caller's next checkpoint. Writers on other connections to the
-same file wait up to five seconds for the lock before the call fails.
+lands at the caller's next checkpoint. No call outlives its caller's
+deadline by much: a write waiting for another connection's lock waits at most
+until the caller's deadline (the manager's ``store_timeout``), or
+*busy_timeout* seconds without one, and a statement still running at the
+deadline is interrupted, so its thread is free again and the cancellation
+lands on time.
 
 Both stores create all of this module's tables, versioned together with
 ``PRAGMA user_version``, so an event store and a session store may share one
@@ -30,6 +34,7 @@ Every :class:`sqlite3.Error` and :class:`OSError` reaches the caller as
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import threading
 import time
@@ -51,10 +56,12 @@ __all__ = ["SqliteEventStore", "SqliteSessionStore"]
 _T = TypeVar("_T")
 
 #: The version of this module's tables, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
-#: Seconds a call waits for another connection's write lock before failing.
+#: Seconds a call without a deadline waits for another connection's write lock.
 BUSY_TIMEOUT: Final = 5.0
+#: SQLite virtual-machine steps between two looks at the deadline.
+_PROGRESS_STEPS: Final = 1000
 _INIT_LOCK = threading.Lock()
 
 _SCHEMA: Final = (
@@ -96,7 +103,34 @@ _SCHEMA: Final = (
     ) WITHOUT ROWID""",
     """CREATE INDEX IF NOT EXISTS mcp_session_records_by_expiry
         ON mcp_session_records (expires_at)""",
+    # Version 2: a record's mutable state, changed a row at a time (a
+    # subscribe adds one row instead of rewriting the record). A state row
+    # makes them authoritative over the record's JSON; records saved by
+    # version 1 have none, and their JSON applies.
+    """CREATE TABLE IF NOT EXISTS mcp_session_state (
+        session_id TEXT NOT NULL PRIMARY KEY,
+        log_level TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS mcp_session_subscriptions (
+        session_id TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        PRIMARY KEY (session_id, uri)
+    ) WITHOUT ROWID""",
 )
+
+#: The tables holding one session's record, for deletes.
+_RECORD_TABLES: Final = ("mcp_session_records", "mcp_session_state", "mcp_session_subscriptions")
+
+
+def _delete_records(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
+    """Delete the records matching *where* (on ``mcp_session_records``) with their state."""
+    for table in _RECORD_TABLES[1:]:
+        conn.execute(
+            f"DELETE FROM {table} WHERE session_id IN"
+            f" (SELECT session_id FROM mcp_session_records WHERE {where})",
+            args,
+        )
+    conn.execute(f"DELETE FROM mcp_session_records WHERE {where}", args)
 
 
 @contextlib.contextmanager
@@ -130,11 +164,21 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 class _Database:
     """One lazily opened connection, used from one worker thread at a time."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        if not busy_timeout > 0 or math.isinf(busy_timeout):
+            raise ValueError("busy_timeout must be a positive, finite number of seconds")
         self.path = path
+        self.busy_timeout = busy_timeout
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        #: ``time.monotonic()`` past which the running call gives up (worker thread only).
+        self._deadline = math.inf
+        self._busy_ms = -1
+
+    def _past_deadline(self) -> bool:
+        # SQLite's progress handler: a true result interrupts the statement.
+        return time.monotonic() > self._deadline
 
     def _connection(self) -> sqlite3.Connection:
         # Runs in a worker thread, holding the limiter.
@@ -142,7 +186,10 @@ class _Database:
             raise trio.ClosedResourceError("the store is closed")
         if self._conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=max(0.0, self._deadline - time.monotonic()),
+                isolation_level=None,
+                check_same_thread=False,
             )
             try:
                 # Switching to WAL and creating the schema can meet "database is
@@ -150,7 +197,7 @@ class _Database:
                 # connection doing the same): serialize it in this process and
                 # retry, bounded, against other processes.
                 with _INIT_LOCK:
-                    deadline = time.monotonic() + BUSY_TIMEOUT
+                    deadline = self._deadline
                     while True:
                         try:
                             conn.execute("PRAGMA journal_mode=WAL")
@@ -164,11 +211,30 @@ class _Database:
             except BaseException:
                 conn.close()
                 raise
+            conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
             self._conn = conn
+            self._busy_ms = -1
         return self._conn
 
-    def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return fn(self._connection())
+    def _call(self, fn: Callable[[sqlite3.Connection], _T], deadline: float) -> _T:
+        # Runs in a worker thread, holding the limiter; *deadline* is monotonic.
+        self._deadline = deadline
+        budget = deadline - time.monotonic()
+        try:
+            conn = self._connection()
+            # Wait for another connection's lock only as long as the caller does.
+            busy_ms = max(1, math.ceil(budget * 1000))
+            if busy_ms != self._busy_ms:
+                conn.execute(f"PRAGMA busy_timeout = {busy_ms:d}")
+                self._busy_ms = busy_ms
+            return fn(conn)
+        finally:
+            self._deadline = math.inf
+            # A statement interrupted at the deadline may have left its
+            # transaction open (even its ROLLBACK can be cut): end it here.
+            if self._conn is not None and self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
 
     async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn(connection)`` in a worker thread; always a checkpoint.
@@ -180,9 +246,15 @@ class _Database:
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError("the store is closed")
+        # The caller's deadline bounds the thread's work, time queued for the
+        # connection included (the call waits for the limiter cancellably).
+        remaining = trio.current_effective_deadline() - trio.current_time()
+        deadline = time.monotonic() + min(self.busy_timeout, remaining)
         try:
-            return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
+            return await trio.to_thread.run_sync(self._call, fn, deadline, limiter=self._limiter)
         except (sqlite3.Error, OSError) as exc:
+            # Given up at the caller's deadline: that is the caller's timeout.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise StoreUnavailable(f"SQLite store at {self.path!s} failed: {exc}") from exc
 
     def _close_now(self) -> None:
@@ -241,8 +313,9 @@ class SqliteEventStore(_SqliteStore):
     * **count** and **bytes**: after each append, the session's oldest events
       (in insertion order, whichever stream they belong to) are dropped until
       the session holds at most *max_events_per_session* events and
-      *max_bytes_per_session* payload bytes. The newest event is always kept,
-      even when it alone is larger than the byte bound.
+      *max_bytes_per_session* payload bytes. An event larger than the byte
+      bound on its own is not stored: it becomes a gap (a replay that needs it
+      raises :class:`~trio_mcp_sessions.EventsPurged`), so the bound holds.
     * **age**: events older than *max_age* seconds by *clock* are dropped
       lazily, on the next :meth:`append` or :meth:`replay_after` (of any
       session: the sweep covers the whole file, so events of sessions that
@@ -266,6 +339,9 @@ class SqliteEventStore(_SqliteStore):
         clock: Seconds now; the default wall clock stays meaningful across
             restarts. Called in the trio thread, so :func:`trio.current_time`
             works (tests use it with ``autojump_clock``).
+        busy_timeout: Seconds a call waits for another connection's lock at
+            most; a caller's deadline (the manager's ``store_timeout``)
+            shortens it.
 
     Raises:
         ValueError: For a bound that is not positive.
@@ -279,6 +355,7 @@ class SqliteEventStore(_SqliteStore):
         max_bytes_per_session: int = 1 << 20,
         max_age: float = 300.0,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         if max_events_per_session < 1:
             raise ValueError("max_events_per_session must be at least 1")
@@ -291,7 +368,7 @@ class SqliteEventStore(_SqliteStore):
         self.max_bytes_per_session = max_bytes_per_session
         self.max_age = max_age
         self._clock = clock
-        self._db = _Database(path)
+        self._db = _Database(path, busy_timeout=busy_timeout)
 
     # -- worker-thread helpers (each runs inside one transaction) -------------------
 
@@ -380,6 +457,18 @@ class SqliteEventStore(_SqliteStore):
                 ).fetchone()
                 if row is not None and row[0] >= seq:
                     raise ValueError(f"sequence numbers must grow: {seq} after {row[0]}")
+                if len(data) > self.max_bytes_per_session:
+                    # Too large to keep within the bound: a gap marker instead.
+                    conn.execute(
+                        "INSERT INTO mcp_event_streams"
+                        " (session_id, stream_id, last_seq, purged_through)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (session_id, stream_id)"
+                        " DO UPDATE SET last_seq = excluded.last_seq,"
+                        " purged_through = excluded.purged_through",
+                        (session_id, stream_id, seq, seq),
+                    )
+                    self._expire(conn, now - self.max_age)
+                    return
                 conn.execute(
                     "INSERT INTO mcp_event_streams (session_id, stream_id, last_seq)"
                     " VALUES (?, ?, ?) ON CONFLICT (session_id, stream_id)"
@@ -478,14 +567,21 @@ class SqliteSessionStore(_SqliteStore):
             a :class:`SqliteEventStore`.
         clock: Seconds now; the default wall clock stays meaningful across
             restarts and processes. Called in the trio thread.
+        busy_timeout: Seconds a call waits for another connection's lock at
+            most; a caller's deadline (the manager's ``store_timeout``)
+            shortens it.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         self.path = path
         self._clock = clock
-        self._db = _Database(path)
+        self._db = _Database(path, busy_timeout=busy_timeout)
 
     async def save(self, record: SessionRecord, *, ttl: float) -> None:
         """Create or replace the record; it expires after *ttl* seconds.
@@ -498,12 +594,26 @@ class SqliteSessionStore(_SqliteStore):
 
         def save(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.execute("DELETE FROM mcp_session_records WHERE expires_at <= ?", (now,))
+                _delete_records(conn, "expires_at <= ?", (now,))
                 conn.execute(
                     "INSERT INTO mcp_session_records (session_id, expires_at, record)"
                     " VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE"
                     " SET expires_at = excluded.expires_at, record = excluded.record",
                     (record.session_id, now + ttl, text),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO mcp_session_state (session_id, log_level)"
+                    " VALUES (?, ?)",
+                    (record.session_id, record.log_level),
+                )
+                conn.execute(
+                    "DELETE FROM mcp_session_subscriptions WHERE session_id = ?",
+                    (record.session_id,),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                    " VALUES (?, ?)",
+                    [(record.session_id, uri) for uri in record.subscriptions],
                 )
 
         await self._db.run(save)
@@ -516,30 +626,103 @@ class SqliteSessionStore(_SqliteStore):
         """
         now = self._clock()
 
-        def load(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT expires_at, record FROM mcp_session_records WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            expires_at, text = row
-            if expires_at <= now:
-                # Only if still expired: a concurrent save may have renewed it.
-                conn.execute(
-                    "DELETE FROM mcp_session_records WHERE session_id = ? AND expires_at <= ?",
-                    (session_id, now),
-                )
-                return None
-            return str(text)
+        def load(
+            conn: sqlite3.Connection,
+        ) -> tuple[str, tuple[str | None, list[str]] | None] | None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT expires_at, record FROM mcp_session_records WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                expires_at, text = row
+                if expires_at <= now:
+                    # Only if still expired: a concurrent save may have renewed it.
+                    _delete_records(conn, "session_id = ? AND expires_at <= ?", (session_id, now))
+                    return None
+                level = conn.execute(
+                    "SELECT log_level FROM mcp_session_state WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+                if level is None:
+                    return str(text), None  # saved by schema version 1: the JSON holds it all
+                uris = conn.execute(
+                    "SELECT uri FROM mcp_session_subscriptions WHERE session_id = ? ORDER BY uri",
+                    (session_id,),
+                ).fetchall()
+                return str(text), (level[0], [uri for (uri,) in uris])
 
-        text = await self._db.run(load)
-        if text is None:
+        found = await self._db.run(load)
+        if found is None:
             return None
+        text, state = found
         try:
-            return SessionRecord.from_json(text)
+            record = SessionRecord.from_json(text)
         except ValueError as exc:
             raise StoreUnavailable(f"corrupt session record for {session_id!r}") from exc
+        if state is not None:
+            record = replace(record, log_level=state[0], subscriptions=tuple(state[1]))
+        return record
+
+    async def update_state(
+        self,
+        session_id: str,
+        *,
+        log_level: str | None,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+    ) -> None:
+        """Set the log level and add and remove subscriptions: a row each, not the record.
+
+        A no-op for an unknown or expired id.
+
+        Raises:
+            StoreUnavailable: SQLite failed.
+        """
+        now = self._clock()
+        added = [(session_id, uri) for uri in subscribe]
+        removed = [(session_id, uri) for uri in unsubscribe]
+
+        def update(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT record FROM mcp_session_records"
+                    " WHERE session_id = ? AND expires_at > ?",
+                    (session_id, now),
+                ).fetchone()
+                if row is None:
+                    return
+                known = conn.execute(
+                    "SELECT 1 FROM mcp_session_state WHERE session_id = ?", (session_id,)
+                ).fetchone()
+                if known is None:
+                    # A version-1 record: its JSON's subscriptions become rows first.
+                    with contextlib.suppress(ValueError):
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                            " VALUES (?, ?)",
+                            [
+                                (session_id, uri)
+                                for uri in SessionRecord.from_json(row[0]).subscriptions
+                            ],
+                        )
+                conn.execute(
+                    "INSERT OR REPLACE INTO mcp_session_state (session_id, log_level)"
+                    " VALUES (?, ?)",
+                    (session_id, log_level),
+                )
+                conn.executemany(
+                    "DELETE FROM mcp_session_subscriptions WHERE session_id = ? AND uri = ?",
+                    removed,
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO mcp_session_subscriptions (session_id, uri)"
+                    " VALUES (?, ?)",
+                    added,
+                )
+
+        await self._db.run(update)
 
     async def touch(self, session_id: str, *, ttl: float, last_activity: float) -> None:
         """Push the expiry to *ttl* seconds from now and record *last_activity*.
@@ -580,6 +763,8 @@ class SqliteSessionStore(_SqliteStore):
         """
 
         def delete(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM mcp_session_records WHERE session_id = ?", (session_id,))
+            with _transaction(conn):
+                for table in _RECORD_TABLES:
+                    conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
 
         await self._db.run(delete)

@@ -142,6 +142,10 @@ class StreamableHTTPApp:
         rate_limiter: A creation rate limiter shared between instances, such
             as :class:`RedisRateLimiter` (built-in manager).
         store_timeout: Seconds any store call may take (built-in manager).
+        store_failure_threshold: Consecutive failures after which a store
+            counts as down and its calls fail at once (built-in manager).
+        store_probe_after: Seconds before a store that is down is tried
+            again (built-in manager).
         metrics_path: Serve Prometheus metrics of the built-in manager at this
             path (needs the ``metrics`` extra); ``None`` for none.
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
@@ -168,6 +172,8 @@ class StreamableHTTPApp:
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
         store_timeout: float = 2.0,
+        store_failure_threshold: int = 2,
+        store_probe_after: float = 5.0,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
@@ -196,6 +202,8 @@ class StreamableHTTPApp:
                 "session_store": session_store,
                 "rate_limiter": rate_limiter,
                 "store_timeout": store_timeout,
+                "store_failure_threshold": store_failure_threshold,
+                "store_probe_after": store_probe_after,
             }
             if event_store is not ...:
                 kwargs["event_store"] = event_store
@@ -706,6 +714,17 @@ class StreamableHTTPApp:
             await self.manager.close_session(session_id, CloseReason.DELETED)
         except SessionNotFound:
             raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
+        except ServiceUnavailable as exc:
+            raise _unavailable(exc) from None
+        except StoreUnavailable:
+            # Not deleted (its record would let a restart restore it): the
+            # session stays as it was, and the client retries.
+            raise _unavailable(
+                ServiceUnavailable(
+                    "the session store is unreachable; the session was not deleted",
+                    retry_after=2.0,
+                )
+            ) from None
         await _send_simple(send, 200, b"", [])
 
 
