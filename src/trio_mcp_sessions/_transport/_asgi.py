@@ -26,11 +26,13 @@ from .._errors import (
 from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
 from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
+    DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
     SESSION_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
+    InputLimits,
     ProtocolError,
     Request,
     decode_body,
@@ -131,6 +133,9 @@ class StreamableHTTPApp:
         host_policy: DNS-rebinding protection (default: loopback names only
             when bound to loopback).
         max_body_bytes: Larger POST bodies get 413.
+        input_limits: :class:`InputLimits` for what a JSON body may hold
+            (nesting, number and id sizes, stored ``initialize`` params);
+            a body over them gets 400 and touches no session.
         retry_ms: ``retry`` hint on SSE streams and when draining.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
@@ -158,6 +163,7 @@ class StreamableHTTPApp:
         manager: SessionManager | None = None,
         host_policy: HostPolicy | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
+        input_limits: InputLimits = DEFAULT_INPUT_LIMITS,
         retry_ms: int = 1000,
         principal: Callable[[Scope], str | None] | None = None,
         metrics_path: str | None = None,
@@ -174,7 +180,10 @@ class StreamableHTTPApp:
         self.path = "/" + path.strip("/")
         self.reply_mode: Literal["sse", "json"] = reply_mode
         self.host_policy = host_policy or HostPolicy()
+        if not isinstance(input_limits, InputLimits):
+            raise TypeError("input_limits must be an InputLimits")
         self.max_body_bytes = max_body_bytes
+        self.input_limits = input_limits
         self.retry_ms = retry_ms
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
@@ -316,12 +325,13 @@ class StreamableHTTPApp:
     ) -> str | None:
         version = headers.get(VERSION_HEADER)
         if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            shown = version[:64]  # echoed twice: never a client's whole header back
             raise _HTTPError(
                 400,
                 UNSUPPORTED_PROTOCOL_VERSION,
-                f"Bad Request: unsupported protocol version {version!r} "
+                f"Bad Request: unsupported protocol version {shown!r} "
                 f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
-                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": version},
+                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
                 request_id=request_id,
             )
         return version
@@ -359,9 +369,12 @@ class StreamableHTTPApp:
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
+            declared = declared.strip()
+            # ASCII digits only (str.isdigit() admits "²"), and few enough
+            # that int() is cheap; more than 18 digits is over any limit.
+            if not (declared.isascii() and declared.isdigit()):
                 raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
-            if int(declared) > self.max_body_bytes:
+            if len(declared) > 18 or int(declared) > self.max_body_bytes:
                 raise _HTTPError(
                     413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
                 )
@@ -408,7 +421,7 @@ class StreamableHTTPApp:
         except _ClientGone:
             return None
         try:
-            messages, is_batch = decode_body(body)
+            messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
             raise _HTTPError(
                 exc.http_status, exc.code, exc.message, request_id=exc.request_id
@@ -474,7 +487,7 @@ class StreamableHTTPApp:
 
     async def _initialize(self, send: Send, request: Request, info: RequestInfo) -> None:
         try:
-            client = parse_initialize(request)
+            client = parse_initialize(request, self.input_limits)
         except ProtocolError as exc:
             raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
         try:
