@@ -44,6 +44,7 @@ from .._protocol._lifecycle import (
     supports_batches,
 )
 from .._session import CloseReason, EventStream, RequestInfo, SseEvent
+from . import _hypercorn_h2
 from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["StreamableHTTPApp"]
 
 logger = logging.getLogger("trio_mcp_sessions.transport")
+
+# Early answers (413, refusals of a request with a body) must not let a
+# client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
+_hypercorn_h2.install()
 
 Scope: TypeAlias = MutableMapping[str, Any]
 ASGIMessage: TypeAlias = MutableMapping[str, Any]
