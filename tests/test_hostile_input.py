@@ -23,7 +23,7 @@ import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import initialize_body
@@ -546,8 +546,16 @@ def hostile_message(draw: st.DrawFn) -> str:
     return "{" + ",".join(order) + "}"
 
 
+#: A well-formed request but for one hostile value deep in its arguments.
+hostile_arguments = st.builds(
+    '{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"echo",'
+    '"arguments":{{"text":{}}}}}}}'.format,
+    st.integers(1, 10**6).map(str),
+    any_value,
+)
 hostile_body = st.one_of(
     st.one_of(
+        hostile_arguments,
         hostile_message(),
         st.lists(hostile_message(), min_size=1, max_size=5).map(
             lambda ms: "[" + ",".join(ms) + "]"
@@ -562,6 +570,32 @@ hostile_settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=hostile_body)
+@example(body=b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":"\\ud800"}}')
+@example(body=b'{"jsonrpc":"2.0","id":"r","result":{"a":["\\udfff"]}}')
+@example(body=b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":1e999}}')
+def test_decode_body_refuses_cleanly_or_accepts_what_encode_can_send(body: bytes) -> None:
+    """Sans-IO: only ProtocolError comes out, and what is accepted re-encodes as UTF-8 JSON."""
+    error: ProtocolError | None = None
+    try:
+        messages, _ = decode_body(body)
+    except ProtocolError as exc:
+        error, messages = exc, []
+    if error is not None:
+        assert error.http_status == 400
+        assert error.code in (PARSE_ERROR, INVALID_REQUEST)
+        assert json.loads(encode(error.to_error_response()))["error"]["code"] == error.code
+    for message in messages:
+        # Valid Unicode throughout (strict UTF-8 raises for a surrogate) ...
+        text = json.dumps(message.to_json(), ensure_ascii=False)
+        assert json.loads(encode(message)) == json.loads(text.encode("utf-8"))
+        # ... ids and methods within their limits.
+        request_id = getattr(message, "id", None)
+        assert not isinstance(request_id, str) or len(request_id) <= 256
+        assert len(getattr(message, "method", "")) <= 256
 
 
 @hostile_settings
