@@ -27,7 +27,7 @@ from test_transport_http import (
     ping,
     start,
 )
-from trio_mcp_sessions import BoundedSessionManager, SessionLimits, TooManyInFlight
+from trio_mcp_sessions import BoundedSessionManager, InputLimits, SessionLimits, TooManyInFlight
 from trio_mcp_sessions._protocol._jsonrpc import Notification
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def test_a_batch_over_the_maximum_is_refused_before_any_of_it_runs(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
     with trio.fail_after(20):
-        h = await start(start_server, http, max_batch_size=5)
+        h = await start(start_server, http, input_limits=InputLimits(max_batch_size=5))
         session_id = await h.initialize(LEGACY)
         before = h.stats()
         batch = [call("hang", n) for n in range(1, 7)]

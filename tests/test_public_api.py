@@ -23,6 +23,7 @@ PUBLIC = {
     "HostPolicy",
     "InMemoryEventStore",
     "InMemorySessionStore",
+    "InputLimits",
     "LATEST_PROTOCOL_VERSION",
     "ManagerStatistics",
     "McpError",

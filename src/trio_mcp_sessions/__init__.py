@@ -21,6 +21,7 @@ from ._manager import RestoreOutcome as RestoreOutcome
 from ._manager import SessionInfo as SessionInfo
 from ._manager import SessionLimits as SessionLimits
 from ._manager import SessionManager as SessionManager
+from ._protocol._jsonrpc import InputLimits as InputLimits
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo

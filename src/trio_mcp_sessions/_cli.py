@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ._manager import EvictionPolicy, SessionLimits
+from ._protocol._jsonrpc import InputLimits
 from ._ratelimit import RateLimit
 from ._serve import serve
 from ._server._server import McpServer
@@ -152,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-batch-size",
         type=int,
-        default=100,
+        default=InputLimits().max_batch_size,
         help="messages in one JSON-RPC batch (2025-03-26) at most; larger get 400",
     )
     run.add_argument("--metrics-path", default=None, help="serve Prometheus metrics here")
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_inflight_per_session=args.max_inflight_per_session,
                 write_timeout=args.write_timeout,
             )
+            input_limits = InputLimits(max_batch_size=args.max_batch_size)
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
         options = {
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 tuple(args.allowed_origin) if args.allowed_origin else None,
             ),
             "max_body_bytes": args.max_body_bytes,
-            "max_batch_size": args.max_batch_size,
+            "input_limits": input_limits,
             "retry_ms": args.retry_ms,
             "metrics_path": args.metrics_path,
             "store_timeout": args.store_timeout,

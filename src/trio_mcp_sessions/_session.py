@@ -461,8 +461,9 @@ def _is_cancellation(exc: BaseException) -> bool:
 def parse_event_id(event_id: str) -> tuple[str, int]:
     """Split ``"<stream>_<seq>"``; raise :class:`UnknownEventId` for anything else."""
     stream_id, sep, seq = event_id.rpartition("_")
-    if not sep or not stream_id or not seq.isdigit() or len(seq) > 18:
-        raise UnknownEventId(f"malformed Last-Event-ID {event_id!r}")
+    # ASCII digits only: str.isdigit() admits "¹²", which int() refuses.
+    if not sep or not stream_id or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        raise UnknownEventId(f"malformed Last-Event-ID {event_id[:128]!r}")
     return stream_id, int(seq)
 
 

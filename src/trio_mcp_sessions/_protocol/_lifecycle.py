@@ -6,10 +6,18 @@ Sans-IO: this module decides *what* is allowed; the session runs it.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._jsonrpc import INVALID_PARAMS, INVALID_REQUEST, ProtocolError, Request, RequestId
+from ._jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    InputLimits,
+    ProtocolError,
+    Request,
+    RequestId,
+)
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
@@ -69,11 +77,17 @@ class ClientInfo:
         return sub in value
 
 
-def parse_initialize(request: Request) -> ClientInfo:
+def parse_initialize(request: Request, limits: InputLimits | None = None) -> ClientInfo:
     """Validate ``initialize`` params and negotiate the version.
 
+    Args:
+        request: The ``initialize`` request.
+        limits: Bounds what the session keeps (and stores) of the params;
+            ``None`` for none (a restore replays params we accepted before).
+
     Raises:
-        ProtocolError: ``-32602`` when the params are missing or malformed.
+        ProtocolError: ``-32602`` when the params are missing, malformed or
+            larger than ``limits.max_client_state_bytes``.
     """
     params = request.params
     if params is None:
@@ -93,6 +107,17 @@ def parse_initialize(request: Request) -> ClientInfo:
         raise ProtocolError(
             INVALID_PARAMS, "initialize: clientInfo must be an object", request_id=request.id
         )
+    if limits is not None:
+        # Measured as the session record stores it; decode_body already
+        # bounded the depth, so this cannot recurse too far.
+        size = len(json.dumps(params, separators=(",", ":")))
+        if size > limits.max_client_state_bytes:
+            raise ProtocolError(
+                INVALID_PARAMS,
+                f"initialize: params are {size} bytes as JSON, more than the "
+                f"{limits.max_client_state_bytes} a session keeps",
+                request_id=request.id,
+            )
     return ClientInfo(
         requested_version=version,
         protocol_version=negotiate_version(version),

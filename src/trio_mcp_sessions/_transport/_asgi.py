@@ -26,11 +26,13 @@ from .._errors import (
 from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
 from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
+    DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
     SESSION_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
+    InputLimits,
     ProtocolError,
     Request,
     decode_body,
@@ -42,6 +44,7 @@ from .._protocol._lifecycle import (
     supports_batches,
 )
 from .._session import CloseReason, EventStream, RequestInfo, SseEvent
+from . import _hypercorn_h2
 from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
 
 if TYPE_CHECKING:
@@ -53,6 +56,10 @@ if TYPE_CHECKING:
 __all__ = ["StreamableHTTPApp"]
 
 logger = logging.getLogger("trio_mcp_sessions.transport")
+
+# Early answers (413, refusals of a request with a body) must not let a
+# client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
+_hypercorn_h2.install()
 
 Scope: TypeAlias = MutableMapping[str, Any]
 ASGIMessage: TypeAlias = MutableMapping[str, Any]
@@ -132,8 +139,9 @@ class StreamableHTTPApp:
         host_policy: DNS-rebinding protection (default: loopback names only
             when bound to loopback).
         max_body_bytes: Larger POST bodies get 413.
-        max_batch_size: A JSON-RPC batch (2025-03-26) with more messages gets
-            400 before any of it runs.
+        input_limits: :class:`InputLimits` for what a JSON body may hold
+            (nesting, number and id sizes, stored ``initialize`` params);
+            a body over them gets 400 and touches no session.
         retry_ms: ``retry`` hint on SSE streams and when draining.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
@@ -165,7 +173,7 @@ class StreamableHTTPApp:
         manager: SessionManager | None = None,
         host_policy: HostPolicy | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
-        max_batch_size: int = 100,
+        input_limits: InputLimits = DEFAULT_INPUT_LIMITS,
         retry_ms: int = 1000,
         principal: Callable[[Scope], str | None] | None = None,
         metrics_path: str | None = None,
@@ -181,13 +189,13 @@ class StreamableHTTPApp:
             raise ValueError(f"reply_mode must be 'sse' or 'json', not {reply_mode!r}")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be positive")
         self.path = "/" + path.strip("/")
         self.reply_mode: Literal["sse", "json"] = reply_mode
         self.host_policy = host_policy or HostPolicy()
+        if not isinstance(input_limits, InputLimits):
+            raise TypeError("input_limits must be an InputLimits")
         self.max_body_bytes = max_body_bytes
-        self.max_batch_size = max_batch_size
+        self.input_limits = input_limits
         self.retry_ms = retry_ms
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
@@ -405,12 +413,13 @@ class StreamableHTTPApp:
     ) -> str | None:
         version = headers.get(VERSION_HEADER)
         if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            shown = version[:64]  # echoed twice: never a client's whole header back
             raise _HTTPError(
                 400,
                 UNSUPPORTED_PROTOCOL_VERSION,
-                f"Bad Request: unsupported protocol version {version!r} "
+                f"Bad Request: unsupported protocol version {shown!r} "
                 f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
-                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": version},
+                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
                 request_id=request_id,
             )
         return version
@@ -448,9 +457,12 @@ class StreamableHTTPApp:
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
+            declared = declared.strip()
+            # ASCII digits only (str.isdigit() admits "²"), and few enough
+            # that int() is cheap; more than 18 digits is over any limit.
+            if not (declared.isascii() and declared.isdigit()):
                 raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
-            if int(declared) > self.max_body_bytes:
+            if len(declared) > 18 or int(declared) > self.max_body_bytes:
                 raise _HTTPError(
                     413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
                 )
@@ -497,21 +509,13 @@ class StreamableHTTPApp:
         except _ClientGone:
             return None
         try:
-            messages, is_batch = decode_body(body)
+            messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
             raise _HTTPError(
                 exc.http_status, exc.code, exc.message, request_id=exc.request_id
             ) from None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
-        if len(messages) > self.max_batch_size:
-            # Refused whole, before any of it runs: never a partial answer.
-            raise _HTTPError(
-                400,
-                INVALID_REQUEST,
-                f"Invalid Request: a batch holds at most {self.max_batch_size} messages, "
-                f"this one {len(messages)}",
-            )
         self._check_version_header(headers, only_id)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
@@ -573,7 +577,7 @@ class StreamableHTTPApp:
 
     async def _initialize(self, send: Send, request: Request, info: RequestInfo) -> None:
         try:
-            client = parse_initialize(request)
+            client = parse_initialize(request, self.input_limits)
         except ProtocolError as exc:
             raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
         try:

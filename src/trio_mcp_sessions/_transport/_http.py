@@ -60,7 +60,12 @@ def is_json_content_type(content_type: str | None) -> bool:
 
 
 def split_host(host: str) -> tuple[str, int | None]:
-    """``"example.com:80"`` → ``("example.com", 80)``; IPv6 keeps its brackets."""
+    """``"example.com:80"`` → ``("example.com", 80)``; IPv6 keeps its brackets.
+
+    A port that is not 1-5 ASCII digits (``"²"`` passes ``str.isdigit()``,
+    5,000 digits break ``int()``) comes back as ``None``, like a missing one,
+    and so never equals a configured port.
+    """
     host = host.strip().lower()
     if host.startswith("["):
         end = host.find("]")
@@ -70,7 +75,8 @@ def split_host(host: str) -> tuple[str, int | None]:
         port = rest[1:] if rest.startswith(":") else ""
     else:
         name, _, port = host.partition(":")
-    return name, int(port) if port.isdigit() else None
+    valid = 0 < len(port) <= 5 and port.isascii() and port.isdigit()
+    return name, int(port) if valid else None
 
 
 def is_loopback(address: str | None) -> bool:
