@@ -868,6 +868,19 @@ def summarise(args: argparse.Namespace, outcome: dict[str, Any]) -> dict[str, An
     }
 
 
+_SESSION_ID = re.compile(r"session [A-Za-z0-9_-]{16,}")
+
+
+def logged_errors(log: Path) -> dict[str, int]:
+    """The server log's ERROR lines, counted by message (session ids and times left out)."""
+    found: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if " ERROR " in line:
+                found[_SESSION_ID.sub("session <id>", line.split(" ERROR ", 1)[1])] += 1
+    return dict(found.most_common())
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta, r = results["meta"], results["soak"]
     rss, totals = r["rss"], r["totals"]
@@ -900,7 +913,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"(allowed {rss.get('allowed_growth_last_half_mib')}): "
         f"**levels off: {'yes' if rss.get('levels_off') else 'no'}**",
         f"- live sessions (server metrics): peak {r['live_sessions']['peak']}, at the end "
-        f"{r['live_sessions']['end']}",
+        f"{r['live_sessions']['end']}"
+        + (
+            " (**left alive**: the soak closed every session it was given)"
+            if r["live_sessions"]["end"]
+            else ""
+        ),
         f"- server stop: {server.get('stop_s')} s after SIGTERM, SIGKILL needed: "
         f"{server.get('sigkill')}, exit code {server.get('returncode')}"
         + (
@@ -910,6 +928,8 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         f"- server log: {server.get('log_problems') or 'no tracebacks, no ERROR lines'}",
     ]
+    for message, n in r["server"].get("logged_errors", {}).items():
+        lines.append(f"  - logged {n:,} times: `{message}`")
     if r["notes"]:
         lines.append("- notes: " + ", ".join(f"{k}: {v:,}" for k, v in r["notes"].items()))
     lines += ["", "| kind | answers by status |", "|---|---|"]
@@ -1013,6 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
             if k in ("tracebacks", "error_lines")
         },
     )
+    soaked["server"]["logged_errors"] = logged_errors(out / f"soak-soak-{args.reply_mode}.log")
     results["soak"] = soaked
     results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
     (out / "soak.json").write_text(json.dumps(results, indent=1) + "\n")
