@@ -133,14 +133,23 @@ def raw_request(
     *,
     path: str | None = None,
 ) -> bytes:
-    """An HTTP/1.1 request with any header values (UTF-8 encoded, as a hostile client sends)."""
+    """An HTTP/1.1 request with any header values.
+
+    The head is Latin-1 (HTTP's obs-text, which is how servers decode it, so
+    ``\u00b2`` arrives as the superscript digit); characters beyond Latin-1 go
+    as UTF-8.
+    """
     fields = {"Host": f"{target.host}:{target.port}", **(headers or {})}
     if body or method == "POST":
         fields["Content-Length"] = str(len(body))
     head = f"{method} {path or target.path} HTTP/1.1\r\n" + "".join(
         f"{name}: {value}\r\n" for name, value in fields.items()
     )
-    return (head + "\r\n").encode("utf-8", "surrogatepass") + body
+    try:
+        raw_head = (head + "\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raw_head = (head + "\r\n").encode("utf-8", "surrogatepass")
+    return raw_head + body
 
 
 def post_headers(session: Session | None = None) -> dict[str, str]:
@@ -405,6 +414,7 @@ class Probes:
         lone = '"\\ud800"'
         bodies = {
             "surrogate:no-session": f'{{"jsonrpc":"2.0","id":{lone},"method":"ping"}}',
+            "surrogate:initialize-id": self._initialize_body(lone),
             "surrogate:in-initialize": self._initialize_body(
                 "1", {"clientInfo": {"name": "\ud800", "version": "1"}}
             ),
