@@ -328,10 +328,10 @@ class Held:
 
     async def add(self, kind: str, conn: Connection | None, session: Session | None) -> None:
         queue = self.kinds.setdefault(kind, deque())
+        while queue and len(queue) >= self.cap:
+            await self.release(kind, *queue.popleft())
         queue.append((conn, session))
         self.peak[kind] = max(self.peak[kind], len(queue))
-        while len(queue) > self.cap:
-            await self.release(kind, *queue.popleft())
 
     async def release(self, kind: str, conn: Connection | None, session: Session | None) -> None:
         with trio.move_on_after(RELEASE_TIMEOUT):
