@@ -5,7 +5,8 @@
 
 writes ``bench-scale.png`` and ``bench-flood.png`` into the output directory
 (``bench/run.py`` calls this itself and writes ``<timestamp>-scale.png`` ...
-into bench/results/).
+into bench/results/). ``soak_plot`` draws bench/soak.py's RSS curve
+(bench/soak.py calls it itself).
 """
 
 from __future__ import annotations
@@ -127,6 +128,72 @@ def flood_plot(results: dict[str, Any], path: Path) -> Path | None:
         f"Flood: one client sends initialize at {rate:g}/s (ours: per-client limit {limit}; "
         "the SDK has no rate limit)"
     )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def soak_plot(results: dict[str, Any], path: Path) -> Path | None:
+    """bench/soak.py: the server's RSS and live sessions over time, the last half's fit."""
+    soak = results.get("soak")
+    samples = (soak or {}).get("samples") or []
+    if not samples:
+        return None
+    fig, (ax_rss, ax_live) = plt.subplots(1, 2, figsize=(14, 4.8))
+    ts = [s["t"] for s in samples]
+    ax_rss.plot(ts, [s["rss_kib"] / 1024 for s in samples], "-", color=COLORS["ours"], lw=1.4,
+                label="server RSS")  # fmt: skip
+    rss = soak["rss"]
+    load_end = soak.get("load_seconds") or ts[-1]
+    start = rss.get("last_half_from_s")
+    slope = rss.get("slope_last_half_mib_per_min")
+    if start is not None and slope is not None:
+        half = [s for s in samples if s["phase"] == "load" and s["t"] >= start]
+        mean_t = sum(s["t"] for s in half) / len(half)
+        mean_m = sum(s["rss_kib"] / 1024 for s in half) / len(half)
+        xs = [half[0]["t"], half[-1]["t"]]
+        ax_rss.plot(
+            xs,
+            [mean_m + slope / 60 * (x - mean_t) for x in xs],
+            "--",
+            color="#d62728",
+            lw=1.6,
+            label=f"last half fit: {slope:+.2f} MiB/min",
+        )
+    for ax in (ax_rss, ax_live):
+        ax.axvspan(load_end, ts[-1], color="#bbbbbb", alpha=0.3, lw=0,
+                   label="after the load (release, settle)")  # fmt: skip
+        ax.set_xlabel("seconds")
+        ax.grid(True, alpha=0.3)
+    ax_rss.set_ylim(bottom=0)
+    ax_rss.set_ylabel("RSS (MiB)")
+    totals = soak["totals"]
+    ax_rss.set_title(
+        f"server RSS: start {rss.get('start_mib')}, peak {rss.get('peak_mib')}, "
+        f"end {rss.get('end_mib')} MiB"
+    )
+    ax_rss.legend(fontsize=8, loc="lower right")
+    live = [(s["t"], s["live_sessions"]) for s in samples if s["live_sessions"] is not None]
+    if live:
+        ax_live.plot(*zip(*live, strict=True), "-", color="#2ca02c", lw=1.2,
+                     label="live sessions (server metrics)")  # fmt: skip
+    ax_live.set_ylabel("live sessions")
+    ax_live.set_ylim(bottom=0)
+    done = ax_live.twinx()
+    done.plot(ts, [s["churned"] for s in samples], "-", color="#9467bd", lw=1.2,
+              label="sessions churned")  # fmt: skip
+    done.set_ylabel("sessions churned (cumulative)")
+    done.set_ylim(bottom=0)
+    lines = ax_live.get_legend_handles_labels()
+    more = done.get_legend_handles_labels()
+    ax_live.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    ax_live.set_title(
+        f"{soak['sessions_churned']:,} sessions, {soak['hostile_probes']:,} hostile probes; "
+        f"5xx: {totals.get('5xx', 0):,}, connection errors: {totals.get('conn-error', 0):,}"
+    )
+    commit = results["meta"]["machine"].get("git", "?")
+    fig.suptitle(f"Soak: churned sessions plus the hostile mix (commit {commit})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -126,12 +126,14 @@ def server_command(
         env["SDK_REPLY_MODE"] = reply_mode
         env["SDK_MAX_SESSIONS"] = sdk_max_sessions
         return [sys.executable, str(BENCH / "servers" / "sdk_server.py"), *bind], env
+    # "soak" (bench/soak.py): ours, with the extra tools its hostile mix calls.
+    script = "soak_server.py" if name == "soak" else "ours.py"
     command = [
         sys.executable,
         "-m",
         "trio_mcp_sessions",
         "serve",
-        f"{BENCH / 'servers' / 'ours.py'}:server",
+        f"{BENCH / 'servers' / script}:server",
         *bind,
         "--reply-mode",
         reply_mode,
