@@ -419,7 +419,16 @@ async def test_metrics_endpoint(start_server: StartServer, http: httpx.AsyncClie
     assert "mcp_sessions_max 7.0" in text
     assert "mcp_sessions_created_total 1.0" in text
     assert 'mcp_sessions_closed_total{reason="deleted"} 1.0' in text
+    assert "mcp_requests_in_flight 0.0" in text
+    assert "mcp_readers_dropped_total 0.0" in text
+    assert "mcp_connections_cut_total 0.0" in text
     assert (await http.post(url.replace("/mcp", "/metrics"))).status_code == 405
+    # What the transport refused is counted by status.
+    r = await http.post(url, content=b"{", headers=INIT_HEADERS)
+    assert r.status_code == 400
+    assert app.statistics().refused_by_status == {400: 1, 405: 1}
+    text = (await http.get(url.replace("/mcp", "/metrics"))).text
+    assert 'mcp_http_refused_total{status="400"} 1.0' in text
 
 
 async def test_shared_rate_limiter_falls_back_to_local_windows(

@@ -171,6 +171,7 @@ async def test_shutdown_finishes_in_time_whatever_stalled_readers_do() -> None:
                 await client.aclose()
     # Before: Hypercorn's shielded writes kept the server up until the clients left.
     assert took < 1.0 + 0.6, took
+    assert app.statistics().connections_cut == 5
 
 
 async def test_a_reader_that_stops_has_its_connection_cut_after_the_write_timeout() -> None:
@@ -190,6 +191,7 @@ async def test_a_reader_that_stops_has_its_connection_cut_after_the_write_timeou
                         await trio.sleep(0.05)  # a reader slower than the sender
                     raise trio.BrokenResourceError("closed without a reset")
                 assert trio.current_time() - started < 3
+                assert app.statistics().connections_cut == 1
                 await client.aclose()
                 # The session lives on, idle again, and serves its client.
                 r = await http.post(

@@ -54,6 +54,7 @@ PUBLIC = {
     "StreamableHTTPApp",
     "TooManyInFlight",
     "TooManySessions",
+    "TransportStatistics",
     "ToolError",
     "ToolResult",
     "UnknownEventId",

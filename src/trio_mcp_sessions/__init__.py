@@ -59,6 +59,7 @@ from ._stores._redis import open_redis as open_redis
 from ._stores._sqlite import SqliteEventStore as SqliteEventStore
 from ._stores._sqlite import SqliteSessionStore as SqliteSessionStore
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
+from ._transport._asgi import TransportStatistics as TransportStatistics
 from ._transport._http import HostPolicy as HostPolicy
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._manager import ManagerStatistics
+    from ._transport._asgi import TransportStatistics
 
 __all__ = ["MetricsExporter"]
 
@@ -24,7 +25,13 @@ class MetricsExporter:
         ImportError: When ``prometheus-client`` is not installed, with a hint.
     """
 
-    def __init__(self, statistics: Callable[[], ManagerStatistics], *, prefix: str = "mcp") -> None:
+    def __init__(
+        self,
+        statistics: Callable[[], ManagerStatistics],
+        *,
+        transport: Callable[[], TransportStatistics] | None = None,
+        prefix: str = "mcp",
+    ) -> None:
         try:
             from prometheus_client import CollectorRegistry
             from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -33,6 +40,7 @@ class MetricsExporter:
                 "metrics need prometheus-client: pip install 'trio-mcp-sessions[metrics]'"
             ) from exc
         self._statistics = statistics
+        self._transport = transport
         self._prefix = prefix
         self.content_type = CONTENT_TYPE_LATEST
         self._registry = CollectorRegistry(auto_describe=False)
@@ -63,7 +71,8 @@ class MetricsExporter:
         yield closed
         refused = CounterMetricFamily(
             f"{p}_sessions_refused",
-            "Session creations refused, by reason (capacity, rate_limit, unavailable).",
+            "Session creations and requests refused, by reason "
+            "(capacity, rate_limit, unavailable, inflight).",
             labels=["reason"],
         )
         for reason, count in sorted(stats.refused_by_reason.items()):
@@ -72,6 +81,31 @@ class MetricsExporter:
         yield CounterMetricFamily(
             f"{p}_sessions_evicted", "Sessions evicted to make room.", value=stats.evicted
         )
+        yield GaugeMetricFamily(
+            f"{p}_requests_in_flight",
+            "Requests whose handlers are running.",
+            value=stats.requests_in_flight,
+        )
+        yield CounterMetricFamily(
+            f"{p}_readers_dropped",
+            "Responses dropped because their reader stopped taking (write_timeout).",
+            value=stats.dropped_readers,
+        )
+        if self._transport is not None:
+            transport = self._transport()
+            http = CounterMetricFamily(
+                f"{p}_http_refused",
+                "Requests answered with an HTTP error before reaching a session, by status.",
+                labels=["status"],
+            )
+            for status, count in sorted(transport.refused_by_status.items()):
+                http.add_metric([str(status)], count)
+            yield http
+            yield CounterMetricFamily(
+                f"{p}_connections_cut",
+                "Connections reset: a write lasted over write_timeout, or outlasted the grace.",
+                value=transport.connections_cut,
+            )
         yield GaugeMetricFamily(
             f"{p}_subscriptions",
             "resources/subscribe URIs held by live sessions.",

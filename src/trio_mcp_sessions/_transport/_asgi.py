@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
 import trio
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
 
-__all__ = ["StreamableHTTPApp"]
+__all__ = ["StreamableHTTPApp", "TransportStatistics"]
 
 logger = logging.getLogger("trio_mcp_sessions.transport")
 
@@ -112,6 +114,27 @@ def _headers(scope: Scope) -> dict[str, str]:
         value = raw_value.decode("latin-1")
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStatistics:
+    """A snapshot of the transport's counters (see :meth:`StreamableHTTPApp.statistics`).
+
+    Attributes:
+        refused_by_status: Requests answered with an HTTP error (validation,
+            input limits, 404, 429, 503, ...) by status code.
+        connections_cut: Connections reset because a write lasted over the
+            write timeout or outlasted the grace period (only under
+            :func:`serve`, which owns the connections).
+        open_connections: Connections open now (only under :func:`serve`).
+        writes_in_progress: Response writes under way now (only under
+            :func:`serve`).
+    """
+
+    refused_by_status: dict[int, int] = field(default_factory=dict)
+    connections_cut: int = 0
+    open_connections: int = 0
+    writes_in_progress: int = 0
 
 
 @final
@@ -221,6 +244,9 @@ class StreamableHTTPApp:
         #: connection is cut, when :func:`serve` lets us (``attach_connections``).
         self.write_timeout = (limits or SessionLimits()).write_timeout
         self._connections: Connections | None = None
+        self._cut_earlier = 0  # by registries no longer attached
+        #: Requests answered with an HTTP error before reaching a session, by status.
+        self._refused: Counter[int] = Counter()
         self._writes: dict[object, tuple[float, tuple[str, int] | None]] = {}
         self.metrics_path = "/" + metrics_path.strip("/") if metrics_path else None
         self._metrics: MetricsExporter | None = None
@@ -228,7 +254,7 @@ class StreamableHTTPApp:
             statistics = getattr(manager, "statistics", None)
             if statistics is None:
                 raise TypeError("metrics_path needs a manager with statistics()")
-            self._metrics = MetricsExporter(statistics)
+            self._metrics = MetricsExporter(statistics, transport=self.statistics)
 
     # -- running the manager ---------------------------------------------------------
 
@@ -264,6 +290,16 @@ class StreamableHTTPApp:
         """End every SSE response still open with a ``retry`` hint (grace is over)."""
         self.manager.finish_drain()
 
+    def statistics(self) -> TransportStatistics:
+        """What the transport refused and cut (the manager has its own statistics)."""
+        connections = self._connections
+        return TransportStatistics(
+            refused_by_status=dict(self._refused),
+            connections_cut=self._cut_earlier + (connections.cut if connections else 0),
+            open_connections=len(connections) if connections is not None else 0,
+            writes_in_progress=len(self._writes),
+        )
+
     # -- the write deadline ------------------------------------------------------------
 
     def attach_connections(self, connections: Connections | None) -> None:
@@ -274,6 +310,8 @@ class StreamableHTTPApp:
         ``hypercorn`` command), a reader that stops is bounded by the response
         buffers and the kernel's, not by the write timeout.
         """
+        if self._connections is not None:
+            self._cut_earlier += self._connections.cut
         self._connections = connections
 
     def _guard_writes(self, send: Send, peer: tuple[str, int] | None) -> Send:
@@ -357,6 +395,7 @@ class StreamableHTTPApp:
         try:
             stream = await self._handle(scope, receive, send)
         except _HTTPError as exc:
+            self._refused[exc.status] += 1
             await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
             return
         if stream is not None:
