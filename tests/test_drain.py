@@ -22,9 +22,9 @@ from _drain_server import server as drain_server
 from _processes import ServerProcess, initialize, session_headers
 from test_interop_sdk import wait_until
 from trio_mcp_sessions import SessionLimits, StreamableHTTPApp, serve
+from trio_mcp_sessions._serve import Connections, _watch_writes, _WatchedStream
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
     from pathlib import Path
 
     from trio_mcp_sessions import BoundedSessionManager
@@ -186,11 +186,13 @@ async def test_a_reader_that_stops_has_its_connection_cut_after_the_write_timeou
                 started = trio.current_time()
                 # The connection is reset: reading it ends in an error or EOF,
                 # within the write timeout and the watchdog's period.
+                # It reads nothing, then finds its connection reset.
+                await wait_until(lambda: app.statistics().connections_cut == 1, timeout=5)
+                assert trio.current_time() - started < 1 + 1 / 4 + 1
                 with pytest.raises(trio.BrokenResourceError):  # noqa: PT012
-                    while await client.receive_some(65536):  # noqa: ASYNC110
-                        await trio.sleep(0.05)  # a reader slower than the sender
+                    while await client.receive_some(1024 * 1024):
+                        pass
                     raise trio.BrokenResourceError("closed without a reset")
-                assert trio.current_time() - started < 3
                 assert app.statistics().connections_cut == 1
                 await client.aclose()
                 # The session lives on, idle again, and serves its client.
@@ -252,33 +254,59 @@ async def test_sigterm_with_calls_in_flight_answers_them_and_keeps_sessions(
         await second.kill()
 
 
-async def test_the_write_watchdog_cuts_a_write_that_lasts_past_the_timeout(
+async def _watched_pair() -> tuple[_WatchedStream, trio.SocketStream]:
+    """A server side watched as serve() watches it, and its client, over loopback TCP."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server_side = await listeners[0].accept()
+    await listeners[0].aclose()
+    return _WatchedStream(server_side), client
+
+
+async def test_the_write_watchdog_cuts_a_write_that_makes_no_progress(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The watchdog on trio's clock: a write blocked on a full socket is cut at the timeout."""
-    from trio_mcp_sessions._serve import Connections
-
-    app = StreamableHTTPApp(drain_server, limits=SessionLimits(write_timeout=30))
+    watched, client = await _watched_pair()
     connections = Connections()
-    app.attach_connections(connections)
-    server_side, client_side = trio.socket.socketpair()
-    connections.add(server_side, ("127.0.0.1", 5555))
-    stream = trio.SocketStream(server_side)
-
-    async def blocking_send(message: MutableMapping[str, Any]) -> None:
-        # Like Hypercorn's: shielded, so only cutting the socket ends it.
-        with trio.CancelScope(shield=True):
-            await stream.send_all(b"x" * (8 * 1024 * 1024))  # nobody reads client_side
-
-    guarded = app._guard_writes(blocking_send, ("127.0.0.1", 5555))
+    assert connections.add(watched) is not None
     async with trio.open_nursery() as nursery:
-        watchdog = trio.CancelScope()
-        nursery.start_soon(app._watch_writes, watchdog)
-        with pytest.raises(trio.BrokenResourceError):
-            await guarded({"type": "http.response.body", "body": b"", "more_body": True})
-        watchdog.cancel()
+        nursery.start_soon(_watch_writes, connections, 30)
+        # Shielded, as Hypercorn writes: only cutting the socket ends it.
+        with pytest.raises(trio.BrokenResourceError), trio.CancelScope(shield=True):
+            await watched.send_all(b"x" * (32 * 1024 * 1024))  # nobody reads
+        nursery.cancel_scope.cancel()
     assert 30 <= trio.current_time() <= 30 * 1.25 + 1
     assert connections.cut == 1
     assert len(connections) == 0
-    client_side.close()
-    server_side.close()
+    await client.aclose()
+    await watched.aclose()
+
+
+async def test_the_write_watchdog_leaves_a_slow_reader_that_keeps_reading(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    watched, client = await _watched_pair()
+    connections = Connections()
+    connections.add(watched)
+    size = 4 * 1024 * 1024
+    received = 0
+    everything = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_writes, connections, 30)
+
+        async def slow_reader() -> None:
+            nonlocal received
+            while received < size:
+                await trio.sleep(10)  # far slower than the writer, never stalled for 30 s
+                received += len(await client.receive_some(64 * 1024))
+            everything.set()
+
+        nursery.start_soon(slow_reader)
+        await watched.send_all(b"x" * size)  # one write of minutes, in steps
+        assert trio.current_time() > 60
+        await everything.wait()
+        nursery.cancel_scope.cancel()
+    assert connections.cut == 0
+    await client.aclose()
+    await watched.aclose()

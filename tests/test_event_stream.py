@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import trio
 import trio.testing
@@ -14,8 +16,12 @@ from trio_mcp_sessions import (
     InMemoryEventStore,
     McpServer,
     SessionLimits,
+    StoredEvent,
 )
 from trio_mcp_sessions._session import STREAM_BUFFER, SseEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def event(n: int) -> SseEvent:
@@ -250,3 +256,66 @@ async def test_a_broadcast_never_waits_for_a_stalled_reader(
         assert manager.statistics().dropped_readers == 1
         stalled_stream.detach()
         live_stream.detach()
+
+
+class AsyncOnlyStore:
+    """The in-memory event store without its ``*_nowait`` methods, like SQLite or Redis."""
+
+    def __init__(self) -> None:
+        self._store = InMemoryEventStore()
+
+    async def append(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
+        await self._store.append(session_id, stream_id, seq, data)
+
+    async def replay_after(
+        self, session_id: str, stream_id: str, after_seq: int
+    ) -> Sequence[StoredEvent]:
+        return await self._store.replay_after(session_id, stream_id, after_seq)
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._store.delete_session(session_id)
+
+
+async def test_a_resume_does_not_wait_for_the_stalled_reader_it_replaces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = McpServer("resume-while-full")
+
+    @server.tool()
+    async def burst_logs(ctx: Context) -> str:
+        """Log more than a response buffers."""
+        for n in range(STREAM_BUFFER * 3):
+            await ctx.info(f"line {n}")
+        return "done"
+
+    async with BoundedSessionManager(server, event_store=AsyncOnlyStore()) as manager:
+        session_id = await open_session(manager)
+        manager.session(session_id).log_level = "debug"
+        stalled = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
+        await trio.sleep(1)  # the buffer is full, the handler waits for this reader
+        assert not stalled.writable
+        started = trio.current_time()
+        # Before: the resume queued behind the waiting producer's lock for 30 s.
+        resumed = await manager.resume(session_id, f"{stalled.stream_id}_0")
+        assert trio.current_time() - started < 1
+        events = [e.data async for e in resumed]
+        resumed.detach()
+        stalled.detach()
+        assert len(resumed.replay) + len(events) == STREAM_BUFFER * 3 + 1
+        assert b'"done"' in (events or [e.data for e in resumed.replay])[-1]
+
+
+async def test_a_large_broadcast_reaches_a_reader_that_keeps_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with BoundedSessionManager(McpServer("big-broadcast")) as manager:
+        session_id = await open_session(manager)
+        stream = await manager.create_standalone_stream(session_id)
+        assert stream is not None
+        blob = "x" * (2 * 1024 * 1024)  # over the buffer's byte bound on its own
+        assert await manager.notify_all("notifications/message", {"data": blob}) == 1
+        # An empty buffer takes one event however large: not a dropped reader.
+        assert not stream.dropped
+        (event,) = stream.take_ready()
+        assert blob.encode() in event.data
+        stream.detach()

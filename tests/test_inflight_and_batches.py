@@ -127,7 +127,7 @@ async def test_the_inflight_cap_in_the_manager(autojump_clock: trio.testing.Mock
             await manager.create_stream(
                 session_id, [manager_call(3, "slow", seconds=1)], INFO, "sse"
             )
-        # Notifications and responses are never refused: they carry no work to bound.
+        # Notification handlers have a count of their own under the same cap.
         await manager.accept_messages(
             session_id, [Notification("notifications/roots/list_changed")], INFO
         )
@@ -147,3 +147,30 @@ def test_the_inflight_cap_is_validated() -> None:
         SessionLimits(max_inflight_per_session=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
         SessionLimits(write_timeout=0)
+
+
+async def test_notification_handlers_count_against_the_cap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    release = trio.Event()
+
+    @server.notification_handler("notifications/roots/list_changed")
+    async def roots_changed(peer: object, params: dict[str, object]) -> None:
+        await release.wait()
+
+    changed = Notification("notifications/roots/list_changed")
+    limits = SessionLimits(max_inflight_per_session=2)
+    async with BoundedSessionManager(server, limits=limits) as manager:
+        session_id = await open_session(manager)
+        await manager.accept_messages(session_id, [changed, changed], INFO)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(TooManyInFlight):
+            await manager.accept_messages(session_id, [changed], INFO)
+        # Cancellations (and responses) start no task: never refused.
+        cancel = Notification("notifications/cancelled", {"requestId": 99})
+        await manager.accept_messages(session_id, [cancel], INFO)
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        await manager.accept_messages(session_id, [changed], INFO)
+        assert manager.statistics().refused_by_reason["inflight"] == 1

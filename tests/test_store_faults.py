@@ -18,16 +18,24 @@ from hypothesis import strategies as st
 
 from _redis_server import CLIENT_TIMEOUTS, RedisServer, redis_client
 from conftest import INIT_HEADERS, StartServer, initialize_body
+from test_manager import INFO
 from trio_mcp_sessions import (
+    BoundedSessionManager,
+    CloseReason,
     Context,
     EventsPurged,
+    InMemorySessionStore,
     McpServer,
     RedisEventStore,
+    SessionNotFound,
+    SessionRecord,
     SqliteEventStore,
     SqliteSessionStore,
     StoreUnavailable,
     StreamableHTTPApp,
 )
+from trio_mcp_sessions._protocol._jsonrpc import Request
+from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._stores._guard import CircuitBreaker, CircuitState, StoreGuard
 
 if TYPE_CHECKING:
@@ -357,3 +365,74 @@ async def test_first_get_backlog_replay_is_bounded(
         redis_server.resume()
     assert status in (200, 503)
     assert elapsed < 1.5
+
+
+# -- a slow session store: DELETEs and saves that overlap ---------------------------------
+
+
+class SlowSessionStore:
+    """An in-memory session store whose deletes take 0.5 s, state updates 1.5 s."""
+
+    def __init__(self) -> None:
+        self._store = InMemorySessionStore()
+
+    async def save(self, record: SessionRecord, *, ttl: float) -> None:
+        await self._store.save(record, ttl=ttl)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        return await self._store.load(session_id)
+
+    async def touch(self, session_id: str, *, ttl: float, last_activity: float) -> None:
+        await self._store.touch(session_id, ttl=ttl, last_activity=last_activity)
+
+    async def delete(self, session_id: str) -> None:
+        await trio.sleep(0.5)
+        await self._store.delete(session_id)
+
+    async def update_state(self, session_id: str, **changes: Any) -> None:
+        await trio.sleep(1.5)  # outlasts a DELETE that starts after it (within store_timeout)
+        await self._store.update_state(session_id, **changes)
+
+
+async def _stored_session(manager: BoundedSessionManager) -> str:
+    session_id = await manager.create_session(INFO)
+    request = Request(1, "initialize", initialize_body()["params"])
+    await manager.initialize_session(session_id, request, parse_initialize(request), INFO)
+    return session_id
+
+
+async def test_concurrent_deletes_of_one_session_answer_once_each(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outcomes: list[str] = []
+    async with BoundedSessionManager(McpServer("deletes"), session_store=SlowSessionStore()) as m:
+        session_id = await _stored_session(m)
+
+        async def delete() -> None:
+            try:
+                await m.close_session(session_id, CloseReason.DELETED)
+                outcomes.append("deleted")
+            except SessionNotFound:
+                outcomes.append("not found")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delete)
+            nursery.start_soon(delete)
+    # Before: the second DELETE raised KeyError (a 500 over HTTP).
+    assert sorted(outcomes) == ["deleted", "not found"]
+
+
+async def test_a_session_closed_while_its_state_is_written_leaves_nothing_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with BoundedSessionManager(McpServer("saves"), session_store=SlowSessionStore()) as m:
+        session_id = await _stored_session(m)
+        await m.create_stream(
+            session_id, [Request(2, "logging/setLevel", {"level": "debug"})], INFO, "json"
+        )
+        await trio.sleep(0.1)  # the state update is under way
+        await m.close_session(session_id, CloseReason.DELETED)
+        await trio.sleep(5)
+        # The manager's own per-session bookkeeping is gone with the session.
+        assert session_id not in m._stored_state
+        assert session_id not in m._last_store_touch

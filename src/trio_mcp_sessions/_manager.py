@@ -437,9 +437,10 @@ class BoundedSessionManager:
         #: Sessions whose DELETE is removing their record (nothing may save it
         #: meanwhile), and whether a save was skipped.
         self._deleting: dict[str, bool] = {}
+        #: The DELETE under way per session id, which a concurrent one waits for.
+        self._deletes: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
-        self._finished = trio.Event()
         self._draining = False
         self._created = 0
         self._closed_by_reason: Counter[str] = Counter()
@@ -474,7 +475,6 @@ class BoundedSessionManager:
         finally:
             self._nursery = None
             self._stopped.set()
-            self._finished.set()
 
     async def __aenter__(self) -> Self:
         self._outer = trio.open_nursery()
@@ -490,10 +490,6 @@ class BoundedSessionManager:
     ) -> bool | None:
         self._stopped.set()
         return await self._outer.__aexit__(exc_type, exc, tb)
-
-    async def wait_stopped(self) -> None:
-        """Wait until :meth:`run` has stopped (every session closed)."""
-        await self._finished.wait()
 
     async def aclose(self) -> None:
         """Close every session (reason ``shutdown``) and stop the manager."""
@@ -583,7 +579,8 @@ class BoundedSessionManager:
                             self._record(session),
                             ttl=self._ttl(),
                         )
-                        self._last_store_touch[session_id] = trio.current_time()
+                        if session.is_open:  # closed meanwhile: its entries are gone
+                            self._last_store_touch[session_id] = trio.current_time()
                     elif state != stored:
                         await self._store_call(
                             self._sessions_guard,
@@ -596,6 +593,8 @@ class BoundedSessionManager:
                         )
                 except StoreUnavailable:
                     return  # degraded: served, not restorable until the next save
+                if not session.is_open:
+                    return  # closed while we wrote: nothing of it may stay here
                 self._stored_state[session_id] = state
                 if not self._saving.get(session_id):
                     return
@@ -736,9 +735,13 @@ class BoundedSessionManager:
             delete_nowait = getattr(self.event_store, "delete_session_nowait", None)
             if delete_nowait is not None:
                 delete_nowait(session_id)
-            if self.session_store is not None or (
-                self.event_store is not None and delete_nowait is None
+            deleted_by_close = reason is CloseReason.DELETED and self.session_store is not None
+            if not deleted_by_close and (
+                self.session_store is not None
+                or (self.event_store is not None and delete_nowait is None)
             ):
+                # (A DELETE removed the record before the close and removes
+                # the events after it: close_session.)
                 self._spawn(self._forget, session_id)
         logger.info(
             "session closed session_id=%s reason=%s lifetime=%.3fs",
@@ -978,6 +981,11 @@ class BoundedSessionManager:
             raise
         forget = reason is CloseReason.DELETED and self.session_store is not None
         if forget:
+            # One DELETE at a time per session: a second waits for the first,
+            # then finds the session gone (404) or, if the first failed, tries.
+            while (pending := self._deletes.get(session_id)) is not None:
+                await pending.wait()
+                session = self._live(session_id)
             await self._delete_record(session)
         session.close(reason)
         if session.closed.is_set() and not forget:
@@ -1012,6 +1020,7 @@ class BoundedSessionManager:
         assert self.session_store is not None
         session_id = session.session_id
         self._deleting[session_id] = False  # no save may recreate it meanwhile
+        done = self._deletes[session_id] = trio.Event()
         try:
             await self._store_call(
                 self._sessions_guard, "session delete", self.session_store.delete, session_id
@@ -1023,6 +1032,9 @@ class BoundedSessionManager:
         except BaseException:
             self._deleting.pop(session_id, None)
             raise
+        finally:
+            del self._deletes[session_id]
+            done.set()
         # No checkpoint from here to the close: nothing can save it again.
         del self._deleting[session_id]
 
@@ -1051,8 +1063,11 @@ class BoundedSessionManager:
     ) -> None:
         await trio.lowlevel.checkpoint()
         session = self._live(session_id)
-        for message in messages:
-            session.accept(message)
+        try:
+            session.accept_all(messages)
+        except TooManyInFlight:
+            self._refused["inflight"] += len(messages)
+            raise
 
     async def create_standalone_stream(self, session_id: str) -> EventStream | None:
         await trio.lowlevel.checkpoint()

@@ -2,18 +2,19 @@
 
 :func:`serve` runs Hypercorn's own connection handling (``TCPServer``, its
 HTTP/1.1 and HTTP/2 protocols, its lifespan), but accepts the connections
-itself, so that it knows each one's socket. Hypercorn writes every response
-under a shielded ``send_all``: a client that stops reading blocks that write,
-its connection and, at shutdown, the whole server, and no cancel scope can
-end it. Knowing the sockets lets the app cut such a connection (the write
-deadline) and lets shutdown finish within ``graceful_timeout`` whatever the
-clients do.
+itself and hands each over in a thin wrapper that watches its writes.
+Hypercorn writes every response under a shielded ``send_all``: a client that
+stops reading blocks that write, its connection and, at shutdown, the whole
+server, and no cancel scope can end it. Owning the sockets lets us cut a
+connection that has made no progress on a write for the write timeout, and
+lets shutdown finish within ``graceful_timeout`` whatever the clients do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import signal
 import socket
 import struct
@@ -62,6 +63,58 @@ async def wait_for_shutdown_signal() -> None:
             return
 
 
+#: Bytes written per step of a large write: progress is measured per step,
+#: so a slow reader that keeps reading is never taken for a stalled one.
+_WRITE_STEP: Final = 64 * 1024
+
+
+class _WatchedStream(trio.abc.HalfCloseableStream):
+    """A connection's socket stream that knows since when its current write has waited."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        #: What Hypercorn reads to tell the peer's address.
+        self.socket = stream.socket
+        #: When the current write step began (``None``: not writing).
+        self.writing_since: float | None = None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            if len(view) <= _WRITE_STEP:
+                self.writing_since = trio.current_time()
+                await self._stream.send_all(view)
+                return
+            for start in range(0, len(view), _WRITE_STEP):
+                self.writing_since = trio.current_time()
+                await self._stream.send_all(view[start : start + _WRITE_STEP])
+        finally:
+            self.writing_since = None
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _WatchedListener(trio.abc.Listener[_WatchedStream]):
+    def __init__(self, listener: trio.SocketListener) -> None:
+        self._listener = listener
+
+    async def accept(self) -> _WatchedStream:
+        return _WatchedStream(await self._listener.accept())
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
+
+
 class Connections:
     """The open connections of one :func:`serve`, by peer address, so one can be cut.
 
@@ -73,13 +126,21 @@ class Connections:
     __slots__ = ("_streams", "cut")
 
     def __init__(self) -> None:
-        self._streams: dict[tuple[str, int], trio.socket.SocketType] = {}
+        self._streams: dict[tuple[str, int], _WatchedStream] = {}
         #: Connections cut since start.
         self.cut = 0
 
-    def add(self, sock: trio.socket.SocketType, peer: tuple[str, int] | None) -> None:
+    def add(self, stream: _WatchedStream) -> tuple[str, int] | None:
+        """Track *stream*; its peer address (``None``: untracked, e.g. a Unix socket)."""
+        try:
+            peer: tuple[str, int] | None = parse_socket_addr(
+                stream.socket.family, stream.socket.getpeername()
+            )
+        except OSError:
+            return None
         if peer is not None:
-            self._streams[peer] = sock
+            self._streams[peer] = stream
+        return peer
 
     def discard(self, peer: tuple[str, int] | None) -> None:
         if peer is not None:
@@ -88,11 +149,20 @@ class Connections:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def stalled(self, now: float, timeout: float) -> list[tuple[str, int]]:
+        """Peers whose current write step has waited *timeout* seconds or more."""
+        return [
+            peer
+            for peer, stream in self._streams.items()
+            if stream.writing_since is not None and now - stream.writing_since >= timeout
+        ]
+
     def cut_connection(self, peer: tuple[str, int] | None) -> bool:
         """Reset the connection of *peer*; ``False`` when there is none."""
-        sock = self._streams.pop(peer, None) if peer is not None else None
-        if sock is None:
+        stream = self._streams.pop(peer, None) if peer is not None else None
+        if stream is None:
             return False
+        sock = stream.socket
         with contextlib.suppress(OSError):  # a reset frees the unsent bytes at once
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with contextlib.suppress(OSError):  # already gone
@@ -108,19 +178,18 @@ class Connections:
         return len(peers)
 
 
-def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under a connection's stream (TLS or not)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    return stream.socket if isinstance(stream, trio.SocketStream) else None
-
-
-def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
-    try:
-        peer: tuple[str, int] | None = parse_socket_addr(sock.family, sock.getpeername())
-    except OSError:
-        return None
-    return peer
+async def _watch_writes(connections: Connections, timeout: float) -> None:
+    """Cut the connections whose write has made no progress for *timeout* seconds."""
+    while True:
+        await trio.sleep(timeout / 4)
+        for peer in connections.stalled(trio.current_time(), timeout):
+            connections.cut_connection(peer)
+            logger.warning(
+                "cut the connection of %s: no progress on a write for %s s "
+                "(the client stopped reading)",
+                peer,
+                timeout,
+            )
 
 
 async def _finish_drain(
@@ -151,20 +220,21 @@ async def _worker_serve(
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)
-    context = WorkerContext(None)
+    max_requests = None
+    if config.max_requests is not None:  # worker recycling, as Hypercorn's worker does it
+        max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+    context = WorkerContext(max_requests)
 
-    async def handle(stream: trio.abc.Stream) -> None:
-        sock = _socket_of(stream)
-        peer = _peer(sock) if sock is not None else None
-        if sock is not None:
-            connections.add(sock, peer)
+    async def handle(stream: _WatchedStream | trio.SSLStream[_WatchedStream]) -> None:
+        watched = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        peer = connections.add(watched)
         try:
             await TCPServer(
                 wrapped,
                 config,
                 context,
                 ConnectionState(lifespan_state.copy()),
-                stream,  # type: ignore[arg-type]  # a SocketStream or an SSLStream, as Hypercorn's
+                stream,  # type: ignore[arg-type]  # it reads .socket, or .transport_stream.socket
             )
         finally:
             connections.discard(peer)
@@ -172,6 +242,7 @@ async def _worker_serve(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
+        lifespan_nursery.start_soon(_watch_writes, connections, app.write_timeout)
         async with trio.open_nursery() as server_nursery:
             sockets = config.create_sockets()
             ssl_context = config.create_ssl_context()
@@ -182,8 +253,8 @@ async def _worker_serve(
                 *((s, "http") for s in sockets.insecure_sockets),
             ):
                 sock.listen(config.backlog)
-                listener: trio.abc.Listener[Any] = trio.SocketListener(
-                    trio.socket.from_stdlib_socket(sock)
+                listener: trio.abc.Listener[Any] = _WatchedListener(
+                    trio.SocketListener(trio.socket.from_stdlib_socket(sock))
                 )
                 if scheme == "https":
                     assert ssl_context is not None  # secure sockets exist only with TLS configured
@@ -200,8 +271,13 @@ async def _worker_serve(
                             trio.serve_listeners, handle, listeners, handler_nursery=server_nursery
                         )
                     )
-                    await shutdown_trigger()
-                    accepting.cancel_scope.cancel()  # no new connections
+
+                    async def stop_accepting_after(wait: Callable[[], Awaitable[object]]) -> None:
+                        await wait()
+                        accepting.cancel_scope.cancel()  # no new connections
+
+                    accepting.start_soon(stop_accepting_after, shutdown_trigger)
+                    accepting.start_soon(stop_accepting_after, context.terminate.wait)
             finally:
                 await context.terminated.set()  # idle keep-alive connections close
                 server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout

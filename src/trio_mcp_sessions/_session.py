@@ -73,6 +73,11 @@ def _new_process_tag() -> None:
 # A forked worker must not name streams like its parent and its siblings.
 os.register_at_fork(after_in_child=_new_process_tag)
 
+#: Client notifications the session handles itself, without a handler task.
+_NOTIFICATIONS_WITHOUT_TASK: Final = frozenset(
+    {"notifications/initialized", "notifications/cancelled"}
+)
+
 #: Events an attached HTTP response may have unread before its producers wait.
 STREAM_BUFFER: Final = 64
 #: Bytes an attached HTTP response may have unread before its producers wait.
@@ -479,6 +484,7 @@ class Session:
         "_attached",
         "_inflight",
         "_max_inflight",
+        "_notifying",
         "_nursery",
         "_on_activity",
         "_on_closed",
@@ -581,6 +587,8 @@ class Session:
         self._streams: dict[str, _Stream] = {}
         self._request_streams: dict[RequestId, _Stream] = {}
         self._inflight: dict[RequestId, trio.CancelScope] = {}
+        #: Notification handlers running (they count against the in-flight cap).
+        self._notifying = 0
         self._pending_replies: dict[RequestId, _PendingReply] = {}
         self._standalone_stream: _Stream | None = None
         self._attached = 0
@@ -842,16 +850,23 @@ class Session:
         self._update_deadline()
         return handle
 
-    def _deliver(self, stream: _Stream, event: SseEvent) -> EventStream | None:
-        """Queue *event* for the attached response; the response if it is now full."""
+    def _deliver(self, stream: _Stream, event: SseEvent, *, wait: bool) -> EventStream | None:
+        """Queue *event* for the attached response.
+
+        Returns the response when its producer must now wait for it (it is
+        full), or, without *wait*, drop it (it was full before this event: an
+        empty buffer always takes one event, however large).
+        """
         connection = stream.connection
         if connection is None:
             return None
+        if not wait and not connection.writable:
+            return connection
         try:
             connection.put(event)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        return None if connection.writable else connection
+        return None if not wait or connection.writable else connection
 
     async def _wait_for_reader(self, connection: EventStream, wait: bool = True) -> None:
         """Back-pressure: wait while the response's buffer is full, within the write timeout.
@@ -893,7 +908,9 @@ class Session:
                     append_nowait(self.session_id, stream.stream_id, stream.seq, data)
                 except StoreUnavailable as exc:
                     self._store_failed(f"unavailable: {exc}")
-            full = self._deliver(stream, SseEvent(stream.event_id(stream.seq), data))
+            full = self._deliver(
+                stream, SseEvent(stream.event_id(stream.seq), data), wait=wait_for_reader
+            )
             if full is not None:
                 await self._wait_for_reader(full, wait_for_reader)
             return
@@ -908,10 +925,12 @@ class Session:
                 )
             except StoreUnavailable as exc:
                 self._store_failed(f"unavailable: {exc}")
-            full = self._deliver(stream, SseEvent(stream.event_id(seq), data))
-            if full is not None:
-                # Under the lock: the stream's other producers queue behind us.
-                await self._wait_for_reader(full, wait_for_reader)
+            full = self._deliver(stream, SseEvent(stream.event_id(seq), data), wait=wait_for_reader)
+        if full is not None:
+            # Outside the lock: the event is queued in order already, and a
+            # resume (which takes the lock to replace this reader) must not
+            # wait for the reader it replaces.
+            await self._wait_for_reader(full, wait_for_reader)
 
     def _store_failed(self, why: str) -> None:
         # The store guard already counted and logged it (once, not per event
@@ -1021,6 +1040,33 @@ class Session:
                 self._end_stream(stream)
             self.touch()
 
+    def accept_all(self, messages: Sequence[Message]) -> None:
+        """Take notifications and responses, or none of them if their tasks would not fit.
+
+        Each notification other than ``initialized`` and ``cancelled`` runs
+        the server's handler in a task of its own: those tasks count against
+        the in-flight cap beside the requests' handlers.
+
+        Raises:
+            TooManyInFlight: Their handlers would not fit; none was taken.
+        """
+        tasks = sum(
+            isinstance(m, Notification) and m.method not in _NOTIFICATIONS_WITHOUT_TASK
+            for m in messages
+        )
+        if (
+            tasks
+            and self._max_inflight is not None
+            and self._notifying + tasks > self._max_inflight
+        ):
+            raise TooManyInFlight(
+                f"this session runs {self._notifying} notification handlers "
+                f"(at most {self._max_inflight}); retry when some are done",
+                retry_after=1.0,
+            )
+        for message in messages:
+            self.accept(message)
+
     def accept(self, message: Message) -> None:
         """Take a notification or a response from the client (answered with 202)."""
         self.last_activity = trio.current_time()
@@ -1057,6 +1103,7 @@ class Session:
                     params.get("reason"),
                 )
         elif self.close_reason is None:
+            self._notifying += 1
             self._spawn(self._run_notification_handler, notification)
 
     async def _run_notification_handler(self, notification: Notification) -> None:
@@ -1068,6 +1115,8 @@ class Session:
                 self.session_id,
                 notification.method,
             )
+        finally:
+            self._notifying -= 1
 
     async def open_standalone_stream(self) -> EventStream | None:
         """Attach a GET response to the standalone stream, or ``None`` if one is attached.

@@ -127,14 +127,11 @@ class TransportStatistics:
             write timeout or outlasted the grace period (only under
             :func:`serve`, which owns the connections).
         open_connections: Connections open now (only under :func:`serve`).
-        writes_in_progress: Response writes under way now (only under
-            :func:`serve`).
     """
 
     refused_by_status: dict[int, int] = field(default_factory=dict)
     connections_cut: int = 0
     open_connections: int = 0
-    writes_in_progress: int = 0
 
 
 @final
@@ -240,14 +237,15 @@ class StreamableHTTPApp:
                 kwargs["event_store"] = event_store
             manager = self._bounded = BoundedSessionManager(server, **kwargs)
         self.manager: SessionManager = manager
-        #: Seconds a response write may block (a reader that stopped) before its
-        #: connection is cut, when :func:`serve` lets us (``attach_connections``).
-        self.write_timeout = (limits or SessionLimits()).write_timeout
+        #: Seconds a connection may make no progress on a write (a client that
+        #: stopped reading) before :func:`serve` cuts it: the manager's.
+        self.write_timeout = (
+            limits or getattr(manager, "limits", None) or SessionLimits()
+        ).write_timeout
         self._connections: Connections | None = None
         self._cut_earlier = 0  # by registries no longer attached
         #: Requests answered with an HTTP error before reaching a session, by status.
         self._refused: Counter[int] = Counter()
-        self._writes: dict[object, tuple[float, tuple[str, int] | None]] = {}
         self.metrics_path = "/" + metrics_path.strip("/") if metrics_path else None
         self._metrics: MetricsExporter | None = None
         if self.metrics_path is not None:
@@ -259,25 +257,16 @@ class StreamableHTTPApp:
     # -- running the manager ---------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the built-in session manager until it stops (what the ASGI lifespan does).
+        """Run the built-in session manager until cancelled (what the ASGI lifespan does).
 
-        A user-supplied manager is the user's to run; then this runs only the
-        write watchdog, until cancelled.
+        A user-supplied manager is the user's to run; then this only waits.
         """
-        async with trio.open_nursery() as nursery:
-            watchdog = trio.CancelScope()
-            nursery.start_soon(self._watch_writes, watchdog)
-            if self._bounded is None:
-                task_status.started()
-                await trio.sleep_forever()
-            try:
-                await nursery.start(self._bounded.run)
-            except BaseException:
-                watchdog.cancel()
-                raise
+        if self._bounded is None:
             task_status.started()
-            await self._bounded.wait_stopped()
-            watchdog.cancel()
+            await trio.sleep_forever()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._bounded.run)
+            task_status.started()
 
     def begin_drain(self) -> None:
         """Stop admitting sessions and requests; end GET streams with a ``retry`` hint.
@@ -297,60 +286,15 @@ class StreamableHTTPApp:
             refused_by_status=dict(self._refused),
             connections_cut=self._cut_earlier + (connections.cut if connections else 0),
             open_connections=len(connections) if connections is not None else 0,
-            writes_in_progress=len(self._writes),
         )
 
     # -- the write deadline ------------------------------------------------------------
 
     def attach_connections(self, connections: Connections | None) -> None:
-        """Let the write watchdog cut stalled connections (:func:`serve` does this).
-
-        Hypercorn writes under a shielded ``send_all`` that no cancel scope
-        ends; only the connection's owner can cut it. Without this (the
-        ``hypercorn`` command), a reader that stops is bounded by the response
-        buffers and the kernel's, not by the write timeout.
-        """
+        """Count the connections :func:`serve` owns (and cuts) in :meth:`statistics`."""
         if self._connections is not None:
             self._cut_earlier += self._connections.cut
         self._connections = connections
-
-    def _guard_writes(self, send: Send, peer: tuple[str, int] | None) -> Send:
-        """*send*, with each body write registered for the watchdog while it lasts."""
-        writes = self._writes
-        timeout = self.write_timeout
-
-        async def guarded(message: ASGIMessage) -> None:
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            token = object()
-            writes[token] = (trio.current_time() + timeout, peer)
-            try:
-                await send(message)
-            finally:
-                writes.pop(token, None)
-
-        return guarded
-
-    async def _watch_writes(self, scope: trio.CancelScope) -> None:
-        """Cut the connections whose current write has lasted over the write timeout."""
-        with scope:
-            while True:
-                await trio.sleep(self.write_timeout / 4)
-                connections = self._connections
-                if connections is None or not self._writes:
-                    continue
-                now = trio.current_time()
-                for token, (deadline, peer) in list(self._writes.items()):
-                    if deadline <= now:
-                        del self._writes[token]
-                        if connections.cut_connection(peer):
-                            logger.warning(
-                                "cut the connection of %s: a write took over %s s "
-                                "(the client stopped reading)",
-                                peer,
-                                self.write_timeout,
-                            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -389,9 +333,6 @@ class StreamableHTTPApp:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        if self._connections is not None:
-            client = scope.get("client")
-            send = self._guard_writes(send, (client[0], client[1]) if client else None)
         try:
             stream = await self._handle(scope, receive, send)
         except _HTTPError as exc:
