@@ -48,7 +48,7 @@ from trio_mcp_sessions._protocol._jsonrpc import (
 )
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._session import parse_event_id
-from trio_mcp_sessions._transport._http import HostPolicy, split_host
+from trio_mcp_sessions._transport._http import HostPolicy, split_host, valid_authority
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
@@ -208,6 +208,33 @@ def test_encode_never_raises_for_a_server_side_surrogate() -> None:
 )
 def test_split_host_never_parses_a_bad_port(host: str) -> None:
     assert split_host(host)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("authority", "valid"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.1:8000", True),
+        ("localhost:", True),  # RFC 9110: the port may be empty
+        ("[::1]", True),
+        ("[::1]:443", True),
+        ("example.com:65535", True),
+        ("127.0.0.1:\xb2", False),
+        ("127.0.0.1:" + "1" * 5000, False),
+        ("127.0.0.1:123456", False),
+        ("[::1]:\xb9", False),
+        ("[::1", False),
+        ("[::1]x", False),
+        (":80", False),
+        ("a:b:c", False),
+        ("", False),
+        ("exa mple.com", False),
+        ("example.com\x00", False),
+        ("\u0663.com", False),
+    ],
+)
+def test_valid_authority(authority: str, valid: bool) -> None:
+    assert valid_authority(authority) is valid
 
 
 def test_a_bad_port_never_matches_a_configured_one() -> None:
@@ -767,10 +794,10 @@ async def test_reported_initialize_allocates_nothing(
 @pytest.mark.parametrize(
     ("name", "value", "status"),
     [
-        (b"host", b"127.0.0.1:\xb2", 200),
-        (b"host", b"127.0.0.1:" + b"1" * 5000, 200),
-        (b"origin", b"http://127.0.0.1:\xb2", 200),
-        (b"origin", b"http://localhost:" + b"9" * 5000, 200),
+        (b"host", b"127.0.0.1:\xb2", 400),
+        (b"host", b"127.0.0.1:" + b"1" * 5000, 400),
+        (b"origin", b"http://127.0.0.1:\xb2", 403),
+        (b"origin", b"http://localhost:" + b"9" * 5000, 403),
         (b"content-length", b"\xb2", 400),
         (b"content-length", b"1" * 5000, 413),
     ],
@@ -782,7 +809,7 @@ async def test_reported_headers(
     headers = [(k, v) for k, v in scene.session_headers() if k != name] + [(name, value)]
     with no_errors_logged():
         answer = await run_case(scene, "POST", headers, _message(id=9, method="ping"))
-    # A loopback name with a port we cannot read is still a loopback name.
+    # A Host we cannot read is a bad request; an Origin we cannot read is not allowed.
     assert answer.status == status
 
 

@@ -47,7 +47,7 @@ from .._protocol._lifecycle import (
 )
 from .._session import CloseReason, EventStream, RequestInfo, SseEvent
 from . import _hypercorn_h2
-from ._http import HostPolicy, accepts, encode_sse, is_json_content_type
+from ._http import HostPolicy, accepts, encode_sse, is_json_content_type, valid_authority
 
 if TYPE_CHECKING:
     from .._ratelimit import SharedRateLimiter
@@ -353,6 +353,8 @@ class StreamableHTTPApp:
         headers = _headers(scope)
         server_address = (scope.get("server") or (None,))[0]
         host = headers.get("host")
+        if host is not None and not valid_authority(host):
+            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: malformed Host header")
         if not self.host_policy.host_allowed(host, server_address):
             raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
         if not self.host_policy.origin_allowed(headers.get("origin"), host, server_address):

@@ -19,6 +19,7 @@ __all__ = [
     "is_json_content_type",
     "is_loopback",
     "split_host",
+    "valid_authority",
 ]
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
@@ -77,6 +78,34 @@ def split_host(host: str) -> tuple[str, int | None]:
         name, _, port = host.partition(":")
     valid = 0 < len(port) <= 5 and port.isascii() and port.isdigit()
     return name, int(port) if valid else None
+
+
+def valid_authority(authority: str) -> bool:
+    """Whether a ``Host`` value (or an origin's ``host[:port]``) is well formed.
+
+    A name (or a bracketed IPv6 address), then at most ``:`` and a port of up
+    to 5 ASCII digits (RFC 9110 allows an empty one). Anything else is not a
+    host we could be: ``127.0.0.1:²``, a 5,000-digit port, spaces, controls.
+    """
+    if not authority or not authority.isascii() or not authority.isprintable() or " " in authority:
+        return False
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end == -1:
+            return False
+        rest = authority[end + 1 :]
+        if not rest:
+            return True
+        if not rest.startswith(":"):
+            return False
+        port = rest[1:]
+    else:
+        name, sep, port = authority.partition(":")
+        if not name or ":" in port:
+            return False
+        if not sep:
+            return True
+    return port == "" or (len(port) <= 5 and port.isdigit())
 
 
 def is_loopback(address: str | None) -> bool:
@@ -140,7 +169,7 @@ class HostPolicy:
             parts = urlsplit(origin)
         except ValueError:
             return False
-        if not parts.scheme or not parts.hostname:
+        if not parts.scheme or not parts.hostname or not valid_authority(parts.netloc):
             return False
         origin_host = parts.netloc.lower()
         if self.allowed_origins is not None:
