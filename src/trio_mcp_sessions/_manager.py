@@ -667,6 +667,9 @@ class BoundedSessionManager:
                 await self._store_call(
                     self._sessions_guard, "session delete", self.session_store.delete, session_id
                 )
+        await self._forget_events(session_id)
+
+    async def _forget_events(self, session_id: str) -> None:
         if self.event_store is not None:
             with contextlib.suppress(StoreUnavailable):
                 await self._store_call(
@@ -995,16 +998,10 @@ class BoundedSessionManager:
         # The slot is free when this returns: wait for the worker to finish.
         with trio.CancelScope(shield=True):
             await session.closed.wait()
-            if forget and self.event_store is not None:
+            if forget:
                 # Its events go too (best effort: without the record nothing
                 # can resume them, and they expire by age).
-                with contextlib.suppress(StoreUnavailable):
-                    await self._store_call(
-                        self._events_guard,
-                        "event delete",
-                        self.event_store.delete_session,
-                        session_id,
-                    )
+                await self._forget_events(session_id)
 
     async def _delete_record(self, session: Session) -> None:
         """Remove a deleted session's record *before* closing it, or refuse the delete.

@@ -553,6 +553,15 @@ class SqliteEventStore(_SqliteStore):
         await self._db.run(delete)
 
 
+def _live_record(conn: sqlite3.Connection, session_id: str, now: float) -> tuple[str] | None:
+    """The stored record's row, if it has not expired (for an update in place)."""
+    row: tuple[str] | None = conn.execute(
+        "SELECT record FROM mcp_session_records WHERE session_id = ? AND expires_at > ?",
+        (session_id, now),
+    ).fetchone()
+    return row
+
+
 @final
 class SqliteSessionStore(_SqliteStore):
     """Session records in a SQLite file, so sessions can be restored after a restart.
@@ -686,11 +695,7 @@ class SqliteSessionStore(_SqliteStore):
 
         def update(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                row = conn.execute(
-                    "SELECT record FROM mcp_session_records"
-                    " WHERE session_id = ? AND expires_at > ?",
-                    (session_id, now),
-                ).fetchone()
+                row = _live_record(conn, session_id, now)
                 if row is None:
                     return
                 known = conn.execute(
@@ -736,11 +741,7 @@ class SqliteSessionStore(_SqliteStore):
 
         def touch(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                row = conn.execute(
-                    "SELECT record FROM mcp_session_records"
-                    " WHERE session_id = ? AND expires_at > ?",
-                    (session_id, now),
-                ).fetchone()
+                row = _live_record(conn, session_id, now)
                 if row is None:
                     return
                 record = replace(SessionRecord.from_json(row[0]), last_activity=last_activity)
