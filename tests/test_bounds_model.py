@@ -34,6 +34,7 @@ from trio_mcp_sessions import (
     SessionLimits,
     TooManySessions,
 )
+from trio_mcp_sessions._protocol._clock import SessionClock
 from trio_mcp_sessions._protocol._jsonrpc import Notification, Request
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 
@@ -56,19 +57,23 @@ class ModelSession:
     def busy(self) -> bool:
         return bool(self.requests or self.streams)
 
-    def deadline(self) -> float:
-        if self.busy:
-            base = math.inf
-        elif not self.seen_use:
-            base = self.created_at + INIT
+    def clock(self) -> SessionClock:
+        """The production idle rule, fed what the model saw (tested on its own elsewhere)."""
+        clock = SessionClock(
+            self.created_at, idle_timeout=IDLE, init_timeout=INIT, max_lifetime=LIFETIME
+        )
+        if self.seen_use:
+            clock.use(self.last_activity)
         else:
-            base = self.last_activity + IDLE
-        return min(base, self.created_at + LIFETIME)
+            clock.activity(self.last_activity)
+        clock.inflight, clock.streams = len(self.requests), len(self.streams)
+        return clock
+
+    def deadline(self) -> float:
+        return self.clock().deadline()
 
     def expiry_reason(self) -> CloseReason:
-        if self.deadline() >= self.created_at + LIFETIME:
-            return CloseReason.MAX_LIFETIME
-        return CloseReason.IDLE if self.seen_use else CloseReason.INIT_TIMEOUT
+        return CloseReason(self.clock().expiry_reason(self.deadline()))
 
 
 operations = st.lists(

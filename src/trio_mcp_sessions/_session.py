@@ -20,7 +20,6 @@ import contextlib
 import enum
 import itertools
 import logging
-import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 import trio
 
 from ._errors import EventsPurged, StoreUnavailable, TooManyInFlight, UnknownEventId
+from ._protocol._clock import SessionClock
 from ._protocol._jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -481,7 +481,6 @@ class Session:
     """
 
     __slots__ = (
-        "_attached",
         "_inflight",
         "_max_inflight",
         "_notifying",
@@ -494,23 +493,17 @@ class Session:
         "_queued",
         "_request_streams",
         "_scope",
-        "_seen_use",
         "_standalone_stream",
         "_streams",
         "_worker",
         "client_info",
+        "clock",
         "close_reason",
         "closed",
-        "created_at",
         "dropped_readers",
         "event_store",
-        "expires_at",
-        "idle_timeout",
-        "init_timeout",
         "is_restored",
-        "last_activity",
         "log_level",
-        "max_lifetime",
         "principal",
         "retry_ms",
         "server",
@@ -558,11 +551,14 @@ class Session:
         )
         self._on_state_changed = on_state_changed
         self.event_store = event_store
-        self.idle_timeout = idle_timeout
-        self.init_timeout = init_timeout
         self.retry_ms = retry_ms
-        self.created_at = trio.current_time()
-        self.last_activity = self.created_at
+        #: The session's deadlines (sans-IO): this session applies them to its scope.
+        self.clock = SessionClock(
+            trio.current_time(),
+            idle_timeout=idle_timeout,
+            init_timeout=init_timeout,
+            max_lifetime=max_lifetime,
+        )
         self.state = SessionStateMachine()
         self.client_info: ClientInfo | None = None
         self.log_level: str | None = None
@@ -572,14 +568,7 @@ class Session:
         self.closed = trio.Event()
         self._on_closed = on_closed
         self._on_activity = on_activity
-        self.max_lifetime = max_lifetime
-        #: Absolute end, whatever the activity (``inf`` without a max lifetime).
-        self.expires_at = self.created_at + max_lifetime if max_lifetime is not None else math.inf
-        self._scope = trio.CancelScope(
-            deadline=min(
-                self.created_at + init_timeout, self.created_at + (max_lifetime or math.inf)
-            )
-        )
+        self._scope = trio.CancelScope(deadline=self.clock.deadline())
         self._nursery: trio.Nursery | None = None
         self._worker: trio.lowlevel.Task | None = None
         self._parked = False
@@ -591,12 +580,7 @@ class Session:
         self._notifying = 0
         self._pending_replies: dict[RequestId, _PendingReply] = {}
         self._standalone_stream: _Stream | None = None
-        self._attached = 0
         self.store_failures = 0
-        #: Whether the client has used the session after ``initialize`` (sent
-        #: ``initialized``, a request, or opened a stream); until then the
-        #: init timeout applies instead of the idle timeout.
-        self._seen_use = False
 
     @property
     def _standalone(self) -> _Stream:
@@ -673,12 +657,8 @@ class Session:
         if self.close_reason is None:
             if not self._scope.cancelled_caught:
                 self.close_reason = CloseReason.ERROR
-            elif trio.current_time() >= self.expires_at:
-                self.close_reason = CloseReason.MAX_LIFETIME
-            elif self._seen_use:
-                self.close_reason = CloseReason.IDLE
-            else:
-                self.close_reason = CloseReason.INIT_TIMEOUT
+            else:  # our own deadline passed
+                self.close_reason = CloseReason(self.clock.expiry_reason(trio.current_time()))
         self.state.close()
         for stream in self._streams.values():
             if stream.connection is not None:
@@ -686,7 +666,7 @@ class Session:
                 stream.connection = None
         self._streams.clear()
         self._request_streams.clear()
-        self._attached = 0
+        self.clock.streams = 0
         self.closed.set()
         self._on_closed(self)
 
@@ -710,40 +690,38 @@ class Session:
 
     # -- deadlines ----------------------------------------------------------------------
 
-    def _busy(self) -> bool:
-        return bool(self._inflight) or self._attached > 0
-
     def _update_deadline(self) -> None:
+        """Apply the clock's deadline to the session's scope."""
         if self.close_reason is not None:
             return
-        busy = self._busy()
-        if busy:
-            deadline = math.inf
-        elif not self._seen_use:
-            # Until the client shows it uses the session, the init timeout
-            # applies, counted from creation; activity does not extend it.
-            deadline = self.created_at + self.init_timeout
-        else:
-            deadline = self.last_activity + self.idle_timeout
-        deadline = min(deadline, self.expires_at)
+        clock = self.clock
+        deadline = clock.deadline()
         if deadline != self._scope.deadline:  # re-registering a deadline is not free
             self._scope.deadline = deadline
         if self._on_activity is not None:
-            self._on_activity(self, busy)
+            self._on_activity(self, clock.busy)
+
+    @property
+    def created_at(self) -> float:
+        return self.clock.created_at
+
+    @property
+    def last_activity(self) -> float:
+        return self.clock.last_activity
 
     @property
     def inflight(self) -> int:
         """Requests whose handlers are running."""
-        return len(self._inflight)
+        return self.clock.inflight
 
     @property
     def busy(self) -> bool:
         """A request is in flight or a stream is attached (never evicted by the default policy)."""
-        return self._busy()
+        return self.clock.busy
 
     def touch(self) -> None:
         """Record client activity: pushes the idle deadline forward."""
-        self.last_activity = trio.current_time()
+        self.clock.activity(trio.current_time())
         self._update_deadline()
 
     @property
@@ -757,7 +735,7 @@ class Session:
         self.client_info = client
         try:
             result = await self.server.initialize(
-                client, is_restored=self.is_restored, timeout=self.init_timeout
+                client, is_restored=self.is_restored, timeout=self.clock.init_timeout
             )
         except McpError as exc:
             return ErrorResponse(request.id, exc.code, exc.message, exc.data)
@@ -790,8 +768,8 @@ class Session:
             self.log_level = log_level
             self.subscriptions = set(subscriptions)
             self.state.receive_notification("notifications/initialized")
-            self._seen_use = True
-            self.touch()
+            self.clock.use(trio.current_time())
+            self._update_deadline()
         return reply
 
     def persisted_state(self) -> tuple[str | None, frozenset[str]]:
@@ -830,12 +808,12 @@ class Session:
         if stream.connection is not None:
             # The old response is presumably dead (the client reconnected).
             stream.connection.end()
-            self._attached -= 1
+            self.clock.streams -= 1
 
         def on_detach() -> None:
             if stream.connection is handle:
                 stream.connection = None
-                self._attached -= 1
+                self.clock.streams -= 1
                 self.touch()
 
         handle = EventStream(
@@ -846,7 +824,7 @@ class Session:
         )
         stream.connection = handle
         stream.ever_attached = True
-        self._attached += 1
+        self.clock.streams += 1
         self._update_deadline()
         return handle
 
@@ -974,14 +952,14 @@ class Session:
                     request_id=request.id,
                 )
             ids.add(request.id)
-        self._seen_use = True
-        self.last_activity = trio.current_time()
+        self.clock.use(trio.current_time())
         stream = self._new_stream(standalone=False, reply_mode=reply_mode)
         stream.pending = ids
         handle = self._attach(stream)
         for request in requests:
             scope = trio.CancelScope()
             self._inflight[request.id] = scope
+            self.clock.inflight += 1
             self._request_streams[request.id] = stream
             self._spawn(self._run_handler, stream, request, info, scope)
         self._update_deadline()
@@ -1033,7 +1011,8 @@ class Session:
                     self._on_state_changed(self)
                 await self._emit(stream, data)
         finally:
-            self._inflight.pop(request.id, None)
+            if self._inflight.pop(request.id, None) is not None:
+                self.clock.inflight -= 1
             self._request_streams.pop(request.id, None)
             stream.pending.discard(request.id)
             if not stream.pending:
@@ -1069,7 +1048,7 @@ class Session:
 
     def accept(self, message: Message) -> None:
         """Take a notification or a response from the client (answered with 202)."""
-        self.last_activity = trio.current_time()
+        self.clock.activity(trio.current_time())
         if isinstance(message, Notification):
             self._accept_notification(message)
         elif isinstance(message, (Response, ErrorResponse)):
@@ -1090,7 +1069,7 @@ class Session:
         params = notification.params or {}
         if notification.method == "notifications/initialized":
             self.state.receive_notification(notification.method)
-            self._seen_use = True
+            self.clock.used = True  # accept() recorded the activity
         elif notification.method == "notifications/cancelled":
             request_id = params.get("requestId")
             scope = self._inflight.get(request_id) if isinstance(request_id, (str, int)) else None
@@ -1128,7 +1107,7 @@ class Session:
         stream = self._standalone
         if stream.connection is not None:
             return None
-        self._seen_use = True
+        self.clock.used = True  # busy while attached; the detach counts as activity
         if stream.ever_attached or self.event_store is None or stream.seq == 0:
             return self._attach(stream)
         async with stream.lock:
@@ -1176,7 +1155,7 @@ class Session:
                 # as the session's live GET stream.
                 if self._standalone.connection is not None:
                     raise UnknownEventId("this session already has an open GET stream")
-                self._seen_use = True
+                self.clock.used = True
                 handle = self._attach(self._standalone, replay)
                 handle.priming = None
                 return handle
@@ -1200,7 +1179,7 @@ class Session:
                     f"stream {stream_id!r}: events {after + 1}..{stream.seq} are not all stored"
                 )
             replay = [SseEvent(stream.event_id(e.seq), e.data) for e in stored]
-            self._seen_use = True
+            self.clock.used = True
             handle = self._attach(stream, replay)
             handle.priming = None
             return handle
