@@ -50,6 +50,7 @@ PUBLIC = {
     "StoreUnavailable",
     "SqliteEventStore",
     "SqliteSessionStore",
+    "SseEvent",
     "StoredEvent",
     "StreamableHTTPApp",
     "TooManyInFlight",

@@ -14,13 +14,15 @@ from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import TooManyInFlight as TooManyInFlight
 from ._errors import TooManySessions as TooManySessions
 from ._errors import UnknownEventId as UnknownEventId
+from ._interface import CloseReason as CloseReason
+from ._interface import RequestInfo as RequestInfo
+from ._interface import RestoreOutcome as RestoreOutcome
+from ._interface import SessionInfo as SessionInfo
+from ._interface import SessionManager as SessionManager
 from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
-from ._manager import RestoreOutcome as RestoreOutcome
-from ._manager import SessionInfo as SessionInfo
 from ._manager import SessionLimits as SessionLimits
-from ._manager import SessionManager as SessionManager
 from ._protocol._jsonrpc import InputLimits as InputLimits
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
@@ -41,9 +43,6 @@ from ._server._content import text_content as text_content
 from ._server._context import CapabilityNotSupported as CapabilityNotSupported
 from ._server._context import Context as Context
 from ._server._server import McpServer as McpServer
-from ._session import CloseReason as CloseReason
-from ._session import EventStream as EventStream
-from ._session import RequestInfo as RequestInfo
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
 from ._stores._base import SessionStateUpdates as SessionStateUpdates
@@ -58,6 +57,8 @@ from ._stores._redis import RedisSessionStore as RedisSessionStore
 from ._stores._redis import open_redis as open_redis
 from ._stores._sqlite import SqliteEventStore as SqliteEventStore
 from ._stores._sqlite import SqliteSessionStore as SqliteSessionStore
+from ._streams import EventStream as EventStream
+from ._streams import SseEvent as SseEvent
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._asgi import TransportStatistics as TransportStatistics
 from ._transport._http import HostPolicy as HostPolicy

@@ -19,7 +19,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
 
 import trio
 
@@ -31,10 +31,18 @@ from ._errors import (
     TooManyInFlight,
     TooManySessions,
 )
+from ._interface import (
+    CloseReason,
+    ReplyMode,
+    RequestInfo,
+    RestoreOutcome,
+    SessionInfo,
+    SessionManager,
+)
 from ._protocol._jsonrpc import ErrorResponse, Message, ProtocolError, Request, Response
 from ._protocol._lifecycle import parse_initialize
 from ._ratelimit import RateLimit, SharedRateLimiter, SlidingWindow, SlidingWindowLimiter
-from ._session import CloseReason, EventStream, ReplyMode, RequestInfo, Session
+from ._session import Session
 from ._stores._base import SessionRecord
 from ._stores._guard import StoreGuard, StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
     from ._protocol._lifecycle import ClientInfo
     from ._server._server import McpServer
     from ._stores._base import EventStore, SessionStore
+    from ._streams import EventStream
 
 __all__ = [
     "BoundedSessionManager",
@@ -171,16 +180,6 @@ class SessionLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """A read-only view of a live session, for the transport and for users."""
-
-    session_id: str
-    protocol_version: str | None
-    initialized: bool
-    principal: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ManagerStatistics:
     """A snapshot of the manager's counters (see :meth:`BoundedSessionManager.statistics`).
 
@@ -220,94 +219,6 @@ class ManagerStatistics:
     dropped_readers: int = 0
     stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
     subscriptions: int = 0
-
-
-class RestoreOutcome(enum.Enum):
-    """What :meth:`SessionManager.restore_session` achieved."""
-
-    RESTORED = "restored"
-    ALREADY_PRESENT = "already_present"
-    NOT_FOUND = "not_found"
-    NOT_SUPPORTED = "not_supported"
-
-
-@runtime_checkable
-class SessionManager(Protocol):
-    """What the HTTP transport needs from sessions (rmcp's trait, for trio).
-
-    Every method that names a session raises :class:`SessionNotFound` when it
-    is not live. Methods never touch HTTP; the transport maps errors to
-    statuses.
-    """
-
-    async def create_session(self, info: RequestInfo) -> str:
-        """Allocate a session (a slot under the cap) and return its id.
-
-        Raises:
-            RateLimited: Over a creation rate limit.
-            TooManySessions: At the cap with nothing to evict.
-            ServiceUnavailable: Not running, or draining.
-        """
-        ...
-
-    async def initialize_session(
-        self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
-    ) -> Response | ErrorResponse:
-        """Answer ``initialize``. On an error answer the session is already closed.
-
-        Raises:
-            SessionNotFound: The session closed while ``initialize`` ran.
-        """
-        ...
-
-    def get_session(self, session_id: str) -> SessionInfo | None:
-        """The live session, or ``None``."""
-        ...
-
-    async def has_session(self, session_id: str) -> bool: ...
-
-    async def close_session(self, session_id: str, reason: CloseReason) -> None:
-        """Close a session and wait until nothing of it remains."""
-        ...
-
-    async def create_stream(
-        self,
-        session_id: str,
-        requests: Sequence[Request],
-        info: RequestInfo,
-        reply_mode: ReplyMode,
-    ) -> EventStream:
-        """Start handling client requests; their answers come on the stream."""
-        ...
-
-    async def accept_messages(
-        self, session_id: str, messages: Sequence[Message], info: RequestInfo
-    ) -> None:
-        """Take client notifications and responses (no answer)."""
-        ...
-
-    async def create_standalone_stream(self, session_id: str) -> EventStream | None:
-        """Attach the GET stream; ``None`` when one is already attached."""
-        ...
-
-    async def resume(self, session_id: str, last_event_id: str) -> EventStream:
-        """Reattach after ``Last-Event-ID`` (raises ``UnknownEventId``/``EventsPurged``)."""
-        ...
-
-    async def restore_session(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
-        """Bring back a session this process does not hold (from a session store)."""
-        ...
-
-    def begin_drain(self) -> None:
-        """Stop admitting sessions and requests; end GET streams with a reconnect hint.
-
-        Requests in flight go on and deliver their answers.
-        """
-        ...
-
-    def finish_drain(self) -> None:
-        """End every response still open with a reconnect hint (the grace period is over)."""
-        ...
 
 
 class _Default:

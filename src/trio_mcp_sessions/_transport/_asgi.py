@@ -25,7 +25,8 @@ from .._errors import (
     StoreUnavailable,
     UnknownEventId,
 )
-from .._manager import BoundedSessionManager, RestoreOutcome, SessionLimits, SessionManager
+from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionManager
+from .._manager import BoundedSessionManager, SessionLimits  # the default manager, built here
 from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
     DEFAULT_INPUT_LIMITS,
@@ -45,7 +46,7 @@ from .._protocol._lifecycle import (
     parse_initialize,
     supports_batches,
 )
-from .._session import CloseReason, EventStream, RequestInfo, SseEvent
+from .._streams import EventStream, SseEvent
 from . import _hypercorn_h2
 from ._http import HostPolicy, accepts, encode_sse, is_json_content_type, valid_authority
 
