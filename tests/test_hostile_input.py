@@ -26,8 +26,8 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from _harness import parse_sse
 from conftest import initialize_body
-from test_transport_http import parse_sse
 from trio_mcp_sessions import (
     BoundedSessionManager,
     InputLimits,
