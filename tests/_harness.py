@@ -24,7 +24,7 @@ from trio_mcp_sessions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     import httpx
 
@@ -268,9 +268,7 @@ class Harness:
 
     @property
     def manager(self) -> BoundedSessionManager:
-        manager = self.app.manager
-        assert isinstance(manager, BoundedSessionManager)
-        return manager
+        return manager_of(self.app)
 
     def stats(self) -> ManagerStatistics:
         return self.manager.statistics()
@@ -364,6 +362,19 @@ class Harness:
                 nursery.start_soon(reader.pump, r)
                 yield r, reader
                 nursery.cancel_scope.cancel()
+
+
+def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:
+    manager = app.manager
+    assert isinstance(manager, BoundedSessionManager)
+    return manager
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    # Polling: the state lives in the client's tasks or our manager, neither offers an event.
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.01)
 
 
 async def start(start_server: StartServer, http: httpx.AsyncClient, **options: Any) -> Harness:

@@ -23,8 +23,8 @@ from _harness import (
     notification,
     ping,
     start,
+    wait_until,
 )
-from test_interop_sdk import wait_until
 from test_manager import INFO, make_server, open_session
 from test_manager import call as manager_call
 from trio_mcp_sessions import BoundedSessionManager, InputLimits, SessionLimits, TooManyInFlight
