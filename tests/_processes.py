@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from _harness import parse_sse
+from conftest import INIT_HEADERS, initialize_body
 
 if TYPE_CHECKING:
     import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-INIT_HEADERS = {
-    "accept": "application/json, text/event-stream",
-    "content-type": "application/json",
-}
 
 
 class ServerProcess:
@@ -78,17 +75,7 @@ class ServerProcess:
 
 
 async def initialize(http: httpx.AsyncClient, url: str, **headers: str) -> str:
-    body: dict[str, Any] = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "process-tests", "version": "0"},
-        },
-    }
-    r = await http.post(url, json=body, headers={**INIT_HEADERS, **headers})
+    r = await http.post(url, json=initialize_body(), headers={**INIT_HEADERS, **headers})
     assert r.status_code == 200, r.text
     session_id = r.headers["mcp-session-id"]
     r = await http.post(
