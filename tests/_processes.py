@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from _harness import parse_sse
+from conftest import INIT_HEADERS, initialize_body
+
 if TYPE_CHECKING:
     import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-INIT_HEADERS = {
-    "accept": "application/json, text/event-stream",
-    "content-type": "application/json",
-}
 
 
 class ServerProcess:
@@ -76,17 +75,7 @@ class ServerProcess:
 
 
 async def initialize(http: httpx.AsyncClient, url: str, **headers: str) -> str:
-    body: dict[str, Any] = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "process-tests", "version": "0"},
-        },
-    }
-    r = await http.post(url, json=body, headers={**INIT_HEADERS, **headers})
+    r = await http.post(url, json=initialize_body(), headers={**INIT_HEADERS, **headers})
     assert r.status_code == 200, r.text
     session_id = r.headers["mcp-session-id"]
     r = await http.post(
@@ -105,20 +94,6 @@ def session_headers(session_id: str, **extra: str) -> dict[str, str]:
         "mcp-protocol-version": "2025-11-25",
         **extra,
     }
-
-
-def parse_sse(text: str) -> list[dict[str, str]]:
-    """Events of an SSE body: ``[{"id": ..., "data": ...}, ...]`` (data may be empty)."""
-    events = []
-    for block in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            name, _, value = line.partition(": ")
-            if name in ("id", "data", "retry", "event"):
-                fields[name] = fields.get(name, "") + value if name == "data" else value
-        if "id" in fields or "data" in fields:
-            events.append(fields)
-    return events
 
 
 async def post_then_drop(
@@ -226,15 +201,15 @@ async def interrupt_logging_call(url: str, headers: dict[str, str], request_id: 
         "params": {"name": "test_tool_with_logging", "arguments": {}},
     }
     seen = parse_sse(await post_then_drop(url, call, headers, "Tool execution started"))
-    return [e["id"] for e in seen if e.get("data")][-1]
+    last = [e for e in seen if e.data][-1]
+    assert last.id is not None, last
+    return last.id
 
 
 async def resume_stream(
     http: httpx.AsyncClient, url: str, session_id: str, last_event_id: str
 ) -> list[dict[str, Any]]:
     """GET with ``Last-Event-ID``; the JSON-RPC messages replayed."""
-    import json
-
     r = await http.get(
         url,
         headers={
@@ -244,4 +219,4 @@ async def resume_stream(
         },
     )
     assert r.status_code == 200, r.text
-    return [json.loads(e["data"]) for e in parse_sse(r.text) if e.get("data")]
+    return [e.json() for e in parse_sse(r.text) if e.data]

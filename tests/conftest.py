@@ -100,3 +100,13 @@ def tracebacks() -> Iterator[TracebackRecorder]:
     finally:
         for log in loggers:
             log.removeHandler(recorder)
+
+
+@pytest.fixture
+def no_tracebacks(tracebacks: TracebackRecorder) -> Iterator[None]:
+    """Fails the test if the server logged a traceback while it ran.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("no_tracebacks")``.
+    """
+    yield
+    assert not tracebacks.records, tracebacks.describe()

@@ -19,30 +19,16 @@ import pytest
 import trio
 
 from _drain_server import server as drain_server
+from _harness import call, manager_of, wait_until
 from _processes import ServerProcess, initialize, session_headers
-from test_interop_sdk import wait_until
 from trio_mcp_sessions import SessionLimits, StreamableHTTPApp, serve
 from trio_mcp_sessions._serve import Connections, _watch_writes, _WatchedStream
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from trio_mcp_sessions import BoundedSessionManager
 
 TARGET = "tests/_drain_server.py:server"
-
-
-def call(tool: str, request_id: int = 2, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-
-
-def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:
-    return app.manager  # type: ignore[return-value]
 
 
 async def start_serving(
@@ -108,7 +94,7 @@ async def test_what_outlasts_the_grace_period_ends_with_a_retry_hint() -> None:
                 session_id = await initialize(http, url)
                 headers = session_headers(session_id)
                 async with http.stream(
-                    "POST", url, json=call("pause", seconds=60), headers=headers
+                    "POST", url, json=call("pause", 2, seconds=60), headers=headers
                 ) as r:
                     lines = r.aiter_lines()
                     assert (await lines.__anext__()).startswith("id: ")  # priming
@@ -160,7 +146,7 @@ async def test_shutdown_finishes_in_time_whatever_stalled_readers_do() -> None:
             url, done = await start_serving(nursery, app, stop, grace=1)
             async with httpx.AsyncClient(timeout=10) as http:
                 ids = [await initialize(http, url) for _ in range(5)]
-            clients = [await stalled_client(url, s, call("big", kib=8192)) for s in ids]
+            clients = [await stalled_client(url, s, call("big", 2, kib=8192)) for s in ids]
             await wait_until(lambda: manager_of(app).statistics().busy_sessions == 0, timeout=10)
             await trio.sleep(0.5)  # the answers are written, and stuck in the sockets
             started = trio.current_time()
@@ -182,7 +168,7 @@ async def test_a_reader_that_stops_has_its_connection_cut_after_the_write_timeou
             url, done = await start_serving(nursery, app, stop, grace=1)
             async with httpx.AsyncClient(timeout=10) as http:
                 session_id = await initialize(http, url)
-                client = await stalled_client(url, session_id, call("big", kib=8192))
+                client = await stalled_client(url, session_id, call("big", 2, kib=8192))
                 started = trio.current_time()
                 # The connection is reset: reading it ends in an error or EOF,
                 # within the write timeout and the watchdog's period.

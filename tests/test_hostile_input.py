@@ -15,19 +15,16 @@ import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import initialize_body
-from test_transport_http import parse_sse
+from _harness import parse_sse
+from conftest import StartServer, initialize_body
 from trio_mcp_sessions import (
     BoundedSessionManager,
     InputLimits,
@@ -860,7 +857,7 @@ async def test_a_handler_returning_a_surrogate_keeps_its_session(
 
 @pytest.mark.parametrize("http2", [False, True])
 async def test_early_answers_over_real_hypercorn(
-    nursery: trio.Nursery, http2: bool, caplog: pytest.LogCaptureFixture
+    start_server: StartServer, http2: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Answers given before the request body arrived, then the server still serves.
 
@@ -868,14 +865,7 @@ async def test_early_answers_over_real_hypercorn(
     stream, which ended ``serve()`` for everyone (see ``_hypercorn_h2``).
     """
     app = StreamableHTTPApp(make_server(), max_body_bytes=1000)
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 0.5
-    binds = await nursery.start(
-        partial(hypercorn_serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
-    )
-    url = f"{binds[0]}/mcp"
+    url = await start_server(app)
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
     caplog.set_level(logging.INFO)

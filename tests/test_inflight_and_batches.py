@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from test_interop_sdk import wait_until
-from test_manager import INFO, make_server, open_session
-from test_manager import call as manager_call
-from test_transport_http import (
+from _harness import (
     INVALID_REQUEST,
     LEGACY,
     SERVER_ERROR,
@@ -26,7 +23,10 @@ from test_transport_http import (
     notification,
     ping,
     start,
+    wait_until,
 )
+from test_manager import INFO, make_server, open_session
+from test_manager import call as manager_call
 from trio_mcp_sessions import BoundedSessionManager, InputLimits, SessionLimits, TooManyInFlight
 from trio_mcp_sessions._protocol._jsonrpc import Notification
 

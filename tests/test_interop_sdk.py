@@ -29,9 +29,9 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.exceptions import MCPError as SdkError
 from pydantic import FileUrl
 
+from _harness import manager_of, wait_until
 from conftest import INIT_HEADERS, StartServer, TracebackRecorder
 from trio_mcp_sessions import (
-    BoundedSessionManager,
     CapabilityNotSupported,
     Context,
     McpError,
@@ -44,7 +44,7 @@ from trio_mcp_sessions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     import httpx
     from mcp.client import Transport
@@ -237,12 +237,6 @@ def make_server(probe: Probe | None = None) -> McpServer:
 # -- helpers -------------------------------------------------------------------------
 
 
-def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:
-    manager = app.manager
-    assert isinstance(manager, BoundedSessionManager)
-    return manager
-
-
 async def serve(
     start_server: StartServer,
     reply_mode: ReplyMode = "sse",
@@ -293,13 +287,6 @@ async def connected(app: StreamableHTTPApp, reply_mode: ReplyMode, inbox: Inbox)
         while not inbox.seen(types.ToolListChangedNotification):
             await manager_of(app).notify_all("notifications/tools/list_changed")
             await trio.sleep(0.02)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    # Polling: the state lives in the SDK's tasks or our manager, neither offers an event.
-    with trio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.01)
 
 
 async def set_level(client: Client, level: types.LoggingLevel) -> None:

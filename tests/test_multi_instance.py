@@ -17,7 +17,6 @@ import pytest
 import trio
 
 from _processes import (
-    INIT_HEADERS,
     ServerProcess,
     SwitchableProxy,
     initialize,
@@ -26,6 +25,7 @@ from _processes import (
     resume_stream,
     session_headers,
 )
+from conftest import INIT_HEADERS
 
 if TYPE_CHECKING:
     from _redis_server import RedisServer

@@ -1,0 +1,404 @@
+"""The one harness of the HTTP tests: a server under test, an SSE parser, request helpers.
+
+Every test that talks to ``StreamableHTTPApp`` over real HTTP (Hypercorn on
+127.0.0.1:0, see ``conftest.start_server``) builds on this module, so there is
+one SSE parser, one way to start the server and one shape of an error check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import trio
+
+from conftest import StartServer, initialize_body
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    Context,
+    McpServer,
+    StreamableHTTPApp,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    import httpx
+
+    from trio_mcp_sessions import ManagerStatistics
+
+LATEST = "2025-11-25"
+LEGACY = "2025-03-26"
+SSE_ACCEPT = "application/json, text/event-stream"
+JSON_ACCEPT = "application/json"
+ReplyMode = Literal["sse", "json"]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+SERVER_ERROR = -32000
+SESSION_NOT_FOUND = -32001
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+
+# -- the server under test ------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """What the tools report to the test (server and test share one trio run)."""
+
+    hanging: trio.Event = field(default_factory=trio.Event)
+
+
+def make_server(probe: Probe) -> McpServer:
+    server = McpServer("transport-tests", "1.0")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged.
+
+        Args:
+            text: What to return.
+        """
+        return text
+
+    @server.tool()
+    async def hang() -> str:
+        """Sleep until cancelled."""
+        probe.hanging.set()
+        await trio.sleep_forever()
+
+    @server.tool()
+    async def slow(delay: float = 0.3) -> str:
+        """Sleep a little, then answer.
+
+        Args:
+            delay: Seconds to sleep.
+        """
+        await trio.sleep(delay)
+        return "slept"
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        """Log one line, then answer."""
+        await ctx.info("working")
+        return "done"
+
+    @server.tool()
+    async def firehose(ctx: Context) -> str:
+        """Log without pause until cancelled."""
+        while True:
+            await ctx.info("tick")
+
+    return server
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+@dataclass
+class SseEvent:
+    id: str | None = None
+    retry: int | None = None
+    event: str | None = None
+    data_lines: list[str] = field(default_factory=list)
+
+    @property
+    def data(self) -> str:
+        return "\n".join(self.data_lines)
+
+    @property
+    def is_priming(self) -> bool:
+        return self.id is not None and self.data == ""
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class _SseParser:
+    """Line-by-line SSE parsing (events end at a blank line; comments skipped)."""
+
+    def __init__(self) -> None:
+        self._event = SseEvent()
+        self._seen = False
+
+    def feed(self, line: str) -> SseEvent | None:
+        if line == "":
+            if not self._seen:
+                return None
+            event, self._event, self._seen = self._event, SseEvent(), False
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        self._seen = True
+        if name == "id":
+            self._event.id = value
+        elif name == "retry":
+            self._event.retry = int(value)
+        elif name == "event":
+            self._event.event = value
+        elif name == "data":
+            self._event.data_lines.append(value)
+        return None
+
+    def finish(self) -> SseEvent | None:
+        return self.feed("")
+
+
+def parse_sse(text: str) -> list[SseEvent]:
+    parser = _SseParser()
+    events = [e for line in text.splitlines() if (e := parser.feed(line)) is not None]
+    last = parser.finish()
+    return [*events, last] if last is not None else events
+
+
+class SseReader:
+    """Events of a streamed httpx response, read by a background task.
+
+    The task is cancelled when the stream closes: the cancellation unwinds
+    httpx's chain of async generators, so none is left for the garbage
+    collector (trio would warn about it).
+    """
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[SseEvent](math.inf)
+
+    async def pump(self, response: httpx.Response) -> None:
+        parser = _SseParser()
+        with self._send:
+            # No checkpoint outside the iteration: see the class docstring.
+            async for line in response.aiter_lines():
+                event = parser.feed(line)
+                if event is not None:
+                    self._send.send_nowait(event)
+            last = parser.finish()
+            if last is not None:
+                self._send.send_nowait(last)
+
+    async def next(self) -> SseEvent | None:
+        """The next event, or ``None`` when the stream has ended."""
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            return None
+
+    async def rest(self) -> list[SseEvent]:
+        """Every remaining event, until the server ends the stream."""
+        events = []
+        while (event := await self.next()) is not None:
+            events.append(event)
+        return events
+
+
+def messages(response: httpx.Response) -> list[Any]:
+    """The JSON-RPC messages of a complete 200 answer, JSON or SSE (priming skipped)."""
+    content_type = response.headers["content-type"]
+    if content_type.startswith("text/event-stream"):
+        return [e.json() for e in parse_sse(response.text) if e.data]
+    assert content_type.startswith("application/json"), content_type
+    body = response.json()
+    return body if isinstance(body, list) else [body]
+
+
+_ABSENT = object()
+
+
+def assert_error(
+    response: httpx.Response,
+    status: int,
+    code: int,
+    *,
+    request_id: object = _ABSENT,
+    maybe_id: object = _ABSENT,
+) -> dict[str, Any]:
+    """Check an HTTP error answer and its JSON-RPC error body.
+
+    ``request_id``: the body must echo it; by default the body must have no
+    ``id``. ``maybe_id``: the body may echo it or leave ``id`` out (for the
+    cases :func:`test_http_error_echoes_readable_request_id` covers).
+    """
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert body["jsonrpc"] == "2.0"
+    assert "result" not in body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["code"] == code, body
+    if request_id is not _ABSENT:
+        assert body.get("id") == request_id, body
+    elif maybe_id is not _ABSENT:
+        assert "id" not in body or body["id"] == maybe_id, body
+    else:
+        assert "id" not in body, body
+    return body
+
+
+def ping(request_id: int | str = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "ping"}
+
+
+def call(name: str, request_id: int | str = 1, **arguments: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+
+
+def notification(method: str, **params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params:
+        out["params"] = params
+    return out
+
+
+@dataclass
+class Harness:
+    app: StreamableHTTPApp
+    url: str
+    http: httpx.AsyncClient
+    probe: Probe
+
+    @property
+    def manager(self) -> BoundedSessionManager:
+        return manager_of(self.app)
+
+    def stats(self) -> ManagerStatistics:
+        return self.manager.statistics()
+
+    def assert_nothing_allocated(self, before: ManagerStatistics) -> None:
+        after = self.stats()
+        assert after.created == before.created, (before, after)
+        assert after.live_sessions == before.live_sessions, (before, after)
+
+    def inflight(self, session_id: str) -> int:
+        return len(self.manager.session(session_id)._inflight)
+
+    @staticmethod
+    def headers(
+        session_id: str | None = None,
+        version: str | None = None,
+        *,
+        accept: str = SSE_ACCEPT,
+    ) -> dict[str, str]:
+        out = {"accept": accept, "content-type": "application/json"}
+        if session_id is not None:
+            out["mcp-session-id"] = session_id
+        if version is not None:
+            out["mcp-protocol-version"] = version
+        return out
+
+    @staticmethod
+    def get_headers(session_id: str | None = None, version: str | None = LATEST) -> dict[str, str]:
+        out = {"accept": "text/event-stream"}
+        if session_id is not None:
+            out["mcp-session-id"] = session_id
+        if version is not None:
+            out["mcp-protocol-version"] = version
+        return out
+
+    async def post(
+        self,
+        body: Any,
+        session_id: str | None = None,
+        version: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = self.headers(session_id, version)
+        all_headers.update(headers or {})
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return await self.http.post(self.url, content=content, headers=all_headers)
+
+    async def initialize(self, version: str = LATEST, *, accept: str = SSE_ACCEPT) -> str:
+        """A ready session: ``initialize``, then ``notifications/initialized``."""
+        r = await self.http.post(
+            self.url, json=initialize_body(version), headers=self.headers(accept=accept)
+        )
+        assert r.status_code == 200, r.text
+        session_id = r.headers["mcp-session-id"]
+        r = await self.post(
+            notification("notifications/initialized"),
+            session_id,
+            version,
+            headers={"accept": accept},
+        )
+        assert r.status_code == 202, r.text
+        return session_id
+
+    async def get_until_served(self, session_id: str) -> SseEvent | None:
+        """GET the session's stream until it is free (409 meanwhile); its first event."""
+        while True:
+            async with self.stream("GET", self.get_headers(session_id)) as (r, sse):
+                if r.status_code == 200:
+                    return await sse.next()
+                assert_error(r, 409, SERVER_ERROR)
+            await trio.sleep(0.02)
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, headers: dict[str, str], body: Any = None
+    ) -> AsyncIterator[tuple[httpx.Response, SseReader]]:
+        """A streamed request; leaving the block closes the response (disconnects).
+
+        An SSE answer is read event by event from the reader; any other
+        answer is read completely before the block starts.
+        """
+        content = None if body is None else json.dumps(body).encode()
+        async with self.http.stream(method, self.url, headers=headers, content=content) as r:
+            reader = SseReader()
+            if not r.headers.get("content-type", "").startswith("text/event-stream"):
+                await r.aread()
+                yield r, reader
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader.pump, r)
+                yield r, reader
+                nursery.cancel_scope.cancel()
+
+
+def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:
+    manager = app.manager
+    assert isinstance(manager, BoundedSessionManager)
+    return manager
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    # Polling: the state lives in the client's tasks or our manager, neither offers an event.
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def start(start_server: StartServer, http: httpx.AsyncClient, **options: Any) -> Harness:
+    probe = Probe()
+    app = StreamableHTTPApp(make_server(probe), **options)
+    url = await start_server(app)
+    return Harness(app, url, http, probe)
+
+
+def assert_sse_headers(response: httpx.Response) -> None:
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    cache_control = [v.strip() for v in response.headers["cache-control"].split(",")]
+    assert "no-cache" in cache_control
+    assert response.headers["x-accel-buffering"] == "no"
+
+
+def initialize_without(key: str) -> dict[str, Any]:
+    body = initialize_body(request_id=11)
+    del body["params"][key]
+    return body
+
+
+def initialize_with(key: str, value: Any) -> dict[str, Any]:
+    body = initialize_body(request_id=11)
+    body["params"][key] = value
+    return body
