@@ -1,0 +1,135 @@
+"""The layers are true: every module imports only from the layers it may use.
+
+transport → manager → sessions → server API → protocol core, with the
+session-manager interface (``_interface``, ``_streams``) as the vocabulary
+between transport and sessions: the transport never imports ``_session``, so
+a custom :class:`SessionManager` built on the public API can replace it.
+Imports under ``if TYPE_CHECKING:`` (annotations only) are checked too, with
+the looser rule of each layer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "trio_mcp_sessions"
+
+#: Who may import whom: (module prefixes of the layer, runtime imports, type-only imports).
+LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "entry points": (("<pkg>", "__main__", "_cli", "_serve"), ("",), ("",)),
+    "transport": (
+        ("_transport", "_metrics"),
+        ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors"),
+        ("_ratelimit", "_server._server", "_stores._base", "_serve", "_manager"),
+    ),
+    "manager": (
+        ("_manager",),
+        ("_interface", "_streams", "_session", "_errors", "_protocol", "_ratelimit", "_stores"),
+        ("_server._server",),
+    ),
+    "sessions": (
+        ("_session",),
+        ("_interface", "_streams", "_errors", "_protocol", "_server", "_stores"),
+        (),
+    ),
+    "server API": (("_server",), ("_server", "_protocol"), ()),
+    "stores": (("_stores",), ("_stores", "_errors"), ("_ratelimit",)),
+    "interface": (("_interface", "_streams"), ("_errors",), ("_protocol", "_streams")),
+    "protocol core": (("_protocol", "_errors", "_ratelimit"), ("_protocol",), ()),
+}
+
+#: The one runtime edge from the transport into the manager layer: the app
+#: builds the default BoundedSessionManager (its data path uses the interface).
+EXCEPTIONS = {("_transport._asgi", "_manager")}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "<pkg>"
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(runtime, type-only) imports of package modules, as names like ``_stores._base``."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    runtime: set[str] = set()
+    type_only: set[str] = set()
+
+    def visit(body: list[ast.stmt], annotations_only: bool) -> None:
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.body, True)
+                visit(node.orelse, annotations_only)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = [p for p in package.split(".") if p and p != "<pkg>"]
+                    base = base[: len(base) - (node.level - 1)]
+                    target = ".".join([*base, *([node.module] if node.module else [])])
+                    (type_only if annotations_only else runtime).add(target or "<pkg>")
+                elif (node.module or "").startswith("trio_mcp_sessions"):
+                    raise AssertionError(f"{module}: import the package relatively")
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("trio_mcp_sessions") for a in node.names)
+            else:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    inner = getattr(node, field, None)
+                    if isinstance(inner, list):
+                        visit([n for n in inner if isinstance(n, ast.stmt)], annotations_only)
+                    for handler in inner if field == "handlers" and inner else ():
+                        visit(handler.body, annotations_only)
+
+    visit(ast.parse(path.read_text()).body, False)
+    return runtime, type_only
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _layer_of(module: str) -> str:
+    matches = [
+        (max(len(p) for p in prefixes if _under(module, (p,))), layer)
+        for layer, (prefixes, _, _) in LAYERS.items()
+        if _under(module, prefixes)
+    ]
+    assert matches, f"{module} belongs to no layer: add it to LAYERS"
+    return max(matches)[1]
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_imports_follow_the_layers(path: Path) -> None:
+    module = _module_name(path)
+    layer = _layer_of(module)
+    _, allowed, type_allowed = LAYERS[layer]
+    runtime, type_only = _imports(path)
+    wrong = sorted(
+        target
+        for target in runtime
+        if not _under(target, allowed) and (module, target.split(".")[0]) not in EXCEPTIONS
+    )
+    assert not wrong, f"{module} ({layer}) imports {wrong} at run time"
+    wrong = sorted(t for t in type_only if not _under(t, (*allowed, *type_allowed)))
+    assert not wrong, f"{module} ({layer}) imports {wrong} for annotations"
+
+
+def test_the_transport_never_touches_the_session_implementation() -> None:
+    for path in (PACKAGE / "_transport").glob("*.py"):
+        runtime, type_only = _imports(path)
+        assert not any(_under(t, ("_session",)) for t in runtime | type_only), path.name
+
+
+def test_the_rules_can_fail() -> None:
+    # A module that imported upward would be caught: the check is not vacuous.
+    _, allowed, _ = LAYERS["protocol core"]
+    assert not _under("_session", allowed)
+    assert not _under("_transport._asgi", LAYERS["sessions"][1])
+    assert _layer_of("_protocol._clock") == "protocol core"
+    assert _layer_of("_transport._asgi") == "transport"
