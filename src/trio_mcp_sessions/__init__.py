@@ -15,6 +15,7 @@ from ._errors import TooManyInFlight as TooManyInFlight
 from ._errors import TooManySessions as TooManySessions
 from ._errors import UnknownEventId as UnknownEventId
 from ._interface import CloseReason as CloseReason
+from ._interface import ReplyMode as ReplyMode
 from ._interface import RequestInfo as RequestInfo
 from ._interface import RestoreOutcome as RestoreOutcome
 from ._interface import SessionInfo as SessionInfo
@@ -23,7 +24,14 @@ from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
+from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits
+from ._protocol._jsonrpc import Message as Message
+from ._protocol._jsonrpc import Notification as Notification
+from ._protocol._jsonrpc import ProtocolError as ProtocolError
+from ._protocol._jsonrpc import Request as Request
+from ._protocol._jsonrpc import RequestId as RequestId
+from ._protocol._jsonrpc import Response as Response
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo

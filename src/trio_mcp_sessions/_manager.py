@@ -19,7 +19,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar, final
 
 import trio
 
@@ -221,13 +221,6 @@ class ManagerStatistics:
     subscriptions: int = 0
 
 
-class _Default:
-    """Sentinel type: "use the default event store"."""
-
-
-DEFAULT: _Default = _Default()
-
-
 #: Recently closed ids remembered locally so a racing restore cannot resurrect them.
 _MAX_TOMBSTONES: Final = 10_000
 T = TypeVar("T")
@@ -283,7 +276,7 @@ class BoundedSessionManager:
         server: McpServer,
         *,
         limits: SessionLimits | None = None,
-        event_store: EventStore | _Default | None = DEFAULT,
+        event_store: EventStore | Literal["default"] | None = "default",
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
         store_timeout: float = 2.0,
@@ -297,7 +290,7 @@ class BoundedSessionManager:
         self.server = server
         self.limits = limits if limits is not None else SessionLimits()
         self.event_store: EventStore | None = (
-            InMemoryEventStore() if isinstance(event_store, _Default) else event_store
+            InMemoryEventStore() if event_store == "default" else event_store
         )
         self.session_store = session_store
         self.store_timeout = store_timeout

@@ -356,7 +356,7 @@ async def serve(
             await hypercorn_serve(app, cfg, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
             drain_nursery.cancel_scope.cancel()
         return
-    app.attach_connections(connections)
+    app._attach_connections(connections)
     try:
         await _worker_serve(
             app,
@@ -367,4 +367,4 @@ async def serve(
             task_status=task_status,
         )
     finally:
-        app.attach_connections(None)
+        app._attach_connections(None)

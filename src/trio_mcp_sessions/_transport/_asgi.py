@@ -291,7 +291,7 @@ class StreamableHTTPApp:
 
     # -- the write deadline ------------------------------------------------------------
 
-    def attach_connections(self, connections: Connections | None) -> None:
+    def _attach_connections(self, connections: Connections | None) -> None:
         """Count the connections :func:`serve` owns (and cuts) in :meth:`statistics`."""
         if self._connections is not None:
             self._cut_earlier += self._connections.cut
