@@ -2,7 +2,7 @@
 
 Each request runs its handler in a task of the session's nursery, inside a
 cancel scope of its own (``notifications/cancelled`` cancels it); whatever it
-raises becomes a JSON-RPC reply.
+raises becomes a JSON-RPC reply in one place, :func:`error_reply`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,22 @@ class _PendingReply:
         self.done = trio.Event()
         self.result: dict[str, Any] | None = None
         self.error: ErrorResponse | None = None
+
+
+def error_reply(request: Request, exc: Exception, session_id: str) -> ErrorResponse:
+    """The JSON-RPC answer to a request whose handler raised *exc*.
+
+    Called from inside the ``except`` block, so an unexpected error is logged
+    with its traceback; the client only sees ``Internal error``.
+    """
+    if isinstance(exc, (McpError, ProtocolError)):
+        return ErrorResponse(request.id, exc.code, exc.message, exc.data)
+    if isinstance(exc, CapabilityNotSupported):
+        return ErrorResponse(request.id, INVALID_REQUEST, str(exc))
+    if isinstance(exc, trio.TooSlowError):
+        return ErrorResponse(request.id, INTERNAL_ERROR, "Timed out waiting for the client")
+    logger.exception("session %s: handler for %r failed", session_id, request.method)
+    return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
 
 
 class _InboundHandling(_OutboundStreams):
@@ -150,21 +166,8 @@ class _InboundHandling(_OutboundStreams):
                 try:
                     result = await self.server.handle_request(request, ctx, self)
                     reply = Response(request.id, result)
-                except McpError as exc:
-                    reply = ErrorResponse(request.id, exc.code, exc.message, exc.data)
-                except ProtocolError as exc:
-                    reply = ErrorResponse(request.id, exc.code, exc.message, exc.data)
-                except CapabilityNotSupported as exc:
-                    reply = ErrorResponse(request.id, INVALID_REQUEST, str(exc))
-                except trio.TooSlowError:
-                    reply = ErrorResponse(
-                        request.id, INTERNAL_ERROR, "Timed out waiting for the client"
-                    )
-                except Exception:
-                    logger.exception(
-                        "session %s: handler for %r failed", self.session_id, request.method
-                    )
-                    reply = ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
+                except Exception as exc:  # Cancelled is not an Exception: it goes through
+                    reply = error_reply(request, exc, self.session_id)
                 try:
                     data = encode(reply)
                 except (TypeError, ValueError):
