@@ -27,7 +27,7 @@ from .._protocol._jsonrpc import (
 )
 from .._server._content import ClientRequestError, McpError
 from .._server._context import CapabilityNotSupported, Context
-from ._outbound import _OutboundStreams, _Stream
+from ._outbound import _Outbound, _OutboundStream
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -70,7 +70,7 @@ def error_reply(request: Request, exc: Exception, session_id: str) -> ErrorRespo
     return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
 
 
-class _InboundHandling(_OutboundStreams):
+class _Inbound(_Outbound):
     """The inbound half of :class:`Session`: what the client sends, and its replies.
 
     Built on the outbound half (handlers answer on request streams). It owns
@@ -149,7 +149,7 @@ class _InboundHandling(_OutboundStreams):
         return handle
 
     async def _run_handler(
-        self, stream: _Stream, request: Request, info: RequestInfo, scope: trio.CancelScope
+        self, stream: _OutboundStream, request: Request, info: RequestInfo, scope: trio.CancelScope
     ) -> None:
         params = request.params or {}
         meta = params.get("_meta")

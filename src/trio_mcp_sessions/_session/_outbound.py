@@ -48,14 +48,14 @@ def _new_process_tag() -> None:
 os.register_at_fork(after_in_child=_new_process_tag)
 
 
-class _Stream:
+class _OutboundStream:
     """An outbound SSE stream: a POST's (for its requests) or the standalone GET one."""
 
     __slots__ = (
         "_lock",
-        "connection",
         "ever_attached",
         "pending",
+        "reader",
         "reply_mode",
         "seq",
         "standalone",
@@ -68,7 +68,7 @@ class _Stream:
         self.reply_mode = reply_mode
         self.seq = 0
         self.pending: set[RequestId] = set()
-        self.connection: EventStream | None = None
+        self.reader: EventStream | None = None
         self.ever_attached = False
         self._lock: trio.Lock | None = None
 
@@ -96,7 +96,7 @@ def parse_event_id(event_id: str) -> tuple[str, int]:
     return stream_id, int(seq)
 
 
-class _OutboundStreams:
+class _Outbound:
     """The outbound half of :class:`Session`: its streams and what delivers to them.
 
     A mixin, so the hot path stays one attribute lookup away (``self._emit``)
@@ -148,13 +148,13 @@ class _OutboundStreams:
         )
         self.event_store = event_store
         self.retry_ms = retry_ms
-        self._streams: dict[str, _Stream] = {}
-        self._request_streams: dict[RequestId, _Stream] = {}
-        self._standalone_stream: _Stream | None = None
+        self._streams: dict[str, _OutboundStream] = {}
+        self._request_streams: dict[RequestId, _OutboundStream] = {}
+        self._standalone_stream: _OutboundStream | None = None
         self.store_failures = 0
 
     @property
-    def _standalone(self) -> _Stream:
+    def _standalone(self) -> _OutboundStream:
         stream = self._standalone_stream
         if stream is None:
             stream = self._standalone_stream = self._new_stream(standalone=True, reply_mode="sse")
@@ -162,32 +162,32 @@ class _OutboundStreams:
 
     # -- streams --------------------------------------------------------------------------
 
-    def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _Stream:
+    def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _OutboundStream:
         # "g…" names a standalone (GET) stream, "r…" a request's stream: a
         # resume can tell them apart even after a restart or on another instance.
         # Unique within this process by the counter, and across processes
         # and restarts (a restored session keeps its stored streams) by the
         # process's random tag; no system call per stream.
         stream_id = f"{'g' if standalone else 'r'}{_PROCESS_TAG}{next(_stream_numbers):x}"
-        stream = _Stream(stream_id, standalone=standalone, reply_mode=reply_mode)
+        stream = _OutboundStream(stream_id, standalone=standalone, reply_mode=reply_mode)
         self._streams[stream_id] = stream
         return stream
 
-    def _priming(self, stream: _Stream) -> SseEvent | None:
+    def _priming(self, stream: _OutboundStream) -> SseEvent | None:
         client = self.client_info
         if client is None or not supports_priming(client.protocol_version):
             return None
         return SseEvent(stream.event_id(stream.seq), b"", self.retry_ms)
 
-    def _attach(self, stream: _Stream, replay: Sequence[SseEvent] = ()) -> EventStream:
-        if stream.connection is not None:
+    def _attach(self, stream: _OutboundStream, replay: Sequence[SseEvent] = ()) -> EventStream:
+        if stream.reader is not None:
             # The old response is presumably dead (the client reconnected).
-            stream.connection.end()
+            stream.reader.end()
             self.clock.streams -= 1
 
         def on_detach() -> None:
-            if stream.connection is handle:
-                stream.connection = None
+            if stream.reader is handle:
+                stream.reader = None
                 self.clock.streams -= 1
                 self.touch()
 
@@ -197,31 +197,33 @@ class _OutboundStreams:
             replay=replay,
             on_detach=on_detach,
         )
-        stream.connection = handle
+        stream.reader = handle
         stream.ever_attached = True
         self.clock.streams += 1
         self._update_deadline()
         return handle
 
-    def _deliver(self, stream: _Stream, event: SseEvent, *, wait: bool) -> EventStream | None:
+    def _deliver(
+        self, stream: _OutboundStream, event: SseEvent, *, wait: bool
+    ) -> EventStream | None:
         """Queue *event* for the attached response.
 
         Returns the response when its producer must now wait for it (it is
         full), or, without *wait*, drop it (it was full before this event: an
         empty buffer always takes one event, however large).
         """
-        connection = stream.connection
-        if connection is None:
+        reader = stream.reader
+        if reader is None:
             return None
-        if not wait and not connection.writable:
-            return connection
+        if not wait and not reader.writable:
+            return reader
         try:
-            connection.put(event)
+            reader.put(event)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        return None if not wait or connection.writable else connection
+        return None if not wait or reader.writable else reader
 
-    async def _wait_for_reader(self, connection: EventStream, wait: bool = True) -> None:
+    async def _wait_for_reader(self, reader: EventStream, wait: bool = True) -> None:
         """Back-pressure: wait while the response's buffer is full, within the write timeout.
 
         A reader that takes nothing for ``write_timeout`` seconds (or at once,
@@ -229,10 +231,10 @@ class _OutboundStreams:
         for its client to resume.
         """
         if not wait:
-            connection.drop()
+            reader.drop()
             dropped = True
         else:
-            dropped = not await connection.wait_writable(self.write_timeout)
+            dropped = not await reader.wait_writable(self.write_timeout)
         if dropped:
             self.dropped_readers += 1
             logger.warning(
@@ -243,7 +245,7 @@ class _OutboundStreams:
             )
 
     async def _emit(
-        self, stream: _Stream, message: Message | bytes, *, wait_for_reader: bool = True
+        self, stream: _OutboundStream, message: Message | bytes, *, wait_for_reader: bool = True
     ) -> None:
         data = message if isinstance(message, bytes) else encode(message)
         if self.closed.is_set():
@@ -291,10 +293,10 @@ class _OutboundStreams:
         self.store_failures += 1
         logger.debug("session %s: event store %s", self.session_id, why)
 
-    def _end_stream(self, stream: _Stream) -> None:
+    def _end_stream(self, stream: _OutboundStream) -> None:
         self._streams.pop(stream.stream_id, None)
-        if stream.connection is not None:
-            stream.connection.end()
+        if stream.reader is not None:
+            stream.reader.end()
 
     async def open_standalone_stream(self) -> EventStream | None:
         """Attach a GET response to the standalone stream, or ``None`` if one is attached.
@@ -304,13 +306,13 @@ class _OutboundStreams:
         the event store kept it: those messages were waiting for a listener.
         """
         stream = self._standalone
-        if stream.connection is not None:
+        if stream.reader is not None:
             return None
         self.clock.used = True  # busy while attached; the detach counts as activity
         if stream.ever_attached or self.event_store is None or stream.seq == 0:
             return self._attach(stream)
         async with stream.lock:
-            if stream.connection is not None:
+            if stream.reader is not None:
                 return None
             try:
                 stored = await self.store_guard.call(
@@ -352,7 +354,7 @@ class _OutboundStreams:
             if stream_id.startswith("g"):
                 # An earlier GET stream: after its backlog, this response goes on
                 # as the session's live GET stream.
-                if self._standalone.connection is not None:
+                if self._standalone.reader is not None:
                     raise UnknownEventId("this session already has an open GET stream")
                 self.clock.used = True
                 handle = self._attach(self._standalone, replay)
@@ -390,25 +392,25 @@ class _OutboundStreams:
         their answers to the end.
         """
         for stream in list(self._streams.values()):
-            connection = stream.connection
-            if connection is None or (standalone_only and not stream.standalone):
+            reader = stream.reader
+            if reader is None or (standalone_only and not stream.standalone):
                 continue
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                connection.put(SseEvent(None, b"", retry_ms))  # through, full or not
-            connection.end()
+                reader.put(SseEvent(None, b"", retry_ms))  # through, full or not
+            reader.end()
 
     # -- the Peer protocol (for Context) -----------------------------------------------
 
     def close_request_stream(self, request_id: RequestId) -> None:
         """End the HTTP response carrying *request_id* (SEP-1699 polling)."""
         stream = self._request_streams.get(request_id)
-        if stream is None or stream.connection is None or stream.reply_mode != "sse":
+        if stream is None or stream.reader is None or stream.reply_mode != "sse":
             return
         if self.event_store is None:
             return  # the client could not get the rest back
-        stream.connection.end()
+        stream.reader.end()
 
-    def _stream_for(self, related_request: RequestId | None) -> _Stream:
+    def _stream_for(self, related_request: RequestId | None) -> _OutboundStream:
         if related_request is not None:
             stream = self._request_streams.get(related_request)
             if stream is not None and stream.reply_mode == "sse":
@@ -436,9 +438,9 @@ class _OutboundStreams:
     def _end_all_streams(self) -> None:
         """End every attached response and forget every stream (the session finished)."""
         for stream in self._streams.values():
-            if stream.connection is not None:
-                stream.connection.end()
-                stream.connection = None
+            if stream.reader is not None:
+                stream.reader.end()
+                stream.reader = None
         self._streams.clear()
         self._request_streams.clear()
         self.clock.streams = 0

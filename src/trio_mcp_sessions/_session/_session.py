@@ -23,7 +23,7 @@ from .._protocol._clock import SessionClock
 from .._protocol._jsonrpc import INTERNAL_ERROR, ErrorResponse, Request, Response
 from .._protocol._lifecycle import ClientInfo, SessionStateMachine
 from .._server._content import McpError
-from ._inbound import _InboundHandling
+from ._inbound import _Inbound
 
 if TYPE_CHECKING:
     from .._server._server import McpServer
@@ -44,7 +44,7 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 
 @final
-class Session(_InboundHandling):
+class Session(_Inbound):
     """The server side of one MCP session. Created and owned by a session manager.
 
     Slotted, and its GET stream is created on first use: an idle session is
