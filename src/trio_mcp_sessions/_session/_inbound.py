@@ -267,6 +267,8 @@ class _Inbound(_Outbound):
         finally:
             self._notifying -= 1
 
+    # -- server -> client requests (the Peer protocol) ---------------------------------
+
     async def send_request(
         self,
         method: str,

@@ -298,6 +298,18 @@ class _Outbound:
         if stream.reader is not None:
             stream.reader.end()
 
+    def _end_all_streams(self) -> None:
+        """End every attached response and forget every stream (the session finished)."""
+        for stream in self._streams.values():
+            if stream.reader is not None:
+                stream.reader.end()
+                stream.reader = None
+        self._streams.clear()
+        self._request_streams.clear()
+        self.clock.streams = 0
+
+    # -- the GET stream, resume, drain -------------------------------------------------
+
     async def open_standalone_stream(self) -> EventStream | None:
         """Attach a GET response to the standalone stream, or ``None`` if one is attached.
 
@@ -434,13 +446,3 @@ class _Outbound:
         """
         await self._emit(self._standalone, Notification(method, params), wait_for_reader=False)
         await trio.lowlevel.checkpoint()
-
-    def _end_all_streams(self) -> None:
-        """End every attached response and forget every stream (the session finished)."""
-        for stream in self._streams.values():
-            if stream.reader is not None:
-                stream.reader.end()
-                stream.reader = None
-        self._streams.clear()
-        self._request_streams.clear()
-        self.clock.streams = 0
