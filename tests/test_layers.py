@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     ),
     "sessions": (
         ("_session",),
-        ("_interface", "_streams", "_errors", "_protocol", "_server", "_stores"),
+        ("_session", "_interface", "_streams", "_errors", "_protocol", "_server", "_stores"),
         (),
     ),
     "server API": (("_server",), ("_server", "_protocol"), ()),

@@ -1,0 +1,21 @@
+"""One MCP session, split by job: worker and scope, outbound streams, inbound handling.
+
+What ``_session`` exported as one module it still exports here.
+"""
+
+from .._interface import CloseReason, ReplyMode, RequestInfo
+from .._streams import STREAM_BUFFER, STREAM_BUFFER_BYTES, EventStream, SseEvent
+from ._outbound import parse_event_id
+from ._session import Session
+
+__all__ = [
+    "STREAM_BUFFER",
+    "STREAM_BUFFER_BYTES",
+    "CloseReason",
+    "EventStream",
+    "ReplyMode",
+    "RequestInfo",
+    "Session",
+    "SseEvent",
+    "parse_event_id",
+]
