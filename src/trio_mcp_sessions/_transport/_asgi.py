@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
@@ -46,15 +45,19 @@ from .._protocol._lifecycle import (
     parse_initialize,
     supports_batches,
 )
-from .._streams import EventStream, SseEvent
 from . import _hypercorn_h2
-from ._http import HostPolicy, accepts, encode_sse, is_json_content_type, valid_authority
+from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
+from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
+    from .._streams import EventStream
+    from ._replies import Receive, Scope, Send
 
 __all__ = ["StreamableHTTPApp", "TransportStatistics"]
 
@@ -64,23 +67,11 @@ logger = logging.getLogger("trio_mcp_sessions.transport")
 # client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
 _hypercorn_h2.install()
 
-Scope: TypeAlias = MutableMapping[str, Any]
-ASGIMessage: TypeAlias = MutableMapping[str, Any]
-Receive: TypeAlias = Callable[[], Awaitable[ASGIMessage]]
-Send: TypeAlias = Callable[[ASGIMessage], Awaitable[None]]
-
 SESSION_HEADER: Final = "mcp-session-id"
 VERSION_HEADER: Final = "mcp-protocol-version"
-_JSON: Final = (b"content-type", b"application/json")
-_SSE_HEADERS: Final = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-
 
 #: An SSE answer to write: the stream and the extra response headers.
-_SseReply: TypeAlias = tuple[EventStream, list[tuple[bytes, bytes]]]
+_SseReply: TypeAlias = "tuple[EventStream, list[tuple[bytes, bytes]]]"
 
 
 class _HTTPError(Exception):
@@ -343,7 +334,7 @@ class StreamableHTTPApp:
         if stream is not None:
             # Written from here, with the request's frames and headers gone: a
             # server holds one of these per open SSE response.
-            await self._reply_sse(receive, send, *stream)
+            await _reply_sse(receive, send, *stream)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> _SseReply | None:
         """Validate and dispatch; an SSE answer comes back to be written by the caller."""
@@ -554,7 +545,7 @@ class StreamableHTTPApp:
             ) from None
         session_header = (b"mcp-session-id", session_id.encode("ascii"))
         if self.reply_mode == "json":
-            await self._reply_json(receive, send, stream, len(requests), is_batch, session_header)
+            await _reply_json(receive, send, stream, len(requests), is_batch, session_header)
             return None
         return stream, [session_header]
 
@@ -579,85 +570,6 @@ class StreamableHTTPApp:
         await _send_simple(
             send, 200, encode(reply), [_JSON, (b"mcp-session-id", session_id.encode("ascii"))]
         )
-
-    # -- writing answers ---------------------------------------------------------------
-
-    async def _reply_sse(
-        self,
-        receive: Receive,
-        send: Send,
-        stream: EventStream,
-        extra_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*_SSE_HEADERS, *extra_headers],
-                }
-            )
-            # Every send is a locked, shielded write in Hypercorn's trio worker:
-            # coalesce what is ready (priming event, backlog, the answer of a
-            # quick call) into one chunk, and finish in the same write when the
-            # stream already ended.
-            first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
-            ready, ended = await _wait_briefly(stream)
-            events = first + ready
-            # One task per response: it writes, and between writes it waits for
-            # news on the stream and for the client's disconnect at once.
-            busy_writes = 0
-            while True:
-                chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
-                if ended:
-                    stream.detach()  # the session is idle again before the client sees the end
-                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                    return
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    busy_writes += 1
-                events, ended = _drain_ready(stream)
-                if not events and not ended:
-                    busy_writes = 0
-                    if not await _wait_for_news(stream, receive):
-                        return  # the client is gone
-                    events, ended = _drain_ready(stream)
-                elif busy_writes >= _POLL_EVERY:
-                    # A stream that always has news never parks in receive(),
-                    # so look for a disconnect now and then.
-                    busy_writes = 0
-                    if await _client_gone(receive):
-                        return
-        finally:
-            stream.detach()
-
-    async def _reply_json(
-        self,
-        receive: Receive,
-        send: Send,
-        stream: EventStream,
-        expected: int,
-        is_batch: bool,
-        session_header: tuple[bytes, bytes],
-    ) -> None:
-        try:
-            # Fast path: a quick handler answers within a few scheduling rounds
-            # (the session's worker wakes, opens its nursery, runs the handler).
-            ready, ended = await _wait_briefly(stream)
-            answers = [e.data for e in ready if e.data]
-            while len(answers) < expected and not ended:
-                if not await _wait_for_news(stream, receive):
-                    return  # the client is gone; nobody to answer
-                ready, ended = _drain_ready(stream)
-                answers += [e.data for e in ready if e.data]
-        finally:
-            stream.detach()
-        if not answers:
-            # Every request was cancelled by the client, or the session ended.
-            await _send_simple(send, 202, b"", [session_header])
-            return
-        body = b"[" + b",".join(answers) + b"]" if is_batch else answers[0]
-        await _send_simple(send, 200, body, [_JSON, session_header])
 
     # -- GET and DELETE --------------------------------------------------------------
 
@@ -737,87 +649,3 @@ def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -
         request_id=request_id,
         headers=[(b"retry-after", retry)],
     )
-
-
-async def _send_simple(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode("ascii"))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-#: Scheduling rounds a reply waits for a quick handler before it parks
-#: (measured: a quick call needs three or four).
-_QUICK_ROUNDS: Final = 4
-
-
-async def _wait_briefly(stream: EventStream) -> tuple[list[SseEvent], bool]:
-    """Events ready within a few scheduling rounds, and whether the stream ended.
-
-    Returns as soon as the stream has ended or events have arrived; never
-    waits on the clock, only lets already-runnable tasks run.
-    """
-    ready: list[SseEvent] = []
-    for _ in range(_QUICK_ROUNDS):
-        await trio.lowlevel.checkpoint()
-        more, ended = _drain_ready(stream)
-        ready += more
-        if ended:
-            return ready, True
-    return ready, False
-
-
-def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
-    """The events already waiting, and whether the stream has ended (all read then)."""
-    return stream.take_ready(), stream.ended
-
-
-#: Writes in a row without a pause after which a response checks for a disconnect.
-_POLL_EVERY: Final = 8
-
-
-async def _disconnected_before(scope: trio.CancelScope, receive: Receive) -> bool:
-    """Read ``receive()`` in *scope*: ``True`` on a disconnect, ``False`` once *scope* is cancelled.
-
-    Hypercorn reports a gone client only through ``receive()``, which is a
-    memory channel's, so cancelling the wait loses nothing.
-    """
-    with scope:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return True
-    return False
-
-
-async def _client_gone(receive: Receive) -> bool:
-    """Whether the client has disconnected, without waiting for it (one scheduling round).
-
-    The wait is cancelled from the run loop's next pass, so a disconnect
-    already queued is seen and nothing else is waited for.
-    """
-    poll = trio.CancelScope()
-    trio.lowlevel.current_trio_token().run_sync_soon(poll.cancel)
-    return await _disconnected_before(poll, receive)
-
-
-async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
-    """Park until the stream has news (``True``) or the client disconnects (``False``).
-
-    Waiting for the disconnect in the response's own task, in a cancel scope
-    that the stream cancels on news, needs no second task and no nursery per
-    response: an open GET stream is the unit of memory a server multiplies by
-    its connections.
-    """
-    waiting = trio.CancelScope()
-    stream.set_waker(waiting.cancel)
-    try:
-        return not await _disconnected_before(waiting, receive)
-    finally:
-        stream.set_waker(None)
