@@ -9,7 +9,6 @@ session, a task or a slot behind.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
@@ -18,7 +17,6 @@ import trio
 
 from .._errors import (
     EventsPurged,
-    RateLimited,
     ServiceUnavailable,
     SessionNotFound,
     StoreUnavailable,
@@ -31,7 +29,6 @@ from .._protocol._jsonrpc import (
     DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
-    SESSION_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
     InputLimits,
@@ -46,11 +43,19 @@ from .._protocol._lifecycle import (
     supports_batches,
 )
 from . import _hypercorn_h2
+from ._answers import (
+    SESSION_HEADER,
+    _answer_for,
+    _from_protocol_error,
+    _HTTPError,
+    _session_header,
+    _session_not_found,
+)
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
 from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
@@ -67,36 +72,10 @@ logger = logging.getLogger("trio_mcp_sessions.transport")
 # client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
 _hypercorn_h2.install()
 
-SESSION_HEADER: Final = "mcp-session-id"
 VERSION_HEADER: Final = "mcp-protocol-version"
 
 #: An SSE answer to write: the stream and the extra response headers.
 _SseReply: TypeAlias = "tuple[EventStream, list[tuple[bytes, bytes]]]"
-
-
-class _HTTPError(Exception):
-    """An HTTP answer with a JSON-RPC error body, raised during validation."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        *,
-        request_id: str | int | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-        data: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.headers = list(headers)
-        self.data = data
-
-    def body(self) -> bytes:
-        return encode(ErrorResponse(self.request_id, self.code, self.message, self.data))
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -410,20 +389,15 @@ class StreamableHTTPApp:
             if _plausible_session_id(session_id):
                 try:
                     outcome = await self.manager.restore_session(session_id, info)
-                except ServiceUnavailable as exc:  # rate limit, cap, draining
-                    raise _unavailable(exc, request_id) from None
-                except StoreUnavailable:
-                    raise _unavailable(
-                        ServiceUnavailable("the session store is unreachable", retry_after=2.0),
-                        request_id,
-                    ) from None
+                except (ServiceUnavailable, StoreUnavailable) as exc:  # limits, draining, store
+                    raise _answer_for(exc, request_id) from None
             if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
-                raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
+                raise _session_not_found(request_id)
             live = self.manager.get_session(session_id)
         if live is None or live.principal != info.principal:
             # A session is bound to the credential that created it; anyone
             # else is told exactly what an unknown id gets.
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
+            raise _session_not_found(request_id)
         return session_id
 
     # -- POST ------------------------------------------------------------------------
@@ -485,9 +459,7 @@ class StreamableHTTPApp:
         try:
             messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
-            raise _HTTPError(
-                exc.http_status, exc.code, exc.message, request_id=exc.request_id
-            ) from None
+            raise _from_protocol_error(exc) from None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
         self._check_version_header(headers, only_id)
@@ -517,7 +489,7 @@ class StreamableHTTPApp:
         session_id = await self._require_session(headers, info, only_id)
         session = self.manager.get_session(session_id)
         if session is None:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=only_id)
+            raise _session_not_found(only_id)
         if is_batch and not supports_batches(session.protocol_version or ""):
             raise _HTTPError(
                 400,
@@ -533,17 +505,10 @@ class StreamableHTTPApp:
                 await _send_simple(send, 202, b"", [])
                 return None
             stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
-        except SessionNotFound:
-            raise _HTTPError(
-                404, SESSION_NOT_FOUND, "Session not found", request_id=only_id
-            ) from None
-        except ServiceUnavailable as exc:  # the in-flight cap (429), draining (503)
-            raise _unavailable(exc, only_id) from None
-        except ProtocolError as exc:
-            raise _HTTPError(
-                exc.http_status, exc.code, exc.message, request_id=exc.request_id
-            ) from None
-        session_header = (b"mcp-session-id", session_id.encode("ascii"))
+        except (SessionNotFound, ServiceUnavailable, ProtocolError) as exc:
+            # ServiceUnavailable: the in-flight cap (429), draining (503).
+            raise _answer_for(exc, only_id) from None
+        session_header = _session_header(session_id)
         if self.reply_mode == "json":
             await _reply_json(receive, send, stream, len(requests), is_batch, session_header)
             return None
@@ -553,11 +518,11 @@ class StreamableHTTPApp:
         try:
             client = parse_initialize(request, self.input_limits)
         except ProtocolError as exc:
-            raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
+            raise _from_protocol_error(exc, status=400, request_id=request.id) from None
         try:
             session_id = await self.manager.create_session(info)
         except ServiceUnavailable as exc:  # TooManySessions, RateLimited, draining
-            raise _unavailable(exc, request.id) from None
+            raise _answer_for(exc, request.id) from None
         try:
             reply = await self.manager.initialize_session(session_id, request, client, info)
         except SessionNotFound:
@@ -567,9 +532,7 @@ class StreamableHTTPApp:
         if isinstance(reply, ErrorResponse):
             await _send_simple(send, 200, encode(reply), [_JSON])
             return
-        await _send_simple(
-            send, 200, encode(reply), [_JSON, (b"mcp-session-id", session_id.encode("ascii"))]
-        )
+        await _send_simple(send, 200, encode(reply), [_JSON, _session_header(session_id)])
 
     # -- GET and DELETE --------------------------------------------------------------
 
@@ -586,43 +549,31 @@ class StreamableHTTPApp:
                 stream: EventStream | None = await self.manager.resume(session_id, last_event_id)
             else:
                 stream = await self.manager.create_standalone_stream(session_id)
-        except SessionNotFound:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
-        except UnknownEventId as exc:
-            raise _HTTPError(400, INVALID_REQUEST, f"Bad Request: cannot resume: {exc}") from None
-        except EventsPurged as exc:
-            raise _HTTPError(
-                409, SERVER_ERROR, f"Conflict: cannot resume, events were lost: {exc}"
-            ) from None
-        except (StoreUnavailable, trio.TooSlowError):
-            raise _unavailable(
-                ServiceUnavailable("the event store is unreachable", retry_after=2.0)
-            ) from None
-        except ServiceUnavailable as exc:  # draining
-            raise _unavailable(exc) from None
+        except (
+            SessionNotFound,
+            UnknownEventId,
+            EventsPurged,
+            StoreUnavailable,
+            trio.TooSlowError,
+            ServiceUnavailable,  # draining
+        ) as exc:
+            raise _answer_for(exc, unreachable="the event store is unreachable") from None
         if stream is None:
             raise _HTTPError(
                 409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
             )
-        return stream, [(b"mcp-session-id", session_id.encode("ascii"))]
+        return stream, [_session_header(session_id)]
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
         self._check_version_header(headers)
         session_id = await self._require_session(headers, info)
         try:
             await self.manager.close_session(session_id, CloseReason.DELETED)
-        except SessionNotFound:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
-        except ServiceUnavailable as exc:
-            raise _unavailable(exc) from None
-        except StoreUnavailable:
-            # Not deleted (its record would let a restart restore it): the
-            # session stays as it was, and the client retries.
-            raise _unavailable(
-                ServiceUnavailable(
-                    "the session store is unreachable; the session was not deleted",
-                    retry_after=2.0,
-                )
+        except (SessionNotFound, ServiceUnavailable, StoreUnavailable) as exc:
+            # Not deleted on StoreUnavailable (its record would let a restart
+            # restore it): the session stays as it was, and the client retries.
+            raise _answer_for(
+                exc, unreachable="the session store is unreachable; the session was not deleted"
             ) from None
         await _send_simple(send, 200, b"", [])
 
@@ -633,19 +584,3 @@ class _ClientGone(Exception):
 
 def _plausible_session_id(session_id: str) -> bool:
     return 0 < len(session_id) <= 256 and all(0x21 <= ord(c) <= 0x7E for c in session_id)
-
-
-def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -> _HTTPError:
-    """503 (or 429 for a rate limit) with ``Retry-After`` and a JSON-RPC error body."""
-    retry = str(max(1, math.ceil(exc.retry_after))).encode("ascii")
-    if isinstance(exc, RateLimited):
-        status, prefix = 429, "Too Many Requests"
-    else:
-        status, prefix = 503, "Service Unavailable"
-    return _HTTPError(
-        status,
-        SERVER_ERROR,
-        f"{prefix}: {exc}",
-        request_id=request_id,
-        headers=[(b"retry-after", retry)],
-    )
