@@ -22,7 +22,7 @@ from .._errors import (
     StoreUnavailable,
     UnknownEventId,
 )
-from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionManager
+from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionInfo, SessionManager
 from .._manager import BoundedSessionManager, SessionLimits  # the default manager, built here
 from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
@@ -377,12 +377,21 @@ class StreamableHTTPApp:
             )
         return version
 
-    async def _require_session(
-        self, headers: dict[str, str], info: RequestInfo, request_id: str | int | None = None
-    ) -> str:
+    @staticmethod
+    def _session_id(headers: dict[str, str]) -> str:
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        return session_id
+
+    async def _require_session(
+        self, session_id: str, info: RequestInfo, request_id: str | int | None = None
+    ) -> SessionInfo:
+        """The caller's live session, restored from the store if need be; else 404.
+
+        The one lookup of a request: what it returns is the session's state
+        when the caller next runs (no checkpoint in between).
+        """
         live = self.manager.get_session(session_id)
         if live is None:
             outcome = RestoreOutcome.NOT_FOUND
@@ -398,7 +407,7 @@ class StreamableHTTPApp:
             # A session is bound to the credential that created it; anyone
             # else is told exactly what an unknown id gets.
             raise _session_not_found(request_id)
-        return session_id
+        return live
 
     # -- POST ------------------------------------------------------------------------
 
@@ -478,7 +487,8 @@ class StreamableHTTPApp:
                 )
             await self._initialize(send, initialize[0], info)
             return None
-        if SESSION_HEADER not in headers:
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None:
             first = messages[0]
             raise _HTTPError(
                 400,
@@ -486,10 +496,7 @@ class StreamableHTTPApp:
                 "Bad Request: Mcp-Session-Id header is required (send initialize first)",
                 request_id=first.id if isinstance(first, Request) else None,
             )
-        session_id = await self._require_session(headers, info, only_id)
-        session = self.manager.get_session(session_id)
-        if session is None:
-            raise _session_not_found(only_id)
+        session = await self._require_session(session_id, info, only_id)
         if is_batch and not supports_batches(session.protocol_version or ""):
             raise _HTTPError(
                 400,
@@ -542,7 +549,8 @@ class StreamableHTTPApp:
                 406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
             )
         self._check_version_header(headers)
-        session_id = await self._require_session(headers, info)
+        session_id = self._session_id(headers)
+        await self._require_session(session_id, info)
         last_event_id = headers.get("last-event-id")
         try:
             if last_event_id:
@@ -566,7 +574,8 @@ class StreamableHTTPApp:
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
         self._check_version_header(headers)
-        session_id = await self._require_session(headers, info)
+        session_id = self._session_id(headers)
+        await self._require_session(session_id, info)
         try:
             await self.manager.close_session(session_id, CloseReason.DELETED)
         except (SessionNotFound, ServiceUnavailable, StoreUnavailable) as exc:
