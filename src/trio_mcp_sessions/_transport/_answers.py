@@ -24,10 +24,12 @@ from .._protocol._jsonrpc import (
     INVALID_REQUEST,
     SERVER_ERROR,
     SESSION_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
     ProtocolError,
     encode,
 )
+from .._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -95,6 +97,24 @@ def _from_protocol_error(
         exc.code,
         exc.message,
         request_id=request_id if request_id is not None else exc.request_id,
+    )
+
+
+def _too_large(limit: int) -> _HTTPError:
+    """413: a body over *limit* bytes, declared or sent."""
+    return _HTTPError(413, INVALID_REQUEST, f"Payload Too Large: limit is {limit} bytes")
+
+
+def _unsupported_version(version: str, request_id: str | int | None = None) -> _HTTPError:
+    """400 naming the versions we speak (the client's value is cut: it is echoed twice)."""
+    shown = version[:64]  # never a client's whole header back
+    return _HTTPError(
+        400,
+        UNSUPPORTED_PROTOCOL_VERSION,
+        f"Bad Request: unsupported protocol version {shown!r} "
+        f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
+        data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
+        request_id=request_id,
     )
 
 

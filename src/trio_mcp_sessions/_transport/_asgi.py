@@ -29,7 +29,6 @@ from .._protocol._jsonrpc import (
     DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
-    UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
     InputLimits,
     ProtocolError,
@@ -50,6 +49,8 @@ from ._answers import (
     _HTTPError,
     _session_header,
     _session_not_found,
+    _too_large,
+    _unsupported_version,
 )
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
 from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
@@ -360,30 +361,6 @@ class StreamableHTTPApp:
 
     # -- shared checks ---------------------------------------------------------------
 
-    @staticmethod
-    def _check_version_header(
-        headers: dict[str, str], request_id: str | int | None = None
-    ) -> str | None:
-        version = headers.get(VERSION_HEADER)
-        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
-            shown = version[:64]  # echoed twice: never a client's whole header back
-            raise _HTTPError(
-                400,
-                UNSUPPORTED_PROTOCOL_VERSION,
-                f"Bad Request: unsupported protocol version {shown!r} "
-                f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
-                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
-                request_id=request_id,
-            )
-        return version
-
-    @staticmethod
-    def _session_id(headers: dict[str, str]) -> str:
-        session_id = headers.get(SESSION_HEADER)
-        if session_id is None:
-            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
-        return session_id
-
     async def _require_session(
         self, session_id: str, info: RequestInfo, request_id: str | int | None = None
     ) -> SessionInfo:
@@ -411,34 +388,6 @@ class StreamableHTTPApp:
 
     # -- POST ------------------------------------------------------------------------
 
-    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None:
-            declared = declared.strip()
-            # ASCII digits only (str.isdigit() admits "²"), and few enough
-            # that int() is cheap; more than 18 digits is over any limit.
-            if not (declared.isascii() and declared.isdigit()):
-                raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
-            if len(declared) > 18 or int(declared) > self.max_body_bytes:
-                raise _HTTPError(
-                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
-                )
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _HTTPError(
-                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     async def _post(
         self,
         scope: Scope,
@@ -462,7 +411,7 @@ class StreamableHTTPApp:
                 415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
             )
         try:
-            body = await self._read_body(receive, headers)
+            body = await _read_body(receive, headers, self.max_body_bytes)
         except _ClientGone:
             return None
         try:
@@ -471,7 +420,7 @@ class StreamableHTTPApp:
             raise _from_protocol_error(exc) from None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
-        self._check_version_header(headers, only_id)
+        _check_version_header(headers, only_id)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
             if is_batch:
@@ -548,8 +497,8 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
             )
-        self._check_version_header(headers)
-        session_id = self._session_id(headers)
+        _check_version_header(headers)
+        session_id = _session_id(headers)
         await self._require_session(session_id, info)
         last_event_id = headers.get("last-event-id")
         try:
@@ -573,8 +522,8 @@ class StreamableHTTPApp:
         return stream, [_session_header(session_id)]
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
-        self._check_version_header(headers)
-        session_id = self._session_id(headers)
+        _check_version_header(headers)
+        session_id = _session_id(headers)
         await self._require_session(session_id, info)
         try:
             await self.manager.close_session(session_id, CloseReason.DELETED)
@@ -591,5 +540,48 @@ class _ClientGone(Exception):
     pass
 
 
+def _check_version_header(
+    headers: dict[str, str], request_id: str | int | None = None
+) -> str | None:
+    """The ``Mcp-Protocol-Version`` header, which may be absent but not unknown."""
+    version = headers.get(VERSION_HEADER)
+    if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+        raise _unsupported_version(version, request_id)
+    return version
+
+
+def _session_id(headers: dict[str, str]) -> str:
+    session_id = headers.get(SESSION_HEADER)
+    if session_id is None:
+        raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+    return session_id
+
+
 def _plausible_session_id(session_id: str) -> bool:
     return 0 < len(session_id) <= 256 and all(0x21 <= ord(c) <= 0x7E for c in session_id)
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        declared = declared.strip()
+        # ASCII digits only (str.isdigit() admits "²"), and few enough
+        # that int() is cheap; more than 18 digits is over any limit.
+        if not (declared.isascii() and declared.isdigit()):
+            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
+        if len(declared) > 18 or int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
