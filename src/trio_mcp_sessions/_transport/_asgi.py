@@ -3,7 +3,9 @@
 Every request is validated completely (Host, Origin, method, Accept,
 Content-Type, size, JSON, JSON-RPC, version header, session header) before
 the session manager allocates anything, so a refused request never leaves a
-session, a task or a slot behind.
+session, a task or a slot behind. This module is the entry and the dispatch;
+which error gets which answer is :mod:`._answers`, writing answers (JSON,
+SSE, noticing a gone client) is :mod:`._replies`.
 """
 
 from __future__ import annotations
