@@ -3,15 +3,15 @@
 Every request is validated completely (Host, Origin, method, Accept,
 Content-Type, size, JSON, JSON-RPC, version header, session header) before
 the session manager allocates anything, so a refused request never leaves a
-session, a task or a slot behind.
+session, a task or a slot behind. This module is the entry and the dispatch;
+which error gets which answer is :mod:`._answers`, writing answers (JSON,
+SSE, noticing a gone client) is :mod:`._replies`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
@@ -19,21 +19,18 @@ import trio
 
 from .._errors import (
     EventsPurged,
-    RateLimited,
     ServiceUnavailable,
     SessionNotFound,
     StoreUnavailable,
     UnknownEventId,
 )
-from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionManager
+from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionInfo, SessionManager
 from .._manager import BoundedSessionManager, SessionLimits  # the default manager, built here
 from .._metrics import MetricsExporter
 from .._protocol._jsonrpc import (
     DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
-    SESSION_NOT_FOUND,
-    UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
     InputLimits,
     ProtocolError,
@@ -46,15 +43,29 @@ from .._protocol._lifecycle import (
     parse_initialize,
     supports_batches,
 )
-from .._streams import EventStream, SseEvent
 from . import _hypercorn_h2
-from ._http import HostPolicy, accepts, encode_sse, is_json_content_type, valid_authority
+from ._answers import (
+    SESSION_HEADER,
+    _answer_for,
+    _from_protocol_error,
+    _HTTPError,
+    _session_header,
+    _session_not_found,
+    _too_large,
+    _unsupported_version,
+)
+from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
+from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
+    from .._streams import EventStream
+    from ._replies import Receive, Scope, Send
 
 __all__ = ["StreamableHTTPApp", "TransportStatistics"]
 
@@ -64,48 +75,10 @@ logger = logging.getLogger("trio_mcp_sessions.transport")
 # client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
 _hypercorn_h2.install()
 
-Scope: TypeAlias = MutableMapping[str, Any]
-ASGIMessage: TypeAlias = MutableMapping[str, Any]
-Receive: TypeAlias = Callable[[], Awaitable[ASGIMessage]]
-Send: TypeAlias = Callable[[ASGIMessage], Awaitable[None]]
-
-SESSION_HEADER: Final = "mcp-session-id"
 VERSION_HEADER: Final = "mcp-protocol-version"
-_JSON: Final = (b"content-type", b"application/json")
-_SSE_HEADERS: Final = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-
 
 #: An SSE answer to write: the stream and the extra response headers.
-_SseReply: TypeAlias = tuple[EventStream, list[tuple[bytes, bytes]]]
-
-
-class _HTTPError(Exception):
-    """An HTTP answer with a JSON-RPC error body, raised during validation."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        *,
-        request_id: str | int | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-        data: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.headers = list(headers)
-        self.data = data
-
-    def body(self) -> bytes:
-        return encode(ErrorResponse(self.request_id, self.code, self.message, self.data))
+_SseReply: TypeAlias = "tuple[EventStream, list[tuple[bytes, bytes]]]"
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -343,7 +316,7 @@ class StreamableHTTPApp:
         if stream is not None:
             # Written from here, with the request's frames and headers gone: a
             # server holds one of these per open SSE response.
-            await self._reply_sse(receive, send, *stream)
+            await _reply_sse(receive, send, *stream)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> _SseReply | None:
         """Validate and dispatch; an SSE answer comes back to be written by the caller."""
@@ -390,80 +363,32 @@ class StreamableHTTPApp:
 
     # -- shared checks ---------------------------------------------------------------
 
-    @staticmethod
-    def _check_version_header(
-        headers: dict[str, str], request_id: str | int | None = None
-    ) -> str | None:
-        version = headers.get(VERSION_HEADER)
-        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
-            shown = version[:64]  # echoed twice: never a client's whole header back
-            raise _HTTPError(
-                400,
-                UNSUPPORTED_PROTOCOL_VERSION,
-                f"Bad Request: unsupported protocol version {shown!r} "
-                f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
-                data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
-                request_id=request_id,
-            )
-        return version
-
     async def _require_session(
-        self, headers: dict[str, str], info: RequestInfo, request_id: str | int | None = None
-    ) -> str:
-        session_id = headers.get(SESSION_HEADER)
-        if session_id is None:
-            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        self, session_id: str, info: RequestInfo, request_id: str | int | None = None
+    ) -> SessionInfo:
+        """The caller's live session, restored from the store if need be; else 404.
+
+        The one lookup of a request: what it returns is the session's state
+        when the caller next runs (no checkpoint in between).
+        """
         live = self.manager.get_session(session_id)
         if live is None:
             outcome = RestoreOutcome.NOT_FOUND
             if _plausible_session_id(session_id):
                 try:
                     outcome = await self.manager.restore_session(session_id, info)
-                except ServiceUnavailable as exc:  # rate limit, cap, draining
-                    raise _unavailable(exc, request_id) from None
-                except StoreUnavailable:
-                    raise _unavailable(
-                        ServiceUnavailable("the session store is unreachable", retry_after=2.0),
-                        request_id,
-                    ) from None
+                except (ServiceUnavailable, StoreUnavailable) as exc:  # limits, draining, store
+                    raise _answer_for(exc, request_id) from None
             if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
-                raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
+                raise _session_not_found(request_id)
             live = self.manager.get_session(session_id)
         if live is None or live.principal != info.principal:
             # A session is bound to the credential that created it; anyone
             # else is told exactly what an unknown id gets.
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=request_id)
-        return session_id
+            raise _session_not_found(request_id)
+        return live
 
     # -- POST ------------------------------------------------------------------------
-
-    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None:
-            declared = declared.strip()
-            # ASCII digits only (str.isdigit() admits "²"), and few enough
-            # that int() is cheap; more than 18 digits is over any limit.
-            if not (declared.isascii() and declared.isdigit()):
-                raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
-            if len(declared) > 18 or int(declared) > self.max_body_bytes:
-                raise _HTTPError(
-                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
-                )
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _HTTPError(
-                    413, INVALID_REQUEST, f"Payload Too Large: limit is {self.max_body_bytes} bytes"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     async def _post(
         self,
@@ -488,18 +413,16 @@ class StreamableHTTPApp:
                 415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
             )
         try:
-            body = await self._read_body(receive, headers)
+            body = await _read_body(receive, headers, self.max_body_bytes)
         except _ClientGone:
             return None
         try:
             messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
-            raise _HTTPError(
-                exc.http_status, exc.code, exc.message, request_id=exc.request_id
-            ) from None
+            raise _from_protocol_error(exc) from None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
-        self._check_version_header(headers, only_id)
+        _check_version_header(headers, only_id)
         initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
         if initialize:
             if is_batch:
@@ -515,7 +438,8 @@ class StreamableHTTPApp:
                 )
             await self._initialize(send, initialize[0], info)
             return None
-        if SESSION_HEADER not in headers:
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None:
             first = messages[0]
             raise _HTTPError(
                 400,
@@ -523,10 +447,7 @@ class StreamableHTTPApp:
                 "Bad Request: Mcp-Session-Id header is required (send initialize first)",
                 request_id=first.id if isinstance(first, Request) else None,
             )
-        session_id = await self._require_session(headers, info, only_id)
-        session = self.manager.get_session(session_id)
-        if session is None:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found", request_id=only_id)
+        session = await self._require_session(session_id, info, only_id)
         if is_batch and not supports_batches(session.protocol_version or ""):
             raise _HTTPError(
                 400,
@@ -542,19 +463,12 @@ class StreamableHTTPApp:
                 await _send_simple(send, 202, b"", [])
                 return None
             stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
-        except SessionNotFound:
-            raise _HTTPError(
-                404, SESSION_NOT_FOUND, "Session not found", request_id=only_id
-            ) from None
-        except ServiceUnavailable as exc:  # the in-flight cap (429), draining (503)
-            raise _unavailable(exc, only_id) from None
-        except ProtocolError as exc:
-            raise _HTTPError(
-                exc.http_status, exc.code, exc.message, request_id=exc.request_id
-            ) from None
-        session_header = (b"mcp-session-id", session_id.encode("ascii"))
+        except (SessionNotFound, ServiceUnavailable, ProtocolError) as exc:
+            # ServiceUnavailable: the in-flight cap (429), draining (503).
+            raise _answer_for(exc, only_id) from None
+        session_header = _session_header(session_id)
         if self.reply_mode == "json":
-            await self._reply_json(receive, send, stream, len(requests), is_batch, session_header)
+            await _reply_json(receive, send, stream, len(requests), is_batch, session_header)
             return None
         return stream, [session_header]
 
@@ -562,11 +476,11 @@ class StreamableHTTPApp:
         try:
             client = parse_initialize(request, self.input_limits)
         except ProtocolError as exc:
-            raise _HTTPError(400, exc.code, exc.message, request_id=request.id) from None
+            raise _from_protocol_error(exc, status=400, request_id=request.id) from None
         try:
             session_id = await self.manager.create_session(info)
         except ServiceUnavailable as exc:  # TooManySessions, RateLimited, draining
-            raise _unavailable(exc, request.id) from None
+            raise _answer_for(exc, request.id) from None
         try:
             reply = await self.manager.initialize_session(session_id, request, client, info)
         except SessionNotFound:
@@ -576,88 +490,7 @@ class StreamableHTTPApp:
         if isinstance(reply, ErrorResponse):
             await _send_simple(send, 200, encode(reply), [_JSON])
             return
-        await _send_simple(
-            send, 200, encode(reply), [_JSON, (b"mcp-session-id", session_id.encode("ascii"))]
-        )
-
-    # -- writing answers ---------------------------------------------------------------
-
-    async def _reply_sse(
-        self,
-        receive: Receive,
-        send: Send,
-        stream: EventStream,
-        extra_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*_SSE_HEADERS, *extra_headers],
-                }
-            )
-            # Every send is a locked, shielded write in Hypercorn's trio worker:
-            # coalesce what is ready (priming event, backlog, the answer of a
-            # quick call) into one chunk, and finish in the same write when the
-            # stream already ended.
-            first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
-            ready, ended = await _wait_briefly(stream)
-            events = first + ready
-            # One task per response: it writes, and between writes it waits for
-            # news on the stream and for the client's disconnect at once.
-            busy_writes = 0
-            while True:
-                chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
-                if ended:
-                    stream.detach()  # the session is idle again before the client sees the end
-                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                    return
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    busy_writes += 1
-                events, ended = _drain_ready(stream)
-                if not events and not ended:
-                    busy_writes = 0
-                    if not await _wait_for_news(stream, receive):
-                        return  # the client is gone
-                    events, ended = _drain_ready(stream)
-                elif busy_writes >= _POLL_EVERY:
-                    # A stream that always has news never parks in receive(),
-                    # so look for a disconnect now and then.
-                    busy_writes = 0
-                    if await _client_gone(receive):
-                        return
-        finally:
-            stream.detach()
-
-    async def _reply_json(
-        self,
-        receive: Receive,
-        send: Send,
-        stream: EventStream,
-        expected: int,
-        is_batch: bool,
-        session_header: tuple[bytes, bytes],
-    ) -> None:
-        try:
-            # Fast path: a quick handler answers within a few scheduling rounds
-            # (the session's worker wakes, opens its nursery, runs the handler).
-            ready, ended = await _wait_briefly(stream)
-            answers = [e.data for e in ready if e.data]
-            while len(answers) < expected and not ended:
-                if not await _wait_for_news(stream, receive):
-                    return  # the client is gone; nobody to answer
-                ready, ended = _drain_ready(stream)
-                answers += [e.data for e in ready if e.data]
-        finally:
-            stream.detach()
-        if not answers:
-            # Every request was cancelled by the client, or the session ended.
-            await _send_simple(send, 202, b"", [session_header])
-            return
-        body = b"[" + b",".join(answers) + b"]" if is_batch else answers[0]
-        await _send_simple(send, 200, body, [_JSON, session_header])
+        await _send_simple(send, 200, encode(reply), [_JSON, _session_header(session_id)])
 
     # -- GET and DELETE --------------------------------------------------------------
 
@@ -666,51 +499,41 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
             )
-        self._check_version_header(headers)
-        session_id = await self._require_session(headers, info)
+        _check_version_header(headers)
+        session_id = _session_id(headers)
+        await self._require_session(session_id, info)
         last_event_id = headers.get("last-event-id")
         try:
             if last_event_id:
                 stream: EventStream | None = await self.manager.resume(session_id, last_event_id)
             else:
                 stream = await self.manager.create_standalone_stream(session_id)
-        except SessionNotFound:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
-        except UnknownEventId as exc:
-            raise _HTTPError(400, INVALID_REQUEST, f"Bad Request: cannot resume: {exc}") from None
-        except EventsPurged as exc:
-            raise _HTTPError(
-                409, SERVER_ERROR, f"Conflict: cannot resume, events were lost: {exc}"
-            ) from None
-        except (StoreUnavailable, trio.TooSlowError):
-            raise _unavailable(
-                ServiceUnavailable("the event store is unreachable", retry_after=2.0)
-            ) from None
-        except ServiceUnavailable as exc:  # draining
-            raise _unavailable(exc) from None
+        except (
+            SessionNotFound,
+            UnknownEventId,
+            EventsPurged,
+            StoreUnavailable,
+            trio.TooSlowError,
+            ServiceUnavailable,  # draining
+        ) as exc:
+            raise _answer_for(exc, unreachable="the event store is unreachable") from None
         if stream is None:
             raise _HTTPError(
                 409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
             )
-        return stream, [(b"mcp-session-id", session_id.encode("ascii"))]
+        return stream, [_session_header(session_id)]
 
     async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
-        self._check_version_header(headers)
-        session_id = await self._require_session(headers, info)
+        _check_version_header(headers)
+        session_id = _session_id(headers)
+        await self._require_session(session_id, info)
         try:
             await self.manager.close_session(session_id, CloseReason.DELETED)
-        except SessionNotFound:
-            raise _HTTPError(404, SESSION_NOT_FOUND, "Session not found") from None
-        except ServiceUnavailable as exc:
-            raise _unavailable(exc) from None
-        except StoreUnavailable:
-            # Not deleted (its record would let a restart restore it): the
-            # session stays as it was, and the client retries.
-            raise _unavailable(
-                ServiceUnavailable(
-                    "the session store is unreachable; the session was not deleted",
-                    retry_after=2.0,
-                )
+        except (SessionNotFound, ServiceUnavailable, StoreUnavailable) as exc:
+            # Not deleted on StoreUnavailable (its record would let a restart
+            # restore it): the session stays as it was, and the client retries.
+            raise _answer_for(
+                exc, unreachable="the session store is unreachable; the session was not deleted"
             ) from None
         await _send_simple(send, 200, b"", [])
 
@@ -719,105 +542,48 @@ class _ClientGone(Exception):
     pass
 
 
+def _check_version_header(
+    headers: dict[str, str], request_id: str | int | None = None
+) -> str | None:
+    """The ``Mcp-Protocol-Version`` header, which may be absent but not unknown."""
+    version = headers.get(VERSION_HEADER)
+    if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+        raise _unsupported_version(version, request_id)
+    return version
+
+
+def _session_id(headers: dict[str, str]) -> str:
+    session_id = headers.get(SESSION_HEADER)
+    if session_id is None:
+        raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+    return session_id
+
+
 def _plausible_session_id(session_id: str) -> bool:
     return 0 < len(session_id) <= 256 and all(0x21 <= ord(c) <= 0x7E for c in session_id)
 
 
-def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -> _HTTPError:
-    """503 (or 429 for a rate limit) with ``Retry-After`` and a JSON-RPC error body."""
-    retry = str(max(1, math.ceil(exc.retry_after))).encode("ascii")
-    if isinstance(exc, RateLimited):
-        status, prefix = 429, "Too Many Requests"
-    else:
-        status, prefix = 503, "Service Unavailable"
-    return _HTTPError(
-        status,
-        SERVER_ERROR,
-        f"{prefix}: {exc}",
-        request_id=request_id,
-        headers=[(b"retry-after", retry)],
-    )
-
-
-async def _send_simple(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode("ascii"))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-#: Scheduling rounds a reply waits for a quick handler before it parks
-#: (measured: a quick call needs three or four).
-_QUICK_ROUNDS: Final = 4
-
-
-async def _wait_briefly(stream: EventStream) -> tuple[list[SseEvent], bool]:
-    """Events ready within a few scheduling rounds, and whether the stream ended.
-
-    Returns as soon as the stream has ended or events have arrived; never
-    waits on the clock, only lets already-runnable tasks run.
-    """
-    ready: list[SseEvent] = []
-    for _ in range(_QUICK_ROUNDS):
-        await trio.lowlevel.checkpoint()
-        more, ended = _drain_ready(stream)
-        ready += more
-        if ended:
-            return ready, True
-    return ready, False
-
-
-def _drain_ready(stream: EventStream) -> tuple[list[SseEvent], bool]:
-    """The events already waiting, and whether the stream has ended (all read then)."""
-    return stream.take_ready(), stream.ended
-
-
-#: Writes in a row without a pause after which a response checks for a disconnect.
-_POLL_EVERY: Final = 8
-
-
-async def _disconnected_before(scope: trio.CancelScope, receive: Receive) -> bool:
-    """Read ``receive()`` in *scope*: ``True`` on a disconnect, ``False`` once *scope* is cancelled.
-
-    Hypercorn reports a gone client only through ``receive()``, which is a
-    memory channel's, so cancelling the wait loses nothing.
-    """
-    with scope:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return True
-    return False
-
-
-async def _client_gone(receive: Receive) -> bool:
-    """Whether the client has disconnected, without waiting for it (one scheduling round).
-
-    The wait is cancelled from the run loop's next pass, so a disconnect
-    already queued is seen and nothing else is waited for.
-    """
-    poll = trio.CancelScope()
-    trio.lowlevel.current_trio_token().run_sync_soon(poll.cancel)
-    return await _disconnected_before(poll, receive)
-
-
-async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
-    """Park until the stream has news (``True``) or the client disconnects (``False``).
-
-    Waiting for the disconnect in the response's own task, in a cancel scope
-    that the stream cancels on news, needs no second task and no nursery per
-    response: an open GET stream is the unit of memory a server multiplies by
-    its connections.
-    """
-    waiting = trio.CancelScope()
-    stream.set_waker(waiting.cancel)
-    try:
-        return not await _disconnected_before(waiting, receive)
-    finally:
-        stream.set_waker(None)
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        declared = declared.strip()
+        # ASCII digits only (str.isdigit() admits "²"), and few enough
+        # that int() is cheap; more than 18 digits is over any limit.
+        if not (declared.isascii() and declared.isdigit()):
+            raise _HTTPError(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
+        if len(declared) > 18 or int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
