@@ -272,27 +272,32 @@ async def test_the_write_watchdog_cuts_a_write_that_makes_no_progress(
 async def test_the_write_watchdog_leaves_a_slow_reader_that_keeps_reading(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    # Real sockets under a mock clock: let the kernel report readiness (10 ms of
+    # real idleness) before the clock jumps, or a jump could outrun a transfer.
+    autojump_clock.autojump_threshold = 0.01
     watched, client = await _watched_pair()
     connections = Connections()
     connections.add(watched)
     size = 4 * 1024 * 1024
     received = 0
     everything = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_writes, connections, 30)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_writes, connections, 30)
 
-        async def slow_reader() -> None:
-            nonlocal received
-            while received < size:
-                await trio.sleep(10)  # far slower than the writer, never stalled for 30 s
-                received += len(await client.receive_some(64 * 1024))
-            everything.set()
+            async def slow_reader() -> None:
+                nonlocal received
+                while received < size:
+                    await trio.sleep(5)  # far slower than the writer, never stalled for 30 s
+                    received += len(await client.receive_some(64 * 1024))
+                everything.set()
 
-        nursery.start_soon(slow_reader)
-        await watched.send_all(b"x" * size)  # one write of minutes, in steps
-        assert trio.current_time() > 60
-        await everything.wait()
-        nursery.cancel_scope.cancel()
+            nursery.start_soon(slow_reader)
+            await watched.send_all(b"x" * size)  # one write of minutes, in steps
+            assert trio.current_time() > 60
+            await everything.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        await client.aclose()
+        await watched.aclose()
     assert connections.cut == 0
-    await client.aclose()
-    await watched.aclose()
