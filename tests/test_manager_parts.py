@@ -10,7 +10,15 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sessions import RateLimit, RateLimited, RequestInfo, SessionLimits, StoreUnavailable
+from trio_mcp_sessions import (
+    CloseReason,
+    RateLimit,
+    RateLimited,
+    RequestInfo,
+    SessionLimits,
+    StoreUnavailable,
+    TooManySessions,
+)
 from trio_mcp_sessions._manager._admission import Admission
 from trio_mcp_sessions._manager._limits import EvictionPolicy
 from trio_mcp_sessions._manager._table import SessionTable, choose_victim
@@ -27,6 +35,9 @@ class Stub:
     is_open: bool = True
     busy: bool = False
     client_info: object | None = "initialized"
+
+    def close(self, reason: CloseReason) -> None:
+        self.is_open = False
 
 
 def table(*stubs: Stub) -> dict[str, Stub]:
@@ -184,3 +195,37 @@ async def test_a_down_shared_limiter_falls_back_to_its_limits_locally(
         await adm.admit(BOB)  # the shared limit, applied by this instance
     adm.refund(receipt)
     await adm.admit(BOB)
+
+
+async def test_take_slot_evicts_and_waits_for_the_victim_to_leave(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t: SessionTable[Stub] = SessionTable(1)
+    old = Stub("old")
+    t.take_nowait("old")
+    t.add("old", old)
+    with pytest.raises(TooManySessions):
+        await t.take_slot("new", EvictionPolicy.REJECT, 5.0)
+    t.mark("old", busy=False)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(t.take_slot, "new", LRA, 5.0)
+        await trio.sleep(1.0)
+        assert not old.is_open  # closed, still holding its slot
+        assert t.limiter.borrowed_tokens == 1
+        t.remove("old", old)  # its worker finished: the waiter gets the token
+    assert t.limiter.statistics().borrowers == ["new"]
+    with pytest.raises(TooManySessions):  # nobody idle to evict
+        await t.take_slot("third", LRA, 5.0)
+    assert t.refused == 2
+
+
+async def test_take_slot_gives_up_when_the_victim_does_not_leave(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t: SessionTable[Stub] = SessionTable(1)
+    t.take_nowait("old")
+    t.add("old", Stub("old"))
+    with pytest.raises(TooManySessions, match="timed out"):
+        await t.take_slot("new", EvictionPolicy.OLDEST, 5.0)
+    assert trio.current_time() == 5.0
+    assert t.refused == 1

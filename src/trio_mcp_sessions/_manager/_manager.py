@@ -25,11 +25,9 @@ from .._errors import (
     ServiceUnavailable,
     SessionNotFound,
     TooManyInFlight,
-    TooManySessions,
 )
 from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, SessionInfo
-from .._protocol._jsonrpc import ErrorResponse, Message, ProtocolError, Request, Response
-from .._protocol._lifecycle import parse_initialize
+from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
 from .._session import Session
 from .._stores._guard import StoreGuard, StoreGuardStatistics
 from .._stores._memory import InMemoryEventStore
@@ -299,11 +297,7 @@ class BoundedSessionManager:
         self._table.remove(session_id, session)
         self._admission.settle(session_id)
         reason = session.close_reason or CloseReason.ERROR
-        self._records.closed(
-            session_id,
-            for_good=not (reason is CloseReason.SHUTDOWN and self.session_store is not None),
-            deleted=reason is CloseReason.DELETED,
-        )
+        self._records.closed(session_id, reason)
         self._dropped_readers += session.dropped_readers
         self._closed_by_reason[reason.value] += 1
         if reason is CloseReason.EVICTED:
@@ -341,7 +335,7 @@ class BoundedSessionManager:
         """Take a slot (evicting per policy) and start the session's worker."""
         nursery = self._check_admission()
         try:
-            await self._take_slot(session_id)
+            await self._table.take_slot(session_id, self.limits.eviction, self.limits.eviction_wait)
         except BaseException:
             self._admission.refund(receipt)
             raise
@@ -390,27 +384,6 @@ class BoundedSessionManager:
         finally:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return session.session_id
-
-    async def _take_slot(self, session_id: str) -> None:
-        """Acquire a limiter token for *session_id*, evicting per policy at the cap."""
-        if self._table.take_nowait(session_id):
-            return
-        victim = self._table.victim(self.limits.eviction)
-        if victim is None:
-            self._refused["capacity"] += 1
-            raise TooManySessions(
-                f"session limit ({self.limits.max_sessions}) reached and no session is idle",
-                retry_after=5.0,
-            )
-        victim.close(CloseReason.EVICTED)
-        # The victim releases its token when its worker has finished; trio's
-        # limiter hands a released token straight to the first waiter, so no
-        # other creation can slip in between: the cap holds exactly.
-        with trio.move_on_after(self.limits.eviction_wait):
-            await self._table.take(session_id)
-            return
-        self._refused["capacity"] += 1
-        raise TooManySessions("timed out waiting for an evicted session to close", retry_after=5.0)
 
     async def initialize_session(
         self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
@@ -579,17 +552,10 @@ class BoundedSessionManager:
     async def _restore(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
         assert self.session_store is not None
         self._check_admission()
-        record = await self._sessions_guard.call(
-            "session load", self.session_store.load, session_id
-        )
-        if record is None or record.principal != info.principal:
+        loaded = await self._records.load(session_id, info.principal)
+        if loaded is None:
             return RestoreOutcome.NOT_FOUND
-        try:
-            request = Request(0, "initialize", record.initialize_params)
-            client = parse_initialize(request)
-        except ProtocolError:
-            logger.warning("session %s: stored record is unusable", session_id)
-            return RestoreOutcome.NOT_FOUND
+        record, request, client = loaded
         receipt = await self._admission.admit(info)
         session = await self._open(session_id, info, receipt)
         self._admission.settle(session_id)
@@ -667,18 +633,6 @@ class BoundedSessionManager:
         refused = Counter(self._refused)
         if self._admission.rate_limited:
             refused["rate_limit"] += self._admission.rate_limited
+        if self._table.refused:
+            refused["capacity"] += self._table.refused
         return dict(refused)
-
-    # Read by tests (the owners' state, under the names it had before the split).
-
-    @property
-    def _sessions(self) -> dict[str, Session]:
-        return self._table.sessions
-
-    @property
-    def _stored_state(self) -> dict[str, tuple[str | None, frozenset[str]]]:
-        return self._records.stored_state
-
-    @property
-    def _last_store_touch(self) -> dict[str, float]:
-        return self._records.last_touch

@@ -11,6 +11,7 @@ was last pushed, which ids are being deleted, and which ids closed for good
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -19,17 +20,23 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from .._errors import StoreUnavailable
+from .._interface import CloseReason
+from .._protocol._jsonrpc import ProtocolError, Request
+from .._protocol._lifecycle import parse_initialize
 from .._stores._base import SessionRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from .._protocol._lifecycle import ClientInfo
     from .._session import Session
     from .._stores._base import EventStore, SessionStore
     from .._stores._guard import StoreGuard
     from ._limits import SessionLimits
 
 __all__ = ["MAX_TOMBSTONES", "SessionRecords"]
+
+logger = logging.getLogger("trio_mcp_sessions.manager")
 
 #: Recently closed ids remembered locally so a racing restore cannot resurrect them.
 MAX_TOMBSTONES: Final = 10_000
@@ -173,6 +180,26 @@ class SessionRecords:
                 for session in todo:
                     nursery.start_soon(self.save, session)
 
+    async def load(
+        self, session_id: str, principal: str | None
+    ) -> tuple[SessionRecord, Request, ClientInfo] | None:
+        """The stored record of *session_id* and its ``initialize`` to replay, if usable.
+
+        ``None`` when there is none, it belongs to another principal, or it
+        cannot be parsed. Raises :class:`StoreUnavailable`.
+        """
+        assert self.session_store is not None
+        record = await self.sessions_guard.call("session load", self.session_store.load, session_id)
+        if record is None or record.principal != principal:
+            return None
+        try:
+            request = Request(0, "initialize", record.initialize_params)
+            client = parse_initialize(request)
+        except ProtocolError:
+            logger.warning("session %s: stored record is unusable", session_id)
+            return None
+        return record, request, client
+
     # -- touch ----------------------------------------------------------------------------
 
     def touch_due(self, session_id: str) -> bool:
@@ -237,23 +264,23 @@ class SessionRecords:
 
     # -- forget ---------------------------------------------------------------------------
 
-    def closed(self, session_id: str, *, for_good: bool, deleted: bool) -> None:
-        """A session closed: drop its entries; if *for_good*, tombstone and forget it.
-
-        *deleted*: a DELETE removed the record before the close, and
-        :meth:`forget_events` removes the events after it.
-        """
+    def closed(self, session_id: str, reason: CloseReason) -> None:
+        """A session closed: drop its entries; unless it is kept for a restart
+        (a shutdown with a session store), tombstone it and forget what is stored."""
         self.last_touch.pop(session_id, None)
         self.stored_state.pop(session_id, None)
-        if not for_good:
-            return  # shutdown with a session store: kept for a restart
+        if reason is CloseReason.SHUTDOWN and self.session_store is not None:
+            return  # kept for a restart
         self.tombstones[session_id] = None
         if len(self.tombstones) > MAX_TOMBSTONES:
             self.tombstones.popitem(last=False)
         delete_nowait = getattr(self.event_store, "delete_session_nowait", None)
         if delete_nowait is not None:
             delete_nowait(session_id)
-        if not (deleted and self.session_store is not None) and (
+        # (A DELETE removed the record before the close and removes the
+        # events after it: the manager's close_session.)
+        deleted = reason is CloseReason.DELETED and self.session_store is not None
+        if not deleted and (
             self.session_store is not None
             or (self.event_store is not None and delete_nowait is None)
         ):

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import trio
 
-from .._errors import SessionNotFound
+from .._errors import SessionNotFound, TooManySessions
+from .._interface import CloseReason
 from ._limits import EvictionPolicy
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ class Candidate(Protocol):
     def busy(self) -> bool: ...
     @property
     def client_info(self) -> object | None: ...
+
+
+class Evictable(Candidate, Protocol):
+    """A candidate the table can close to make room."""
+
+    def close(self, reason: CloseReason) -> None: ...
 
 
 C = TypeVar("C", bound=Candidate)
@@ -64,13 +71,13 @@ def choose_victim(
     return None
 
 
-S = TypeVar("S", bound=Candidate)
+S = TypeVar("S", bound=Evictable)
 
 
 class SessionTable(Generic[S]):
     """Live sessions under an exact cap: one limiter token per session id."""
 
-    __slots__ = ("busy", "idle", "limiter", "sessions")
+    __slots__ = ("busy", "idle", "limiter", "refused", "sessions")
 
     def __init__(self, max_sessions: int) -> None:
         self.limiter = trio.CapacityLimiter(max_sessions)
@@ -79,6 +86,8 @@ class SessionTable(Generic[S]):
         #: Sessions with nothing in flight, least recently active first.
         self.idle: OrderedDict[str, None] = OrderedDict()
         self.busy: set[str] = set()
+        #: Creations refused at the cap.
+        self.refused = 0
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -101,9 +110,31 @@ class SessionTable(Generic[S]):
             return False
         return True
 
-    async def take(self, session_id: str) -> None:
-        """Wait for a slot (trio hands a released token straight to the first waiter)."""
-        await self.limiter.acquire_on_behalf_of(session_id)
+    async def take_slot(self, session_id: str, policy: EvictionPolicy, wait: float) -> None:
+        """Take a slot for *session_id*, evicting per *policy* at the cap.
+
+        Raises:
+            TooManySessions: No victim, or the victim did not finish closing
+                within *wait* seconds.
+        """
+        if self.take_nowait(session_id):
+            return
+        victim = self.victim(policy)
+        if victim is None:
+            self.refused += 1
+            raise TooManySessions(
+                f"session limit ({self.limiter.total_tokens}) reached and no session is idle",
+                retry_after=5.0,
+            )
+        victim.close(CloseReason.EVICTED)
+        # The victim releases its token when its worker has finished; trio's
+        # limiter hands a released token straight to the first waiter, so no
+        # other creation can slip in between: the cap holds exactly.
+        with trio.move_on_after(wait):
+            await self.limiter.acquire_on_behalf_of(session_id)
+            return
+        self.refused += 1
+        raise TooManySessions("timed out waiting for an evicted session to close", retry_after=5.0)
 
     def add(self, session_id: str, session: S) -> None:
         """Enter a session holding its slot; busy (initializing) until it reports otherwise."""
