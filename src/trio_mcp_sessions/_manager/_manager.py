@@ -286,7 +286,8 @@ class BoundedSessionManager:
     def _session_activity(self, session: Session, busy: bool) -> None:
         """A session went busy or idle: the table's LRU, then the record's TTL."""
         self._table.mark(session.session_id, busy)
-        self._records.activity(session)
+        if self.session_store is not None:  # the hot path without a store: one call
+            self._records.activity(session)
 
     def _state_changed(self, session: Session) -> None:
         self._spawn(self._records.save_state, session)
