@@ -353,7 +353,7 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
         assert statuses.count(200) > 100
         assert stats.evicted == stats.created - stats.live_sessions
     # Nothing leaked: close what is left, then every slot and event is gone.
-    for session_id in list(app.manager._sessions):  # type: ignore[attr-defined]
+    for session_id in list(app.manager._table.sessions):  # type: ignore[attr-defined]
         await app.manager.close_session(session_id, CloseReason.DELETED)
     assert app.manager.limiter.borrowed_tokens == 0  # type: ignore[attr-defined]
     assert app.manager.event_store.statistics() == (0, 0, 0)  # type: ignore[attr-defined]

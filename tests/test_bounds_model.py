@@ -158,7 +158,7 @@ def run_model(policy: EvictionPolicy, ops: list[tuple[str, Any, Any]]) -> None:
                 stats = manager.statistics()
                 assert stats.live_sessions <= MAX_SESSIONS
                 assert manager.limiter.borrowed_tokens == stats.live_sessions
-                assert {s.session_id for s in model} == set(manager._sessions)
+                assert {s.session_id for s in model} == set(manager._table.sessions)
 
             for op, arg, _ in ops:
                 now = trio.current_time()

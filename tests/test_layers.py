@@ -27,7 +27,16 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     ),
     "manager": (
         ("_manager",),
-        ("_interface", "_streams", "_session", "_errors", "_protocol", "_ratelimit", "_stores"),
+        (
+            "_manager",
+            "_interface",
+            "_streams",
+            "_session",
+            "_errors",
+            "_protocol",
+            "_ratelimit",
+            "_stores",
+        ),
         ("_server._server",),
     ),
     "sessions": (

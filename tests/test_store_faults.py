@@ -434,5 +434,5 @@ async def test_a_session_closed_while_its_state_is_written_leaves_nothing_behind
         await m.close_session(session_id, CloseReason.DELETED)
         await trio.sleep(5)
         # The manager's own per-session bookkeeping is gone with the session.
-        assert session_id not in m._stored_state
-        assert session_id not in m._last_store_touch
+        assert session_id not in m._records.stored_state
+        assert session_id not in m._records.last_touch

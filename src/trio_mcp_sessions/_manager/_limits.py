@@ -1,0 +1,131 @@
+"""Every bound on sessions, validated once: :class:`SessionLimits` and :class:`EvictionPolicy`.
+
+Plain data (no trio): the table, admission and the coordinator read these
+values; invalid ones are refused here, when the limits are built.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._interface import RequestInfo
+
+__all__ = ["EvictionPolicy", "SessionLimits", "positive_seconds"]
+
+
+class EvictionPolicy(enum.Enum):
+    """What happens when ``initialize`` arrives and the session cap is reached."""
+
+    LEAST_RECENTLY_ACTIVE = "least_recently_active"
+    """Evict the least recently active session that has no request in flight and
+    no open stream; refuse (503) when every session is busy. The default: an
+    evicted client was idle, so it loses nothing in flight."""
+    OLDEST = "oldest"
+    """Evict the session created first, busy or not (the seed crate's FIFO);
+    its in-flight handlers are cancelled and its streams end."""
+    REJECT = "reject"
+    """Never evict; refuse (503 with ``Retry-After``)."""
+
+
+def _client_address(info: RequestInfo) -> str | None:
+    return info.client_address
+
+
+def positive_seconds(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Every bound on sessions, in one place. Invalid values are refused here.
+
+    The defaults keep a default server from being wedged: the cap is finite,
+    idle sessions expire, and at the cap the least recently active idle
+    session makes room, so clients that never send DELETE cannot fill the
+    server for good.
+
+    Attributes:
+        max_sessions: Live sessions at most, exactly (default 10,000).
+        eviction: What to do at the cap (:class:`EvictionPolicy`).
+        idle_timeout: Seconds without activity before a session ends; the
+            clock stops while a request is in flight or a stream is open.
+        init_timeout: Seconds a new session has to be used after
+            ``initialize`` (``initialized``, a request or a stream).
+        max_lifetime: Seconds after which a session ends whatever it is doing
+            (``None``: no limit).
+        rate_limit: A :class:`RateLimit` on session creation shared by all
+            clients (``None``: none).
+        rate_limit_per_client: A :class:`RateLimit` applied to each client key.
+        rate_limit_key: ``fn(RequestInfo) -> str | None``: the client key; the
+            default is the peer address. Return the authenticated principal to
+            limit per user instead. ``None`` exempts the request from the
+            per-client limit.
+        eviction_wait: Seconds a creation waits for its victim to finish closing
+            before it gives up with 503.
+        max_inflight_per_session: Requests one session may have running at
+            once; a request (or batch) over it is refused with
+            :exc:`TooManyInFlight` (HTTP 429) before anything of it starts.
+        write_timeout: Seconds an HTTP response may take nothing from its full
+            buffer (a reader that stopped reading) before it is dropped; its
+            client resumes from the event store.
+    """
+
+    max_sessions: int = 10_000
+    eviction: EvictionPolicy = EvictionPolicy.LEAST_RECENTLY_ACTIVE
+    idle_timeout: float = 600.0
+    init_timeout: float = 60.0
+    max_lifetime: float | None = None
+    rate_limit: RateLimit | None = None
+    rate_limit_per_client: RateLimit | None = None
+    rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
+    eviction_wait: float = 5.0
+    max_inflight_per_session: int = 100
+    write_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_sessions, bool) or not isinstance(self.max_sessions, int):
+            raise TypeError("max_sessions must be an int")
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
+        if isinstance(self.eviction, str):
+            try:
+                object.__setattr__(self, "eviction", EvictionPolicy(self.eviction))
+            except ValueError:
+                names = ", ".join(p.value for p in EvictionPolicy)
+                raise ValueError(
+                    f"eviction must be one of {names}, not {self.eviction!r}"
+                ) from None
+        if not isinstance(self.eviction, EvictionPolicy):
+            raise TypeError("eviction must be an EvictionPolicy")
+        positive_seconds("idle_timeout", self.idle_timeout)
+        positive_seconds("init_timeout", self.init_timeout)
+        positive_seconds("max_lifetime", self.max_lifetime, optional=True)
+        positive_seconds("eviction_wait", self.eviction_wait)
+        positive_seconds("write_timeout", self.write_timeout)
+        if isinstance(self.max_inflight_per_session, bool) or not isinstance(
+            self.max_inflight_per_session, int
+        ):
+            raise TypeError("max_inflight_per_session must be an int")
+        if self.max_inflight_per_session < 1:
+            raise ValueError(
+                f"max_inflight_per_session must be at least 1, got {self.max_inflight_per_session}"
+            )
+        for name in ("rate_limit", "rate_limit_per_client"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, RateLimit):
+                raise TypeError(
+                    f"{name} must be a RateLimit(max_creations, window) or None, not {value!r}"
+                )

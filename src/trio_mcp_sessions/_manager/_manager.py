@@ -1,0 +1,639 @@
+"""The bounded, nursery-scoped session manager: a thin coordinator.
+
+:class:`BoundedSessionManager` implements :class:`SessionManager`: every
+session's worker runs in its own cancel scope inside the manager's nursery,
+and a :class:`trio.CapacityLimiter` holds one token per live session, so the
+cap is exact even under concurrent creation. The per-session facts have one
+owner each: the table (``_table``: live sessions, idle order, busy set,
+slots, the victim choice), admission (``_admission``: creation budgets,
+receipts, refunds) and the records (``_persistence``: saves, touches,
+tombstones, the durable DELETE). This class wires the session's callbacks to
+them and closes a session along one path (:meth:`_session_closed`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Self, final
+
+import trio
+
+from .._errors import (
+    ServiceUnavailable,
+    SessionNotFound,
+    TooManyInFlight,
+)
+from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, SessionInfo
+from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
+from .._session import Session
+from .._stores._guard import StoreGuard, StoreGuardStatistics
+from .._stores._memory import InMemoryEventStore
+from ._admission import Admission, Receipt
+from ._limits import SessionLimits, positive_seconds
+from ._persistence import SessionRecords
+from ._table import SessionTable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from types import TracebackType
+
+    from .._protocol._lifecycle import ClientInfo
+    from .._ratelimit import SharedRateLimiter
+    from .._server._server import McpServer
+    from .._stores._base import EventStore, SessionStore
+    from .._streams import EventStream
+
+__all__ = ["BoundedSessionManager", "ManagerStatistics", "new_session_id"]
+
+logger = logging.getLogger("trio_mcp_sessions.manager")
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStatistics:
+    """A snapshot of the manager's counters (see :meth:`BoundedSessionManager.statistics`).
+
+    Attributes:
+        live_sessions: Sessions holding a slot now.
+        max_sessions: The cap.
+        created: Sessions created since start.
+        closed: Sessions closed since start (sum of ``closed_by_reason``).
+        closed_by_reason: ``{reason: count}`` (:class:`CloseReason` values).
+        refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable" | "inflight": count}``
+            (``inflight``: requests refused at a session's in-flight cap).
+        evicted: Sessions closed to make room (also in ``closed_by_reason``).
+        busy_sessions: Live sessions with a request in flight or a stream open.
+        restored: Sessions brought back from the session store.
+        store_errors: Store calls that failed, timed out, or were refused at
+            once while their store was down (service went on, degraded).
+        requests_in_flight: Requests whose handlers are running, all sessions.
+        dropped_readers: HTTP responses dropped because their reader took
+            nothing for ``write_timeout`` seconds (or fell behind a broadcast).
+        stores: Per store (``"sessions"``, ``"events"``, ``"rate_limit"``):
+            its circuit state and call counters (:class:`StoreGuardStatistics`).
+        subscriptions: ``resources/subscribe`` URIs held by live sessions
+            (each at most ``McpServer.max_subscriptions``).
+    """
+
+    live_sessions: int
+    max_sessions: int
+    created: int
+    closed: int
+    closed_by_reason: dict[str, int] = field(default_factory=dict)
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+    evicted: int = 0
+    busy_sessions: int = 0
+    restored: int = 0
+    store_errors: int = 0
+    requests_in_flight: int = 0
+    dropped_readers: int = 0
+    stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
+    subscriptions: int = 0
+
+
+def new_session_id() -> str:
+    """192 random bits from :mod:`secrets`, URL-safe base64: visible ASCII only."""
+    return secrets.token_urlsafe(24)
+
+
+@final
+class BoundedSessionManager:
+    """Sessions under an exact cap, each in its own cancel scope in one nursery.
+
+    Run it as an async context manager, or start it as a service::
+
+        async with BoundedSessionManager(server) as manager: ...
+        manager = await nursery.start(BoundedSessionManager(server).run)
+
+    Args:
+        server: The MCP server whose handlers serve every session.
+        limits: Caps, timeouts and rate limits (:class:`SessionLimits`).
+        event_store: Where SSE events wait for resumption. The default is a
+            bounded :class:`InMemoryEventStore`; ``None`` turns resumption off.
+        session_store: Where session records live so that a session survives a
+            restart or moves to another instance (``None``: no restore).
+        rate_limiter: A creation rate limiter shared by several instances (for
+            example :class:`RedisRateLimiter`); while it is unreachable the
+            local windows of *limits* apply instead.
+        store_timeout: Seconds any store call may take before it counts as a
+            failure.
+        store_failure_threshold: Consecutive failures of one store after which
+            it counts as down: its calls then fail at once (a circuit breaker)
+            instead of each waiting *store_timeout*.
+        store_probe_after: Seconds a store counts as down before one call
+            probes it again.
+        retry_ms: The ``retry`` hint (milliseconds) sent on SSE streams.
+        on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
+            succeeded (not for restores).
+        on_session_closed: Called as ``fn(session_id, reason)`` after a close.
+    """
+
+    def __init__(
+        self,
+        server: McpServer,
+        *,
+        limits: SessionLimits | None = None,
+        event_store: EventStore | Literal["default"] | None = "default",
+        session_store: SessionStore | None = None,
+        rate_limiter: SharedRateLimiter | None = None,
+        store_timeout: float = 2.0,
+        store_failure_threshold: int = 2,
+        store_probe_after: float = 5.0,
+        retry_ms: int = 1000,
+        on_session_created: Callable[[str, RequestInfo], None] | None = None,
+        on_session_closed: Callable[[str, CloseReason], None] | None = None,
+    ) -> None:
+        positive_seconds("store_timeout", store_timeout)
+        self.server = server
+        self.limits = limits if limits is not None else SessionLimits()
+        self.event_store: EventStore | None = (
+            InMemoryEventStore() if event_store == "default" else event_store
+        )
+        self.session_store = session_store
+        self.store_timeout = store_timeout
+        #: One bounded path per store: timeout, failure count, circuit breaker.
+        self._guards = {
+            name: StoreGuard(
+                name,
+                timeout=store_timeout,
+                failure_threshold=store_failure_threshold,
+                reset_after=store_probe_after,
+            )
+            for name in ("sessions", "events", "rate_limit")
+        }
+        self._sessions_guard = self._guards["sessions"]
+        self._events_guard = self._guards["events"]
+        self._rate_guard = self._guards["rate_limit"]
+        self.retry_ms = retry_ms
+        self._on_session_created = on_session_created
+        self._on_session_closed = on_session_closed
+        self._table: SessionTable[Session] = SessionTable(self.limits.max_sessions)
+        self._admission = Admission(self.limits, rate_limiter, self._rate_guard, self._spawn)
+        self._records = SessionRecords(
+            session_store,
+            self.event_store,
+            self.limits,
+            self._sessions_guard,
+            self._events_guard,
+            self._spawn,
+        )
+        self._restoring: dict[str, trio.Event] = {}
+        self._refused: Counter[str] = Counter()
+        self._evicted = 0
+        self._restored = 0
+        #: Dropped readers of sessions that have closed (live ones count their own).
+        self._dropped_readers = 0
+        self._nursery: trio.Nursery | None = None
+        self._stopped = trio.Event()
+        self._draining = False
+        self._created = 0
+        self._closed_by_reason: Counter[str] = Counter()
+
+    # -- running --------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[BoundedSessionManager] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve sessions until :meth:`aclose`; then close every session (``shutdown``).
+
+        With a session store, sessions open at shutdown stay restorable: their
+        records are refreshed (bounded by ``store_timeout``) before they close.
+        """
+        if self._nursery is not None or self._stopped.is_set():
+            raise RuntimeError("a session manager runs once")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                refresher = trio.CancelScope()
+                if self.session_store is not None:
+                    nursery.start_soon(
+                        self._records.keep_busy_records,
+                        refresher,
+                        self._table.busy,
+                        self._table.get,
+                    )
+                task_status.started(self)
+                try:
+                    await self._stopped.wait()
+                finally:
+                    refresher.cancel()
+                    with trio.CancelScope(shield=True):
+                        await self._records.persist_for_restart(
+                            self._table.sessions.values(), self.store_timeout
+                        )
+                    # Cancelled or stopped: either way every session ends as "shutdown".
+                    self._close_all(CloseReason.SHUTDOWN)
+        finally:
+            self._nursery = None
+            self._stopped.set()
+
+    async def __aenter__(self) -> Self:
+        self._outer = trio.open_nursery()
+        nursery = await self._outer.__aenter__()
+        await nursery.start(self.run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._stopped.set()
+        return await self._outer.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Close every session (reason ``shutdown``) and stop the manager."""
+        self._stopped.set()
+        await trio.lowlevel.checkpoint()
+
+    def _close_all(self, reason: CloseReason) -> None:
+        for session in list(self._table.sessions.values()):
+            session.close(reason)
+
+    def begin_drain(self) -> None:
+        """Stop admitting work; end GET streams with a reconnect hint.
+
+        Requests in flight go on and deliver their answers on their own
+        streams; :meth:`finish_drain` ends what is left when the grace period
+        is up.
+        """
+        self._draining = True
+        for session in list(self._table.sessions.values()):
+            session.end_connections(self.retry_ms, standalone_only=True)
+
+    def finish_drain(self) -> None:
+        """End every response still open with a reconnect hint (the grace period is over)."""
+        self._draining = True
+        for session in list(self._table.sessions.values()):
+            session.end_connections(self.retry_ms)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+
+    # -- the session's callbacks: the table and the records kept in step ------------
+
+    def _live(self, session_id: str) -> Session:
+        return self._table.live(session_id)
+
+    def _session_activity(self, session: Session, busy: bool) -> None:
+        """A session went busy or idle: the table's LRU, then the record's TTL."""
+        self._table.mark(session.session_id, busy)
+        if self.session_store is not None:  # the hot path without a store: one call
+            self._records.activity(session)
+
+    def _state_changed(self, session: Session) -> None:
+        self._spawn(self._records.save_state, session)
+
+    def _session_closed(self, session: Session) -> None:
+        """The one close path: every owner forgets the session, then the counters."""
+        session_id = session.session_id
+        self._table.remove(session_id, session)
+        self._admission.settle(session_id)
+        reason = session.close_reason or CloseReason.ERROR
+        self._records.closed(session_id, reason)
+        self._dropped_readers += session.dropped_readers
+        self._closed_by_reason[reason.value] += 1
+        if reason is CloseReason.EVICTED:
+            self._evicted += 1
+        logger.info(
+            "session closed session_id=%s reason=%s lifetime=%.3fs",
+            session_id,
+            reason.value,
+            trio.current_time() - session.created_at,
+            extra={"session_id": session_id, "reason": reason.value},
+        )
+        if self._on_session_closed is not None:
+            try:
+                self._on_session_closed(session_id, reason)
+            except Exception:
+                logger.exception("on_session_closed hook failed")
+
+    # -- admission ------------------------------------------------------------------
+
+    def _check_admission(self) -> trio.Nursery:
+        nursery = self._nursery
+        if nursery is None:
+            self._refused["unavailable"] += 1
+            raise ServiceUnavailable("the session manager is not running")
+        self._check_draining()
+        return nursery
+
+    def _check_draining(self) -> None:
+        """While draining, nothing new starts: the work in flight gets the grace period."""
+        if self._draining:
+            self._refused["unavailable"] += 1
+            raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
+
+    async def _open(self, session_id: str, info: RequestInfo, receipt: Receipt) -> Session:
+        """Take a slot (evicting per policy) and start the session's worker."""
+        nursery = self._check_admission()
+        try:
+            await self._table.take_slot(session_id, self.limits.eviction, self.limits.eviction_wait)
+        except BaseException:
+            self._admission.refund(receipt)
+            raise
+        session = Session(
+            session_id,
+            self.server,
+            event_store=self.event_store,
+            idle_timeout=self.limits.idle_timeout,
+            init_timeout=self.limits.init_timeout,
+            max_lifetime=self.limits.max_lifetime,
+            retry_ms=self.retry_ms,
+            on_closed=self._session_closed,
+            on_activity=self._session_activity,
+            on_state_changed=self._state_changed,
+            principal=info.principal,
+            store_timeout=self.store_timeout,
+            write_timeout=self.limits.write_timeout,
+            max_inflight=self.limits.max_inflight_per_session,
+            store_guard=self._events_guard,
+        )
+        self._table.add(session_id, session)  # initializing: not an eviction candidate yet
+        self._admission.hold(session_id, receipt)
+        try:
+            # Not nursery.start(): nothing needs the worker to have run yet (a
+            # close before it runs cancels its scope first, and work queued for
+            # it waits), and waiting for it costs two scheduling rounds.
+            nursery.start_soon(session.run)
+        except RuntimeError:  # the manager's nursery is closing
+            self._table.remove(session_id, session)
+            self._admission.refund_held(session_id)
+            self._refused["unavailable"] += 1
+            raise ServiceUnavailable("the session manager is shutting down") from None
+        self._created += 1
+        return session
+
+    # -- SessionManager -------------------------------------------------------------
+
+    async def create_session(self, info: RequestInfo) -> str:
+        # The schedule point comes last, where the new worker takes its first
+        # step in the same round; nothing can cancel a creation half-way.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._check_admission()
+            receipt = await self._admission.admit(info)
+            session = await self._open(new_session_id(), info, receipt)
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return session.session_id
+
+    async def initialize_session(
+        self, session_id: str, request: Request, client: ClientInfo, info: RequestInfo
+    ) -> Response | ErrorResponse:
+        await trio.lowlevel.checkpoint()
+        session = self._live(session_id)
+        reply = await session.initialize(request, client)
+        if isinstance(reply, ErrorResponse):
+            # A creation whose initialize fails gives its rate-limit token back.
+            self._admission.refund_held(session_id)
+            if not session.is_open:
+                # Closed while the hooks ran (its init timeout, a shutdown).
+                raise SessionNotFound(session_id)
+            await self.close_session(session_id, CloseReason.ERROR)
+            return reply
+        self._admission.settle(session_id)
+        logger.info(
+            "session created session_id=%s protocol_version=%s client=%s",
+            session_id,
+            client.protocol_version,
+            client.client_info.get("name"),
+            extra={
+                "session_id": session_id,
+                "protocol_version": client.protocol_version,
+                "client": client.client_info.get("name"),
+            },
+        )
+        if self.session_store is not None:
+            # Awaited, so a client's very next request can be restored
+            # elsewhere; a failing store only costs restorability (degraded).
+            await self._records.save(session)
+        if self._on_session_created is not None:
+            try:
+                self._on_session_created(session_id, info)
+            except Exception:
+                logger.exception("on_session_created hook failed")
+        return reply
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        session = self._table.get(session_id)
+        if session is None or not session.is_open:
+            return None
+        return SessionInfo(
+            session_id,
+            session.client_info.protocol_version if session.client_info else None,
+            session.client_info is not None,
+            session.principal,
+        )
+
+    def session(self, session_id: str) -> Session:
+        """The live :class:`Session` object (raises :class:`SessionNotFound`)."""
+        return self._live(session_id)
+
+    async def has_session(self, session_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self.get_session(session_id) is not None
+
+    async def close_session(
+        self, session_id: str, reason: CloseReason = CloseReason.DELETED
+    ) -> None:
+        """Close a session and wait until nothing of it remains.
+
+        Raises:
+            SessionNotFound: No such live session.
+            StoreUnavailable: A DELETE (``reason=DELETED``) whose record could
+                not be removed from the session store; the session stays open.
+        """
+        try:
+            session = self._live(session_id)
+        except SessionNotFound:
+            await trio.lowlevel.checkpoint()
+            raise
+        forget = reason is CloseReason.DELETED and self.session_store is not None
+        if forget:
+            # One DELETE at a time per session: a second waits for the first,
+            # then finds the session gone (404) or, if the first failed, tries.
+            while (pending := self._records.pending_delete(session_id)) is not None:
+                await pending.wait()
+                session = self._live(session_id)
+            await self._records.delete_record(session)
+        session.close(reason)
+        if session.closed.is_set() and not forget:
+            # An idle session closes at once: nothing to wait for.
+            await trio.lowlevel.checkpoint()
+            return
+        # The slot is free when this returns: wait for the worker to finish.
+        with trio.CancelScope(shield=True):
+            await session.closed.wait()
+            if forget:
+                # Its events go too (best effort: without the record nothing
+                # can resume them, and they expire by age).
+                await self._records.forget_events(session_id)
+
+    async def create_stream(
+        self,
+        session_id: str,
+        requests: Sequence[Request],
+        info: RequestInfo,
+        reply_mode: ReplyMode,
+    ) -> EventStream:
+        # As in create_session: the handlers start, then the schedule point,
+        # during which they run.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            session = self._live(session_id)
+            self._check_draining()
+            return session.open_request_stream(requests, info, reply_mode)
+        except TooManyInFlight:
+            self._refused["inflight"] += len(requests)
+            raise
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def accept_messages(
+        self, session_id: str, messages: Sequence[Message], info: RequestInfo
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        session = self._live(session_id)
+        try:
+            session.accept_all(messages)
+        except TooManyInFlight:
+            self._refused["inflight"] += len(messages)
+            raise
+
+    async def create_standalone_stream(self, session_id: str) -> EventStream | None:
+        await trio.lowlevel.checkpoint()
+        session = self._live(session_id)
+        self._check_draining()
+        return await session.open_standalone_stream()
+
+    async def resume(self, session_id: str, last_event_id: str) -> EventStream:
+        await trio.lowlevel.checkpoint()
+        session = self._live(session_id)
+        self._check_draining()
+        return await session.resume(last_event_id)
+
+    async def restore_session(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
+        """Bring back a session from the session store: single-flight per id.
+
+        The restore is admitted like a new session (rate limits, cap,
+        eviction), then ``initialize`` is replayed with ``is_restored=True``.
+
+        Raises:
+            StoreUnavailable: The store could not be read (answer 503).
+            RateLimited, TooManySessions, ServiceUnavailable: Not admitted.
+        """
+        await trio.lowlevel.checkpoint()
+        while True:
+            if self.get_session(session_id) is not None:
+                return RestoreOutcome.ALREADY_PRESENT
+            if self.session_store is None:
+                return RestoreOutcome.NOT_SUPPORTED
+            if session_id in self._records.tombstones:
+                return RestoreOutcome.NOT_FOUND
+            pending = self._restoring.get(session_id)
+            if pending is None:
+                break
+            await pending.wait()  # someone else is restoring it: wait, then look again
+        done = self._restoring[session_id] = trio.Event()
+        try:
+            return await self._restore(session_id, info)
+        finally:
+            del self._restoring[session_id]
+            done.set()
+
+    async def _restore(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
+        assert self.session_store is not None
+        self._check_admission()
+        loaded = await self._records.load(session_id, info.principal)
+        if loaded is None:
+            return RestoreOutcome.NOT_FOUND
+        record, request, client = loaded
+        receipt = await self._admission.admit(info)
+        session = await self._open(session_id, info, receipt)
+        self._admission.settle(session_id)
+        reply = await session.restore(request, client, record.log_level, record.subscriptions)
+        if isinstance(reply, ErrorResponse):
+            # The application refused the restore (or the session closed while
+            # its hooks ran): the session is gone for good.
+            if session.is_open:
+                await self.close_session(session_id, CloseReason.ERROR)
+            return RestoreOutcome.NOT_FOUND
+        self._restored += 1
+        logger.info(
+            "session restored session_id=%s protocol_version=%s",
+            session_id,
+            client.protocol_version,
+            extra={"session_id": session_id, "restored": True},
+        )
+        self._spawn(self._records.save, session)
+        return RestoreOutcome.RESTORED
+
+    # -- broadcast --------------------------------------------------------------------
+
+    async def notify_resource_updated(self, uri: str) -> int:
+        """Send ``notifications/resources/updated`` to every session subscribed to *uri*.
+
+        Returns:
+            How many sessions were notified.
+        """
+        count = 0
+        for session in list(self._table.sessions.values()):
+            if session.is_open and uri in session.subscriptions:
+                await session.notify("notifications/resources/updated", {"uri": uri})
+                count += 1
+        await trio.lowlevel.checkpoint()
+        return count
+
+    async def notify_all(self, method: str, params: dict[str, object] | None = None) -> int:
+        """Send a notification (e.g. ``notifications/tools/list_changed``) to every session."""
+        count = 0
+        for session in list(self._table.sessions.values()):
+            if session.is_open and session.client_info is not None:
+                await session.notify(method, dict(params) if params else None)
+                count += 1
+        await trio.lowlevel.checkpoint()
+        return count
+
+    # -- observability ----------------------------------------------------------------
+
+    def statistics(self) -> ManagerStatistics:
+        closed = sum(self._closed_by_reason.values())
+        return ManagerStatistics(
+            live_sessions=len(self._table),
+            max_sessions=self.limits.max_sessions,
+            created=self._created,
+            closed=closed,
+            closed_by_reason=dict(self._closed_by_reason),
+            refused_by_reason=self._refused_by_reason(),
+            evicted=self._evicted,
+            busy_sessions=len(self._table.busy),
+            restored=self._restored,
+            store_errors=sum(guard.failures for guard in self._guards.values()),
+            stores={name: guard.statistics() for name, guard in self._guards.items()},
+            subscriptions=sum(len(s.subscriptions) for s in self._table.sessions.values()),
+            requests_in_flight=sum(s.inflight for s in self._table.sessions.values()),
+            dropped_readers=self._dropped_readers
+            + sum(s.dropped_readers for s in self._table.sessions.values()),
+        )
+
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        """The limiter whose borrowers are the live sessions (read-only use, please)."""
+        return self._table.limiter
+
+    def _refused_by_reason(self) -> dict[str, int]:
+        refused = Counter(self._refused)
+        if self._admission.rate_limited:
+            refused["rate_limit"] += self._admission.rate_limited
+        if self._table.refused:
+            refused["capacity"] += self._table.refused
+        return dict(refused)
