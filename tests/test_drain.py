@@ -194,7 +194,10 @@ async def test_sigterm_with_calls_in_flight_answers_them_and_keeps_sessions(
     tmp_path: Path,
 ) -> None:
     database = str(tmp_path / "mcp.db")
-    first = await ServerProcess.start(TARGET, "--sqlite", database, "--graceful-timeout", "3")
+    first = await ServerProcess.start(
+        TARGET, "--sqlite", database, "--graceful-timeout", "5", "--metrics-path", "/metrics"
+    )
+    metrics = first.url.replace("/mcp", "/metrics")
     answers: dict[int, int] = {}
     exit_codes: list[int] = []
     try:
@@ -204,16 +207,22 @@ async def test_sigterm_with_calls_in_flight_answers_them_and_keeps_sessions(
             async def one_call(n: int, session_id: str) -> None:
                 r = await http.post(
                     first.url,
-                    json=call("pause", n, seconds=0.3),
+                    json=call("pause", n, seconds=1),
                     headers=session_headers(session_id),
                 )
-                answers[n] = r.status_code if "paused 0.3" in r.text else -r.status_code
+                answers[n] = r.status_code if "paused 1" in r.text else -r.status_code
+
+            async def all_in_flight() -> bool:
+                text = (await http.get(metrics)).text
+                return "mcp_requests_in_flight 25.0" in text
 
             with trio.fail_after(20):
                 async with trio.open_nursery() as calls:
                     for n, session_id in enumerate(ids):
                         calls.start_soon(one_call, n, session_id)
-                    await trio.sleep(0.15)
+                    # Every call has reached the server (not only been sent) before the signal.
+                    while not await all_in_flight():  # noqa: ASYNC110
+                        await trio.sleep(0.02)
 
                     async def stop() -> None:
                         exit_codes.append(await first.stop(signal.SIGTERM))
