@@ -576,3 +576,37 @@ async def test_a_handler_that_only_logs_still_lets_other_tasks_run(
             assert any(b'"done"' in data for data in await drain(stream))
         nursery.cancel_scope.cancel()
     assert ticks[-1] - ticks[0] >= 40  # the ticker ran between the logs
+
+
+async def test_a_session_is_not_initialized_while_its_initialize_hooks_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Issue 10: SessionInfo.initialized was true while the lifecycle state was still new."""
+    server, _ = make_server()
+    in_hook = trio.Event()
+    release = trio.Event()
+
+    @server.on_initialize
+    async def slow_hook(client: object, is_restored: bool) -> None:
+        in_hook.set()
+        await release.wait()
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await manager.create_session(INFO)
+        request = Request(
+            1,
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                manager.initialize_session, session_id, request, parse_initialize(request), INFO
+            )
+            await in_hook.wait()
+            info = manager.get_session(session_id)
+            assert info is not None
+            assert not info.initialized
+            release.set()
+        info = manager.get_session(session_id)
+        assert info is not None
+        assert info.initialized

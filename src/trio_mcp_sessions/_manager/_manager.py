@@ -28,6 +28,7 @@ from .._errors import (
 )
 from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, SessionInfo
 from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
+from .._protocol._lifecycle import SessionState
 from .._session import Session
 from .._stores._guard import StoreGuard, StoreGuardStatistics
 from .._stores._memory import InMemoryEventStore
@@ -427,10 +428,13 @@ class BoundedSessionManager:
         session = self._table.get(session_id)
         if session is None or not session.is_open:
             return None
+        # Initialized once initialize is answered (its hooks may still run
+        # after client_info is known): the lifecycle's state says, one owner.
+        initialized = session.state.state is not SessionState.NEW
         return SessionInfo(
             session_id,
             session.client_info.protocol_version if session.client_info else None,
-            session.client_info is not None,
+            initialized,
             session.principal,
         )
 
