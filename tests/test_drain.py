@@ -310,3 +310,26 @@ async def test_the_write_watchdog_leaves_a_slow_reader_that_keeps_reading(
         await client.aclose()
         await watched.aclose()
     assert connections.cut == 0
+
+
+async def test_the_grace_period_on_trio_s_clock(autojump_clock: trio.testing.MockClock) -> None:
+    """Hints a quarter second before the grace ends (at most a quarter of it), cuts just after."""
+    from trio_mcp_sessions._serve import _finish_drain
+
+    app = StreamableHTTPApp(drain_server)
+    hinted: list[float] = []
+    app.finish_drain = lambda: hinted.append(trio.current_time())  # type: ignore[method-assign]
+    watched, client = await _watched_pair()
+    connections = Connections()
+    connections.add(watched)
+    try:
+        await _finish_drain(app, connections, 5.0)
+        assert hinted == [pytest.approx(4.75)]
+        assert trio.current_time() == pytest.approx(5.1)
+        assert connections.cut == 1
+        hinted.clear()
+        await _finish_drain(app, None, 0.4)  # a short grace: hint at three quarters of it
+        assert hinted == [pytest.approx(5.1 + 0.3)]
+    finally:
+        await client.aclose()
+        await watched.aclose()
