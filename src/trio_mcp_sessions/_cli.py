@@ -18,6 +18,7 @@ from ._protocol._jsonrpc import InputLimits
 from ._ratelimit import RateLimit
 from ._serve import serve
 from ._server._server import McpServer
+from ._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT
 from ._transport._asgi import StreamableHTTPApp
 from ._transport._http import HostPolicy
 
@@ -173,18 +174,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--store-prefix", default="mcp", help="Redis key prefix (default mcp)")
     run.add_argument(
-        "--store-timeout", type=float, default=2.0, help="seconds a store call may take"
+        "--store-timeout", type=float, default=STORE_TIMEOUT, help="seconds a store call may take"
     )
     run.add_argument(
         "--store-failure-threshold",
         type=int,
-        default=2,
+        default=FAILURE_THRESHOLD,
         help="failures in a row after which a store counts as down and calls fail at once",
     )
     run.add_argument(
         "--store-probe-after",
         type=float,
-        default=5.0,
+        default=PROBE_AFTER,
         help="seconds before a store that is down is tried again",
     )
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")

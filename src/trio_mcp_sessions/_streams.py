@@ -17,8 +17,16 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["STREAM_BUFFER", "STREAM_BUFFER_BYTES", "EventStream", "SseEvent"]
+__all__ = [
+    "STREAM_BUFFER",
+    "STREAM_BUFFER_BYTES",
+    "WRITE_TIMEOUT",
+    "EventStream",
+    "SseEvent",
+]
 
+#: Seconds a reader with a full buffer may take nothing before it is dropped (the default).
+WRITE_TIMEOUT: Final = 30.0
 #: Events an attached HTTP response may have unread before its producers wait.
 STREAM_BUFFER: Final = 64
 #: Bytes an attached HTTP response may have unread before its producers wait.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._ratelimit import RateLimit
+from .._streams import WRITE_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,7 +94,7 @@ class SessionLimits:
     rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
     eviction_wait: float = 5.0
     max_inflight_per_session: int = 100
-    write_timeout: float = 30.0
+    write_timeout: float = WRITE_TIMEOUT
 
     def __post_init__(self) -> None:
         if isinstance(self.max_sessions, bool) or not isinstance(self.max_sessions, int):

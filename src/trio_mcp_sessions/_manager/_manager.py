@@ -30,7 +30,13 @@ from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, Se
 from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
 from .._protocol._lifecycle import SessionState
 from .._session import Session
-from .._stores._guard import StoreGuard, StoreGuardStatistics
+from .._stores._guard import (
+    FAILURE_THRESHOLD,
+    PROBE_AFTER,
+    STORE_TIMEOUT,
+    StoreGuard,
+    StoreGuardStatistics,
+)
 from .._stores._memory import InMemoryEventStore
 from ._admission import Admission, Receipt
 from ._limits import SessionLimits, positive_seconds
@@ -139,9 +145,9 @@ class BoundedSessionManager:
         event_store: EventStore | Literal["default"] | None = "default",
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
-        store_timeout: float = 2.0,
-        store_failure_threshold: int = 2,
-        store_probe_after: float = 5.0,
+        store_timeout: float = STORE_TIMEOUT,
+        store_failure_threshold: int = FAILURE_THRESHOLD,
+        store_probe_after: float = PROBE_AFTER,
         retry_ms: int = 1000,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,

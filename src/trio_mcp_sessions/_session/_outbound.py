@@ -111,9 +111,7 @@ class _Outbound:
         "dropped_readers",
         "event_store",
         "retry_ms",
-        "store_failures",
         "store_guard",
-        "store_timeout",
         "write_timeout",
     )
 
@@ -137,7 +135,6 @@ class _Outbound:
         write_timeout: float,
         store_guard: StoreGuard | None,
     ) -> None:
-        self.store_timeout = store_timeout
         #: Seconds an attached response may take nothing before it is dropped.
         self.write_timeout = write_timeout
         #: Responses dropped because their reader took nothing for ``write_timeout``.
@@ -151,7 +148,6 @@ class _Outbound:
         self._streams: dict[str, _OutboundStream] = {}
         self._request_streams: dict[RequestId, _OutboundStream] = {}
         self._standalone_stream: _OutboundStream | None = None
-        self.store_failures = 0
 
     @property
     def _standalone(self) -> _OutboundStream:
@@ -261,8 +257,8 @@ class _Outbound:
             if append_nowait is not None:
                 try:
                     append_nowait(self.session_id, stream.stream_id, stream.seq, data)
-                except StoreUnavailable as exc:
-                    self._store_failed(f"unavailable: {exc}")
+                except StoreUnavailable as exc:  # counted like any store call
+                    self.store_guard.record_failure("event append", str(exc))
             full = self._deliver(
                 stream, SseEvent(stream.event_id(stream.seq), data), wait=wait_for_reader
             )
@@ -274,24 +270,17 @@ class _Outbound:
             seq = stream.seq
             # Bounded (store_timeout; at once while the store is known to be
             # down): the event still goes out live; only its replay is lost.
-            try:
+            # (A failure was counted and logged by the guard; only the replay is lost.)
+            with contextlib.suppress(StoreUnavailable):
                 await self.store_guard.call(
                     "event append", store.append, self.session_id, stream.stream_id, seq, data
                 )
-            except StoreUnavailable as exc:
-                self._store_failed(f"unavailable: {exc}")
             full = self._deliver(stream, SseEvent(stream.event_id(seq), data), wait=wait_for_reader)
         if full is not None:
             # Outside the lock: the event is queued in order already, and a
             # resume (which takes the lock to replace this reader) must not
             # wait for the reader it replaces.
             await self._wait_for_reader(full, wait_for_reader)
-
-    def _store_failed(self, why: str) -> None:
-        # The store guard already counted and logged it (once, not per event
-        # while the circuit is open).
-        self.store_failures += 1
-        logger.debug("session %s: event store %s", self.session_id, why)
 
     def _end_stream(self, stream: _OutboundStream) -> None:
         self._streams.pop(stream.stream_id, None)

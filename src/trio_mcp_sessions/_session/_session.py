@@ -23,6 +23,8 @@ from .._protocol._clock import SessionClock
 from .._protocol._jsonrpc import INTERNAL_ERROR, ErrorResponse, Request, Response
 from .._protocol._lifecycle import ClientInfo, SessionStateMachine
 from .._server._content import McpError
+from .._stores._guard import STORE_TIMEOUT
+from .._streams import WRITE_TIMEOUT
 from ._inbound import _Inbound
 
 if TYPE_CHECKING:
@@ -87,8 +89,8 @@ class Session(_Inbound):
         on_activity: Any = None,
         on_state_changed: Any = None,
         principal: str | None = None,
-        store_timeout: float = 2.0,
-        write_timeout: float = 30.0,
+        store_timeout: float = STORE_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
         max_inflight: int | None = None,
         store_guard: StoreGuard | None = None,
     ) -> None:

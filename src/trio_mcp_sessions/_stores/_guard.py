@@ -15,7 +15,7 @@ import enum
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
 
@@ -29,6 +29,13 @@ __all__ = ["CircuitBreaker", "CircuitState", "StoreGuard", "StoreGuardStatistics
 logger = logging.getLogger("trio_mcp_sessions.stores")
 
 T = TypeVar("T")
+
+#: Seconds a store call may take before it counts as a failure (the default everywhere).
+STORE_TIMEOUT: Final = 2.0
+#: Failures in a row after which a store counts as down.
+FAILURE_THRESHOLD: Final = 2
+#: Seconds before a store that is down is probed again.
+PROBE_AFTER: Final = 5.0
 
 
 class CircuitState(enum.Enum):
@@ -54,7 +61,9 @@ class CircuitBreaker:
         reset_after: Seconds the circuit stays open before one probe may pass.
     """
 
-    def __init__(self, *, failure_threshold: int = 2, reset_after: float = 5.0) -> None:
+    def __init__(
+        self, *, failure_threshold: int = FAILURE_THRESHOLD, reset_after: float = PROBE_AFTER
+    ) -> None:
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int):
             raise TypeError("failure_threshold must be an int")
         if failure_threshold < 1:
@@ -155,8 +164,8 @@ class StoreGuard:
         name: str,
         *,
         timeout: float,
-        failure_threshold: int = 2,
-        reset_after: float = 5.0,
+        failure_threshold: int = FAILURE_THRESHOLD,
+        reset_after: float = PROBE_AFTER,
     ) -> None:
         self.name = name
         self.timeout = timeout
@@ -197,11 +206,11 @@ class StoreGuard:
                 result = await fn(*args, **kw)
         except trio.TooSlowError:
             self._timeouts += 1
-            self._failed(what, f"timed out after {self.timeout} s")
+            self.record_failure(what, f"timed out after {self.timeout} s")
             outcome = True
             raise StoreUnavailable(f"{what} timed out") from None
         except StoreUnavailable as exc:
-            self._failed(what, str(exc))
+            self.record_failure(what, str(exc))
             outcome = True
             raise
         except Exception:
@@ -214,7 +223,8 @@ class StoreGuard:
         breaker.success()
         return result
 
-    def _failed(self, what: str, why: str) -> None:
+    def record_failure(self, what: str, why: str) -> None:
+        """Count and log a failure of a call made without :meth:`call` (a ``*_nowait`` one)."""
         self._failures += 1
         was = self.breaker.state
         self.breaker.failure(trio.current_time())

@@ -143,7 +143,8 @@ class StreamableHTTPApp:
             move between instances (built-in manager).
         rate_limiter: A creation rate limiter shared between instances, such
             as :class:`RedisRateLimiter` (built-in manager).
-        store_timeout: Seconds any store call may take (built-in manager).
+        store_timeout: Seconds any store call may take (built-in manager;
+            ``None``: its default, 2 s).
         store_failure_threshold: Consecutive failures after which a store
             counts as down and its calls fail at once (built-in manager).
         store_probe_after: Seconds before a store that is down is tried
@@ -173,9 +174,9 @@ class StreamableHTTPApp:
         metrics_path: str | None = None,
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
-        store_timeout: float = 2.0,
-        store_failure_threshold: int = 2,
-        store_probe_after: float = 5.0,
+        store_timeout: float | None = None,
+        store_failure_threshold: int | None = None,
+        store_probe_after: float | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
@@ -203,10 +204,15 @@ class StreamableHTTPApp:
                 "on_session_closed": on_session_closed,
                 "session_store": session_store,
                 "rate_limiter": rate_limiter,
-                "store_timeout": store_timeout,
-                "store_failure_threshold": store_failure_threshold,
-                "store_probe_after": store_probe_after,
             }
+            # The manager's defaults, unless given (each default lives there once).
+            for name, value in (
+                ("store_timeout", store_timeout),
+                ("store_failure_threshold", store_failure_threshold),
+                ("store_probe_after", store_probe_after),
+            ):
+                if value is not None:
+                    kwargs[name] = value
             if event_store is not ...:
                 kwargs["event_store"] = event_store
             manager = self._bounded = BoundedSessionManager(server, **kwargs)
