@@ -37,6 +37,7 @@ PUBLIC = {
     "McpServer",
     "Message",
     "Notification",
+    "Peer",
     "ProtocolError",
     "RateLimit",
     "RateLimited",
@@ -58,6 +59,7 @@ PUBLIC = {
     "SessionNotFound",
     "SessionRecord",
     "SessionStateUpdates",
+    "SessionStatistics",
     "SessionStore",
     "SharedRateLimiter",
     "StoreGuardStatistics",
@@ -128,10 +130,6 @@ PACKAGE = Path(trio_mcp_sessions.__file__).parent
 #: Private aliases of standard types that public signatures may use: ASGI's
 #: scope, receive and send are plain mappings and callables, JSONObject a dict.
 STANDARD_ALIASES = {"Scope", "Receive", "Send", "ASGIMessage", "JSONObject"}
-#: Known debt (issue 10): the session object a test hook returns, and the
-#: protocols between the server API and a session, which are about to change
-#: (state changes through methods, not mutation). Nothing may join this list.
-KNOWN_PRIVATE = {"Session", "Peer", "SessionLike"}
 
 
 def _private_type_names() -> set[str]:
@@ -147,10 +145,14 @@ def _private_type_names() -> set[str]:
                 and "TypeAlias" in ast.unparse(node.annotation)
             ):
                 names.add(node.target.id)
-    return names - PUBLIC - STANDARD_ALIASES - KNOWN_PRIVATE
+    return names - PUBLIC - STANDARD_ALIASES
 
 
 def _public_callables() -> Iterator[tuple[str, Callable[..., object]]]:
+    """Every public function, method and property getter, except deprecated ones.
+
+    A deprecated alias keeps its old signature (that is the point of it).
+    """
     for name in sorted(PUBLIC):
         obj = getattr(trio_mcp_sessions, name)
         if inspect.isfunction(obj):
@@ -160,8 +162,10 @@ def _public_callables() -> Iterator[tuple[str, Callable[..., object]]]:
                 if attr.startswith("_") and attr != "__init__":
                     continue
                 if isinstance(member, property) and member.fget is not None:
-                    yield f"{name}.{attr}", member.fget
-                elif inspect.isfunction(member):
+                    member = member.fget
+                if inspect.isfunction(member) and not (member.__doc__ or "").startswith(
+                    "Deprecated"
+                ):
                     yield f"{name}.{attr}", member
 
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Set
 from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
-from trio_mcp_sessions import ClientInfo, Context, McpError, McpServer, ToolError, ToolResult
-from trio_mcp_sessions._protocol._jsonrpc import (
-    INVALID_PARAMS,
-    METHOD_NOT_FOUND,
+from trio_mcp_sessions import (
+    ClientInfo,
+    Context,
+    McpError,
+    McpServer,
     Notification,
+    Peer,
     Request,
     RequestId,
+    ToolError,
+    ToolResult,
 )
+from trio_mcp_sessions._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._server._schema import parse_docstring, schema_for_type, validate
 
@@ -28,14 +34,6 @@ class Color(enum.Enum):
 class Point(TypedDict):
     x: int
     y: int
-
-
-class FakeSession:
-    """The bits of session state handlers may change."""
-
-    def __init__(self) -> None:
-        self.subscriptions: set[str] = set()
-        self.log_level: str | None = None
 
 
 def make_server() -> McpServer:
@@ -95,17 +93,40 @@ def make_server() -> McpServer:
 
 
 async def handle(server: McpServer, method: str, params: dict[str, Any] | None = None) -> Any:
-    session = FakeSession()
-    ctx = Context(_NoPeer(), 1, None)
-    return await server.handle_request(Request(1, method, params), ctx, session)
+    peer = FakePeer()
+    ctx = Context(peer, 1, None)
+    return await server.handle_request(Request(1, method, params), ctx, peer)
 
 
-class _NoPeer:
-    """A peer for handlers that never talk back to the client."""
+class FakePeer:
+    """A :class:`Peer` written with the public API: handlers run without a server.
+
+    It never talks back to the client; the state it keeps counts its changes.
+    """
 
     session_id = "s"
-    log_level: str | None = None
     is_restored = False
+
+    def __init__(self) -> None:
+        self._subscriptions: set[str] = set()
+        self.log_level: str | None = None
+        self.changes = 0
+
+    @property
+    def subscriptions(self) -> Set[str]:
+        return self._subscriptions
+
+    def set_log_level(self, level: str) -> None:
+        self.log_level = level
+        self.changes += 1
+
+    def subscribe(self, uri: str) -> None:
+        self._subscriptions.add(uri)
+        self.changes += 1
+
+    def unsubscribe(self, uri: str) -> None:
+        self._subscriptions.discard(uri)
+        self.changes += 1
 
     @property
     def client(self) -> ClientInfo:
@@ -308,8 +329,8 @@ async def test_prompts() -> None:
 
 async def test_logging_subscriptions_completion_ping_and_unknown_methods() -> None:
     server = make_server()
-    session = FakeSession()
-    ctx = Context(_NoPeer(), 1, None)
+    session: Peer = FakePeer()
+    ctx = Context(session, 1, None)
     assert (
         await server.handle_request(
             Request(1, "logging/setLevel", {"level": "error"}), ctx, session

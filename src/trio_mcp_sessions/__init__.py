@@ -24,6 +24,7 @@ from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
+from ._session import SessionStatistics as SessionStatistics
 from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits
 from ._protocol._jsonrpc import Message as Message
@@ -50,6 +51,7 @@ from ._server._content import resource_link as resource_link
 from ._server._content import text_content as text_content
 from ._server._context import CapabilityNotSupported as CapabilityNotSupported
 from ._server._context import Context as Context
+from ._server._context import Peer as Peer
 from ._server._server import McpServer as McpServer
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self, final
@@ -29,7 +30,7 @@ from .._errors import (
 from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, SessionInfo
 from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
 from .._protocol._lifecycle import SessionState
-from .._session import Session
+from .._session import Session, SessionStatistics
 from .._stores._guard import (
     FAILURE_THRESHOLD,
     PROBE_AFTER,
@@ -82,6 +83,9 @@ class ManagerStatistics:
             its circuit state and call counters (:class:`StoreGuardStatistics`).
         subscriptions: ``resources/subscribe`` URIs held by live sessions
             (each at most ``McpServer.max_subscriptions``).
+        slots_held: Tokens of the session cap's :class:`trio.CapacityLimiter`
+            held now: ``live_sessions`` plus sessions still being created or
+            closed. Settles at ``live_sessions``; more would be a leaked slot.
     """
 
     live_sessions: int
@@ -98,11 +102,37 @@ class ManagerStatistics:
     dropped_readers: int = 0
     stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
     subscriptions: int = 0
+    slots_held: int = 0
 
 
 def new_session_id() -> str:
     """192 random bits from :mod:`secrets`, URL-safe base64: visible ASCII only."""
     return secrets.token_urlsafe(24)
+
+
+@final
+class _ManagerEvents:
+    """The manager's side of every session's events: each goes to the owner of that fact."""
+
+    __slots__ = ("_manager", "_records", "_table")
+
+    def __init__(self, manager: BoundedSessionManager) -> None:
+        self._manager = manager
+        self._table = manager._table
+        self._records = manager._records if manager.session_store is not None else None
+
+    def session_activity(self, session: Session, busy: bool) -> None:
+        """Busy or idle: the table's LRU, then the record's TTL."""
+        self._table.mark(session.session_id, busy)
+        if self._records is not None:  # the hot path without a store: one call
+            self._records.activity(session)
+
+    def session_state_changed(self, session: Session) -> None:
+        if self._records is not None:
+            self._manager._spawn(self._records.save_state, session)
+
+    def session_closed(self, session: Session) -> None:
+        self._manager._session_closed(session)
 
 
 @final
@@ -186,6 +216,7 @@ class BoundedSessionManager:
             self._events_guard,
             self._spawn,
         )
+        self._events = _ManagerEvents(self)
         self._restoring: dict[str, trio.Event] = {}
         self._refused: Counter[str] = Counter()
         self._evicted = 0
@@ -279,25 +310,17 @@ class BoundedSessionManager:
 
     @property
     def draining(self) -> bool:
+        """True once :meth:`begin_drain` ran: a readiness check can report it."""
         return self._draining
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(fn, *args)
 
-    # -- the session's callbacks: the table and the records kept in step ------------
+    # -- the session's events: the table and the records kept in step ---------------
 
     def _live(self, session_id: str) -> Session:
         return self._table.live(session_id)
-
-    def _session_activity(self, session: Session, busy: bool) -> None:
-        """A session went busy or idle: the table's LRU, then the record's TTL."""
-        self._table.mark(session.session_id, busy)
-        if self.session_store is not None:  # the hot path without a store: one call
-            self._records.activity(session)
-
-    def _state_changed(self, session: Session) -> None:
-        self._spawn(self._records.save_state, session)
 
     def _session_closed(self, session: Session) -> None:
         """The one close path: every owner forgets the session, then the counters."""
@@ -355,9 +378,7 @@ class BoundedSessionManager:
             init_timeout=self.limits.init_timeout,
             max_lifetime=self.limits.max_lifetime,
             retry_ms=self.retry_ms,
-            on_closed=self._session_closed,
-            on_activity=self._session_activity,
-            on_state_changed=self._state_changed,
+            events=self._events,
             principal=info.principal,
             store_timeout=self.store_timeout,
             write_timeout=self.limits.write_timeout,
@@ -444,8 +465,21 @@ class BoundedSessionManager:
             session.principal,
         )
 
+    def session_statistics(self, session_id: str) -> SessionStatistics | None:
+        """A snapshot of one live session, or ``None`` when it is not live."""
+        session = self._table.get(session_id)
+        if session is None or not session.is_open:
+            return None
+        return session.statistics()
+
     def session(self, session_id: str) -> Session:
-        """The live :class:`Session` object (raises :class:`SessionNotFound`)."""
+        """Deprecated: the private session object; use :meth:`session_statistics`."""
+        warnings.warn(
+            "BoundedSessionManager.session() returns a private object and is deprecated; "
+            "use session_statistics() to look, close_session() to close",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._live(session_id)
 
     async def has_session(self, session_id: str) -> bool:
@@ -633,11 +667,17 @@ class BoundedSessionManager:
             requests_in_flight=sum(s.inflight for s in self._table.sessions.values()),
             dropped_readers=self._dropped_readers
             + sum(s.dropped_readers for s in self._table.sessions.values()),
+            slots_held=self._table.limiter.borrowed_tokens,
         )
 
     @property
     def limiter(self) -> trio.CapacityLimiter:
-        """The limiter whose borrowers are the live sessions (read-only use, please)."""
+        """Deprecated: read ``statistics().slots_held`` instead."""
+        warnings.warn(
+            "BoundedSessionManager.limiter is deprecated; read statistics().slots_held",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._table.limiter
 
     def _refused_by_reason(self) -> dict[str, int]:

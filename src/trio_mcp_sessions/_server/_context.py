@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 from .._protocol._jsonrpc import Notification, RequestId
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Sequence, Set
 
     from .._protocol._lifecycle import ClientInfo
 
@@ -37,7 +37,14 @@ class CapabilityNotSupported(Exception):
 
 
 class Peer(Protocol):
-    """What a session offers to handlers; implemented by the session layer."""
+    """What a session offers the server API: who the client is, and a way to talk back.
+
+    Implemented by the session layer; a :class:`Context` wraps one. The
+    session state a client can change (its log level, its subscriptions)
+    changes only through :meth:`set_log_level`, :meth:`subscribe` and
+    :meth:`unsubscribe`, so the session knows at once when it has to be saved.
+    A test can implement this protocol to run a handler without a server.
+    """
 
     @property
     def session_id(self) -> str: ...
@@ -50,6 +57,20 @@ class Peer(Protocol):
 
     @property
     def is_restored(self) -> bool: ...
+
+    @property
+    def subscriptions(self) -> Set[str]:
+        """The resource URIs the client subscribed to (read-only)."""
+        ...
+
+    def set_log_level(self, level: str) -> None:
+        """The client's ``logging/setLevel``: below it, :meth:`Context.log` sends nothing."""
+
+    def subscribe(self, uri: str) -> None:
+        """Add a ``resources/subscribe`` URI (the caller checks the bounds)."""
+
+    def unsubscribe(self, uri: str) -> None:
+        """Remove a URI; a no-op when it was not subscribed."""
 
     async def send_notification(
         self, notification: Notification, *, related_request: RequestId | None
@@ -67,6 +88,7 @@ class Peer(Protocol):
     def close_request_stream(self, request_id: RequestId) -> None: ...
 
 
+
 @final
 class Context:
     """Handed to a handler that asks for it (a parameter annotated ``Context``).
@@ -74,10 +96,12 @@ class Context:
     Everything sent through a context is *related* to the request being
     handled: on a Streamable HTTP session it travels on that request's SSE
     stream, so the client can tie progress, logs, sampling and elicitation to
-    the call that caused them.
+    the call that caused them. A notification handler's context has no
+    request (``request_id`` is ``None``): what it sends goes on the session's
+    standalone (GET) stream.
 
     Attributes:
-        request_id: The id of the request being handled.
+        request_id: The id of the request being handled (``None`` for a notification).
         meta: The request's ``params._meta`` (empty when absent).
     """
 
@@ -86,7 +110,7 @@ class Context:
     def __init__(
         self,
         peer: Peer,
-        request_id: RequestId,
+        request_id: RequestId | None,
         meta: dict[str, Any] | None,
         *,
         default_timeout: float = 60.0,
@@ -258,4 +282,5 @@ class Context:
         missed, including the eventual result. It is a no-op when the request
         is not carried on a resumable SSE stream.
         """
-        self._peer.close_request_stream(self.request_id)
+        if self.request_id is not None:
+            self._peer.close_request_stream(self.request_id)

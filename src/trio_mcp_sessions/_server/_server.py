@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, final, get_type_hints
 
 import trio
 
@@ -31,7 +31,7 @@ from ._content import (
     ToolResult,
     text_content,
 )
-from ._context import LOG_LEVELS, CapabilityNotSupported, Context
+from ._context import LOG_LEVELS, CapabilityNotSupported, Context, Peer
 from ._schema import parse_docstring, signature_schema, validate
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ logger = logging.getLogger("trio_mcp_sessions.server")
 
 F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
-NotificationHandler = Callable[[Any, dict[str, Any]], Awaitable[None]]
+NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
 
 async def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -385,7 +385,11 @@ class McpServer:
     def notification_handler(
         self, method: str
     ) -> Callable[[NotificationHandler], NotificationHandler]:
-        """Handle a client notification: ``async fn(peer, params)``."""
+        """Handle a client notification: ``async fn(ctx, params)``.
+
+        *ctx* is a :class:`Context` without a request (``ctx.request_id`` is
+        ``None``): logs and requests it sends go on the standalone stream.
+        """
 
         def register(fn: NotificationHandler) -> NotificationHandler:
             self._notification_handlers[method] = fn
@@ -439,7 +443,7 @@ class McpServer:
     # -- dispatch ---------------------------------------------------------------------
 
     async def handle_request(
-        self, request: Request, ctx: Context, session: SessionLike
+        self, request: Request, ctx: Context, session: Peer
     ) -> dict[str, Any]:
         """Answer one request (other than ``initialize``) with its result.
 
@@ -485,9 +489,9 @@ class McpServer:
                             "unsubscribe from one first",
                             {"max_subscriptions": self.max_subscriptions},
                         )
-                    session.subscriptions.add(uri)
+                    session.subscribe(uri)
                 else:
-                    session.subscriptions.discard(uri)
+                    session.unsubscribe(uri)
                 return {}
             case "prompts/list":
                 return {"prompts": [p.definition for p in self._prompts.values()]}
@@ -499,17 +503,19 @@ class McpServer:
                 level = params.get("level")
                 if level not in LOG_LEVELS:
                     raise McpError(INVALID_PARAMS, f"logging/setLevel: unknown level {level!r}")
-                session.log_level = level
+                session.set_log_level(level)
                 return {}
         handler = self._request_handlers.get(request.method)
         if handler is None:
             raise McpError(METHOD_NOT_FOUND, f"Method not found: {request.method}")
         return await handler(ctx, params)
 
-    async def handle_notification(self, notification: Notification, peer: Any) -> None:
+    async def handle_notification(self, notification: Notification, session: Peer) -> None:
+        """Run the handler registered for *notification*, if any."""
         handler = self._notification_handlers.get(notification.method)
         if handler is not None:
-            await handler(peer, notification.params or {})
+            ctx = Context(session, None, None, default_timeout=self.request_timeout)
+            await handler(ctx, notification.params or {})
 
     async def _call_tool(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")
@@ -662,9 +668,3 @@ class McpServer:
         values = [str(v) for v in values][:100]
         return {"completion": {"values": values, "total": len(values), "hasMore": False}}
 
-
-class SessionLike(Protocol):
-    """The mutable per-session state ``handle_request`` may change."""
-
-    subscriptions: set[str]
-    log_level: str | None

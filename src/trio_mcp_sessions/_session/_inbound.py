@@ -30,7 +30,7 @@ from .._server._context import CapabilityNotSupported, Context
 from ._outbound import _Outbound, _OutboundStream
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Sequence, Set
 
     from .._interface import CloseReason, ReplyMode, RequestInfo
     from .._protocol._lifecycle import ClientInfo, SessionStateMachine
@@ -83,19 +83,27 @@ class _Inbound(_Outbound):
     state: SessionStateMachine
     close_reason: CloseReason | None
     is_restored: bool
-    log_level: str | None
-    subscriptions: set[str]
-    _on_state_changed: Any
 
     if TYPE_CHECKING:
+        # The rest of the Peer protocol lives in Session (it owns that state).
 
         @property
         def client(self) -> ClientInfo: ...
 
+        @property
+        def log_level(self) -> str | None: ...
+
+        @property
+        def subscriptions(self) -> Set[str]: ...
+
+        def set_log_level(self, level: str) -> None: ...
+
+        def subscribe(self, uri: str) -> None: ...
+
+        def unsubscribe(self, uri: str) -> None: ...
+
         def _spawn(self, fn: Any, *args: Any) -> None: ...
 
-        def persisted_state(self) -> tuple[str | None, frozenset[str]]:
-            raise NotImplementedError
 
     def _init_inbound(self, max_inflight: int | None) -> None:
         self._max_inflight = max_inflight
@@ -160,7 +168,6 @@ class _Inbound(_Outbound):
             default_timeout=self.server.request_timeout,
         )
         reply: Response | ErrorResponse | None = None
-        before = self.persisted_state()
         try:
             with scope:
                 try:
@@ -177,8 +184,6 @@ class _Inbound(_Outbound):
                     data = encode(
                         ErrorResponse(request.id, INTERNAL_ERROR, "Result is not serializable")
                     )
-                if self._on_state_changed is not None and self.persisted_state() != before:
-                    self._on_state_changed(self)
                 await self._emit(stream, data)
         finally:
             if self._inflight.pop(request.id, None) is not None:

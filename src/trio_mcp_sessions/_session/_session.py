@@ -14,7 +14,8 @@ Its outbound streams are :mod:`._outbound`'s job, what the client sends
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 import trio
 
@@ -28,6 +29,8 @@ from .._streams import WRITE_TIMEOUT
 from ._inbound import _Inbound
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Set
+
     from .._server._server import McpServer
     from .._stores._base import EventStore
     from .._stores._guard import StoreGuard
@@ -45,6 +48,63 @@ def _is_cancellation(exc: BaseException) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """A snapshot of one live session (see :meth:`BoundedSessionManager.session_statistics`).
+
+    Attributes:
+        session_id: The ``Mcp-Session-Id``.
+        protocol_version: Negotiated by ``initialize`` (``None`` before it).
+        state: The lifecycle state (``"new"``, ``"initialized"``, ``"operating"``).
+        principal: The credential identity the session is bound to.
+        created_at: When the session was created (:func:`trio.current_time`).
+        last_activity: When the client last sent something.
+        idle_deadline: When the session expires unless something happens
+            (``inf`` while busy).
+        busy: A request is in flight or a stream is attached.
+        requests_in_flight: Requests whose handlers are running.
+        attached_streams: HTTP responses reading the session's streams now.
+        pending_client_requests: Server-to-client requests waiting for an answer.
+        log_level: The client's ``logging/setLevel`` (``None``: everything).
+        subscriptions: ``resources/subscribe`` URIs the session holds.
+        is_restored: Brought back from a session store.
+        dropped_readers: Responses dropped because their reader stalled.
+    """
+
+    session_id: str
+    protocol_version: str | None
+    state: str
+    principal: str | None
+    created_at: float
+    last_activity: float
+    idle_deadline: float
+    busy: bool
+    requests_in_flight: int
+    attached_streams: int
+    pending_client_requests: int
+    log_level: str | None
+    subscriptions: frozenset[str]
+    is_restored: bool
+    dropped_readers: int
+
+
+class SessionEvents(Protocol):
+    """What a session tells its owner, one method per event (the manager implements it).
+
+    Each is called synchronously from the session's code, at the moment the
+    fact changes, so the owner's table and records never lag behind.
+    """
+
+    def session_activity(self, session: Session, busy: bool) -> None:
+        """The session's deadline moved: client activity, a request or stream came or went."""
+
+    def session_state_changed(self, session: Session) -> None:
+        """The state a session store keeps (log level, subscriptions) changed."""
+
+    def session_closed(self, session: Session) -> None:
+        """The session ended (``close_reason`` is set): forget it. Called once."""
+
+
 @final
 class Session(_Inbound):
     """The server side of one MCP session. Created and owned by a session manager.
@@ -54,10 +114,9 @@ class Session(_Inbound):
     """
 
     __slots__ = (
+        "_events",
+        "_log_level",
         "_nursery",
-        "_on_activity",
-        "_on_closed",
-        "_on_state_changed",
         "_parked",
         "_queued",
         "_scope",
@@ -66,13 +125,12 @@ class Session(_Inbound):
         "clock",
         "close_reason",
         "closed",
+        "_subscriptions",
         "is_restored",
-        "log_level",
         "principal",
         "server",
         "session_id",
         "state",
-        "subscriptions",
     )
 
     def __init__(
@@ -84,10 +142,8 @@ class Session(_Inbound):
         idle_timeout: float,
         init_timeout: float,
         retry_ms: int,
-        on_closed: Any,
+        events: SessionEvents,
         max_lifetime: float | None = None,
-        on_activity: Any = None,
-        on_state_changed: Any = None,
         principal: str | None = None,
         store_timeout: float = STORE_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
@@ -106,7 +162,7 @@ class Session(_Inbound):
             store_guard=store_guard,
         )
         self._init_inbound(max_inflight)
-        self._on_state_changed = on_state_changed
+        self._events = events
         #: The session's deadlines (sans-IO): this session applies them to its scope.
         self.clock = SessionClock(
             trio.current_time(),
@@ -116,13 +172,11 @@ class Session(_Inbound):
         )
         self.state = SessionStateMachine()
         self.client_info: ClientInfo | None = None
-        self.log_level: str | None = None
-        self.subscriptions: set[str] = set()
+        self._log_level: str | None = None
+        self._subscriptions: set[str] = set()
         self.is_restored = False
         self.close_reason: CloseReason | None = None
         self.closed = trio.Event()
-        self._on_closed = on_closed
-        self._on_activity = on_activity
         self._scope = trio.CancelScope(deadline=self.clock.deadline())
         self._nursery: trio.Nursery | None = None
         self._worker: trio.lowlevel.Task | None = None
@@ -202,7 +256,7 @@ class Session(_Inbound):
         self.state.close()
         self._end_all_streams()
         self.closed.set()
-        self._on_closed(self)
+        self._events.session_closed(self)
 
     def close(self, reason: CloseReason) -> None:
         """End the session: cancels its handlers and ends its streams. Idempotent."""
@@ -232,8 +286,7 @@ class Session(_Inbound):
         deadline = clock.deadline()
         if deadline != self._scope.deadline:  # re-registering a deadline is not free
             self._scope.deadline = deadline
-        if self._on_activity is not None:
-            self._on_activity(self, clock.busy)
+        self._events.session_activity(self, clock.busy)
 
     @property
     def created_at(self) -> float:
@@ -258,9 +311,25 @@ class Session(_Inbound):
         self.clock.activity(trio.current_time())
         self._update_deadline()
 
-    @property
-    def idle_deadline(self) -> float:
-        return self._scope.deadline
+    def statistics(self) -> SessionStatistics:
+        clock = self.clock
+        return SessionStatistics(
+            session_id=self.session_id,
+            protocol_version=self.client_info.protocol_version if self.client_info else None,
+            state=self.state.state.value,
+            principal=self.principal,
+            created_at=clock.created_at,
+            last_activity=clock.last_activity,
+            idle_deadline=self._scope.deadline,
+            busy=clock.busy,
+            requests_in_flight=clock.inflight,
+            attached_streams=clock.streams,
+            pending_client_requests=len(self._pending_replies),
+            log_level=self._log_level,
+            subscriptions=frozenset(self._subscriptions),
+            is_restored=self.is_restored,
+            dropped_readers=self.dropped_readers,
+        )
 
     # -- the handshake --------------------------------------------------------------------
 
@@ -287,7 +356,11 @@ class Session(_Inbound):
         return Response(request.id, result)
 
     async def restore(
-        self, request: Request, client: ClientInfo, log_level: str | None, subscriptions: Any
+        self,
+        request: Request,
+        client: ClientInfo,
+        log_level: str | None,
+        subscriptions: Iterable[str],
     ) -> Response | ErrorResponse:
         """Replay ``initialize`` for a session brought back from a session store.
 
@@ -299,16 +372,41 @@ class Session(_Inbound):
         self.is_restored = True
         reply = await self.initialize(request, client)
         if isinstance(reply, Response):
-            self.log_level = log_level
-            self.subscriptions = set(subscriptions)
+            self._log_level = log_level
+            self._subscriptions = set(subscriptions)
             self.state.receive_notification("notifications/initialized")
             self.clock.use(trio.current_time())
             self._update_deadline()
         return reply
 
+    # -- the state a session store keeps (the Peer protocol) ---------------------------
+
+    @property
+    def log_level(self) -> str | None:
+        return self._log_level
+
+    @property
+    def subscriptions(self) -> Set[str]:
+        return self._subscriptions
+
+    def set_log_level(self, level: str) -> None:
+        if level != self._log_level:
+            self._log_level = level
+            self._events.session_state_changed(self)
+
+    def subscribe(self, uri: str) -> None:
+        if uri not in self._subscriptions:
+            self._subscriptions.add(uri)
+            self._events.session_state_changed(self)
+
+    def unsubscribe(self, uri: str) -> None:
+        if uri in self._subscriptions:
+            self._subscriptions.discard(uri)
+            self._events.session_state_changed(self)
+
     def persisted_state(self) -> tuple[str | None, frozenset[str]]:
         """What a session store must keep up to date besides the handshake."""
-        return self.log_level, frozenset(self.subscriptions)
+        return self._log_level, frozenset(self._subscriptions)
 
     @property
     def protocol_version(self) -> str:
