@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Set
-from typing import Annotated, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 import pytest
 
@@ -24,6 +23,9 @@ from trio_mcp_sessions import (
 from trio_mcp_sessions._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._server._schema import parse_docstring, schema_for_type, validate
+
+if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
 
 
 class Color(enum.Enum):
@@ -113,7 +115,7 @@ class FakePeer:
         self.changes = 0
 
     @property
-    def subscriptions(self) -> Set[str]:
+    def subscriptions(self) -> AbstractSet[str]:
         return self._subscriptions
 
     def set_log_level(self, level: str) -> None:

@@ -24,7 +24,6 @@ from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
-from ._session import SessionStatistics as SessionStatistics
 from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits
 from ._protocol._jsonrpc import Message as Message
@@ -53,6 +52,7 @@ from ._server._context import CapabilityNotSupported as CapabilityNotSupported
 from ._server._context import Context as Context
 from ._server._context import Peer as Peer
 from ._server._server import McpServer as McpServer
+from ._session import SessionStatistics as SessionStatistics
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
 from ._stores._base import SessionStateUpdates as SessionStateUpdates

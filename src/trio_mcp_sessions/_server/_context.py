@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 from .._protocol._jsonrpc import Notification, RequestId
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence, Set
+    from collections.abc import Sequence
+    from collections.abc import Set as AbstractSet
 
     from .._protocol._lifecycle import ClientInfo
 
@@ -59,7 +60,7 @@ class Peer(Protocol):
     def is_restored(self) -> bool: ...
 
     @property
-    def subscriptions(self) -> Set[str]:
+    def subscriptions(self) -> AbstractSet[str]:
         """The resource URIs the client subscribed to (read-only)."""
         ...
 
@@ -86,7 +87,6 @@ class Peer(Protocol):
     ) -> dict[str, Any]: ...
 
     def close_request_stream(self, request_id: RequestId) -> None: ...
-
 
 
 @final

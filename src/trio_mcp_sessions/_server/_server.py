@@ -442,9 +442,7 @@ class McpServer:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    async def handle_request(
-        self, request: Request, ctx: Context, session: Peer
-    ) -> dict[str, Any]:
+    async def handle_request(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
         """Answer one request (other than ``initialize``) with its result.
 
         Raises:
@@ -667,4 +665,3 @@ class McpServer:
             return {"completion": values}
         values = [str(v) for v in values][:100]
         return {"completion": {"values": values, "total": len(values), "hasMore": False}}
-

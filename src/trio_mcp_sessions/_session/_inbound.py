@@ -30,7 +30,8 @@ from .._server._context import CapabilityNotSupported, Context
 from ._outbound import _Outbound, _OutboundStream
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence, Set
+    from collections.abc import Sequence
+    from collections.abc import Set as AbstractSet
 
     from .._interface import CloseReason, ReplyMode, RequestInfo
     from .._protocol._lifecycle import ClientInfo, SessionStateMachine
@@ -94,7 +95,7 @@ class _Inbound(_Outbound):
         def log_level(self) -> str | None: ...
 
         @property
-        def subscriptions(self) -> Set[str]: ...
+        def subscriptions(self) -> AbstractSet[str]: ...
 
         def set_log_level(self, level: str) -> None: ...
 
@@ -103,7 +104,6 @@ class _Inbound(_Outbound):
         def unsubscribe(self, uri: str) -> None: ...
 
         def _spawn(self, fn: Any, *args: Any) -> None: ...
-
 
     def _init_inbound(self, max_inflight: int | None) -> None:
         self._max_inflight = max_inflight

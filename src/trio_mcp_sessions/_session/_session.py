@@ -29,7 +29,8 @@ from .._streams import WRITE_TIMEOUT
 from ._inbound import _Inbound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Set
+    from collections.abc import Iterable
+    from collections.abc import Set as AbstractSet
 
     from .._server._server import McpServer
     from .._stores._base import EventStore
@@ -120,12 +121,12 @@ class Session(_Inbound):
         "_parked",
         "_queued",
         "_scope",
+        "_subscriptions",
         "_worker",
         "client_info",
         "clock",
         "close_reason",
         "closed",
-        "_subscriptions",
         "is_restored",
         "principal",
         "server",
@@ -386,7 +387,7 @@ class Session(_Inbound):
         return self._log_level
 
     @property
-    def subscriptions(self) -> Set[str]:
+    def subscriptions(self) -> AbstractSet[str]:
         return self._subscriptions
 
     def set_log_level(self, level: str) -> None:
