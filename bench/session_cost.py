@@ -14,6 +14,11 @@ create + initialize at the cap (each one evicts the least recently active
 session). Times are this process's CPU time (``time.process_time``), so a
 busy machine slows the run but moves the figures less. Bounded: every loop
 has a fixed count and the whole run a deadline.
+
+It also counts, with a :class:`trio.abc.Instrument`, the scheduling rounds
+(scheduler loop iterations) and task steps one whole churned session takes:
+those counts do not depend on the machine's noise, so a change that adds a
+schedule point or a task shows up exactly.
 """
 
 from __future__ import annotations
@@ -55,6 +60,20 @@ async def open_one(manager: BoundedSessionManager, info: RequestInfo) -> str:
     await manager.initialize_session(session_id, INIT, CLIENT, info)
     await manager.accept_messages(session_id, INITIALIZED, info)
     return session_id
+
+
+class StepCounter(trio.abc.Instrument):
+    """Scheduling rounds and task steps while it is installed."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.steps = 0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.rounds += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
 
 
 def rss_kib() -> int:
@@ -117,6 +136,22 @@ async def measure(size: int, cycles: int, rounds: int) -> dict[str, Any]:
                 await manager.close_session(session_id, CloseReason.DELETED)
             full.append((time.process_time() - start) / cycles * 1e6)
         result["session_with_call_us"] = round(statistics.median(full), 1)
+        counter = StepCounter()
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for _ in range(cycles):
+                session_id = await open_one(manager, info)
+                stream = await manager.create_stream(session_id, call, info, "sse")
+                try:
+                    async for _event in stream:
+                        pass
+                finally:
+                    stream.detach()
+                await manager.close_session(session_id, CloseReason.DELETED)
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        result["rounds_per_session"] = round(counter.rounds / cycles, 2)
+        result["task_steps_per_session"] = round(counter.steps / cycles, 2)
 
         await open_one(manager, info)  # now at the cap: every creation evicts
         evict: list[float] = []
@@ -146,8 +181,9 @@ def table(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = [
         "| live sessions | create+close (µs) | ratio to smallest | create with eviction (µs) "
-        "| ratio to smallest | session with a tools/call (µs) | RSS per idle session (KiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio to smallest | session with a tools/call (µs) | scheduling rounds / task steps "
+        "per session | RSS per idle session (KiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -156,6 +192,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['create_with_eviction_us']} "
             f"| {r['create_with_eviction_us'] / base['create_with_eviction_us']:.2f} "
             f"| {r['session_with_call_us']} "
+            f"| {r['rounds_per_session']} / {r['task_steps_per_session']} "
             f"| {r['rss_kib_per_idle_session']} |"
         )
     return "\n".join(lines)
