@@ -186,3 +186,15 @@ def test_public_signatures_use_only_public_types() -> None:
             }
             found += [f"{where}: {n}" for n in sorted(names & private)]
     assert not found, "private types in public signatures:\n" + "\n".join(found)
+
+
+def test_the_manager_and_the_peer_document_every_public_member() -> None:
+    """``help()`` explains them: the manager's protocol methods take the protocol's words."""
+    undocumented = [
+        where
+        for where, fn in _public_callables()
+        if where.split(".")[0] in {"BoundedSessionManager", "Peer", "SessionManager"}
+        and where.split(".")[-1] != "__init__"
+        and not fn.__doc__
+    ]
+    assert not undocumented

@@ -111,7 +111,8 @@ class SessionManager(Protocol):
         """The live session, or ``None``."""
         ...
 
-    async def has_session(self, session_id: str) -> bool: ...
+    async def has_session(self, session_id: str) -> bool:
+        """Whether *session_id* names a live session (:meth:`get_session` without the view)."""
 
     async def close_session(self, session_id: str, reason: CloseReason) -> None:
         """Close a session and wait until nothing of it remains."""

@@ -9,7 +9,8 @@ below are what ``trio_mcp_sessions._manager`` has always exported.
 
 from .._interface import RestoreOutcome, SessionInfo, SessionManager
 from ._limits import EvictionPolicy, SessionLimits
-from ._manager import BoundedSessionManager, ManagerStatistics, new_session_id
+from ._manager import BoundedSessionManager, new_session_id
+from ._statistics import ManagerStatistics
 
 __all__ = [
     "BoundedSessionManager",

@@ -7,8 +7,10 @@ cap is exact even under concurrent creation. The per-session facts have one
 owner each: the table (``_table``: live sessions, idle order, busy set,
 slots, the victim choice), admission (``_admission``: creation budgets,
 receipts, refunds) and the records (``_persistence``: saves, touches,
-tombstones, the durable DELETE). This class wires the session's callbacks to
-them and closes a session along one path (:meth:`_session_closed`).
+tombstones, the durable DELETE), the restores under way (``_restore``) and the
+counters (``_statistics``). Each session's typed events (:class:`SessionEvents`)
+reach those owners through ``_ManagerEvents``; a session closes along one
+path (:meth:`_session_closed`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from __future__ import annotations
 import logging
 import secrets
 import warnings
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self, final
 
 import trio
@@ -27,21 +27,23 @@ from .._errors import (
     SessionNotFound,
     TooManyInFlight,
 )
-from .._interface import CloseReason, ReplyMode, RequestInfo, RestoreOutcome, SessionInfo
-from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
-from .._protocol._lifecycle import SessionState
-from .._session import Session, SessionStatistics
-from .._stores._guard import (
-    FAILURE_THRESHOLD,
-    PROBE_AFTER,
-    STORE_TIMEOUT,
-    StoreGuard,
-    StoreGuardStatistics,
+from .._interface import (
+    CloseReason,
+    ReplyMode,
+    RequestInfo,
+    RestoreOutcome,
+    SessionInfo,
+    SessionManager,
 )
+from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
+from .._session import Session, SessionStatistics
+from .._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT, StoreGuard
 from .._stores._memory import InMemoryEventStore
 from ._admission import Admission, Receipt
 from ._limits import SessionLimits, positive_seconds
 from ._persistence import SessionRecords
+from ._restore import Restorer
+from ._statistics import ManagerCounters, ManagerStatistics
 from ._table import SessionTable
 
 if TYPE_CHECKING:
@@ -57,52 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["BoundedSessionManager", "ManagerStatistics", "new_session_id"]
 
 logger = logging.getLogger("trio_mcp_sessions.manager")
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStatistics:
-    """A snapshot of the manager's counters (see :meth:`BoundedSessionManager.statistics`).
-
-    Attributes:
-        live_sessions: Sessions holding a slot now.
-        max_sessions: The cap.
-        created: Sessions created since start.
-        closed: Sessions closed since start (sum of ``closed_by_reason``).
-        closed_by_reason: ``{reason: count}`` (:class:`CloseReason` values).
-        refused_by_reason: ``{"capacity" | "rate_limit" | "unavailable" | "inflight": count}``
-            (``inflight``: requests refused at a session's in-flight cap).
-        evicted: Sessions closed to make room (also in ``closed_by_reason``).
-        busy_sessions: Live sessions with a request in flight or a stream open.
-        restored: Sessions brought back from the session store.
-        store_errors: Store calls that failed, timed out, or were refused at
-            once while their store was down (service went on, degraded).
-        requests_in_flight: Requests whose handlers are running, all sessions.
-        dropped_readers: HTTP responses dropped because their reader took
-            nothing for ``write_timeout`` seconds (or fell behind a broadcast).
-        stores: Per store (``"sessions"``, ``"events"``, ``"rate_limit"``):
-            its circuit state and call counters (:class:`StoreGuardStatistics`).
-        subscriptions: ``resources/subscribe`` URIs held by live sessions
-            (each at most ``McpServer.max_subscriptions``).
-        slots_held: Tokens of the session cap's :class:`trio.CapacityLimiter`
-            held now: ``live_sessions`` plus sessions still being created or
-            closed. Settles at ``live_sessions``; more would be a leaked slot.
-    """
-
-    live_sessions: int
-    max_sessions: int
-    created: int
-    closed: int
-    closed_by_reason: dict[str, int] = field(default_factory=dict)
-    refused_by_reason: dict[str, int] = field(default_factory=dict)
-    evicted: int = 0
-    busy_sessions: int = 0
-    restored: int = 0
-    store_errors: int = 0
-    requests_in_flight: int = 0
-    dropped_readers: int = 0
-    stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
-    subscriptions: int = 0
-    slots_held: int = 0
 
 
 def new_session_id() -> str:
@@ -216,18 +172,12 @@ class BoundedSessionManager:
             self._events_guard,
             self._spawn,
         )
+        self._counters = ManagerCounters()
         self._events = _ManagerEvents(self)
-        self._restoring: dict[str, trio.Event] = {}
-        self._refused: Counter[str] = Counter()
-        self._evicted = 0
-        self._restored = 0
-        #: Dropped readers of sessions that have closed (live ones count their own).
-        self._dropped_readers = 0
+        self._restorer = Restorer(self, self._records, self._admission, self._counters)
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
         self._draining = False
-        self._created = 0
-        self._closed_by_reason: Counter[str] = Counter()
 
     # -- running --------------------------------------------------------------------
 
@@ -329,10 +279,7 @@ class BoundedSessionManager:
         self._admission.settle(session_id)
         reason = session.close_reason or CloseReason.ERROR
         self._records.closed(session_id, reason)
-        self._dropped_readers += session.dropped_readers
-        self._closed_by_reason[reason.value] += 1
-        if reason is CloseReason.EVICTED:
-            self._evicted += 1
+        self._counters.session_closed(session, reason, evicted=reason is CloseReason.EVICTED)
         logger.info(
             "session closed session_id=%s reason=%s lifetime=%.3fs",
             session_id,
@@ -351,7 +298,7 @@ class BoundedSessionManager:
     def _check_admission(self) -> trio.Nursery:
         nursery = self._nursery
         if nursery is None:
-            self._refused["unavailable"] += 1
+            self._counters.refused["unavailable"] += 1
             raise ServiceUnavailable("the session manager is not running")
         self._check_draining()
         return nursery
@@ -359,7 +306,7 @@ class BoundedSessionManager:
     def _check_draining(self) -> None:
         """While draining, nothing new starts: the work in flight gets the grace period."""
         if self._draining:
-            self._refused["unavailable"] += 1
+            self._counters.refused["unavailable"] += 1
             raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
 
     async def _open(self, session_id: str, info: RequestInfo, receipt: Receipt) -> Session:
@@ -395,9 +342,9 @@ class BoundedSessionManager:
         except RuntimeError:  # the manager's nursery is closing
             self._table.remove(session_id, session)
             self._admission.refund_held(session_id)
-            self._refused["unavailable"] += 1
+            self._counters.refused["unavailable"] += 1
             raise ServiceUnavailable("the session manager is shutting down") from None
-        self._created += 1
+        self._counters.created += 1
         return session
 
     # -- SessionManager -------------------------------------------------------------
@@ -453,24 +400,12 @@ class BoundedSessionManager:
 
     def get_session(self, session_id: str) -> SessionInfo | None:
         session = self._table.get(session_id)
-        if session is None or not session.is_open:
-            return None
-        # Initialized once initialize is answered (its hooks may still run
-        # after client_info is known): the lifecycle's state says, one owner.
-        initialized = session.state.state is not SessionState.NEW
-        return SessionInfo(
-            session_id,
-            session.client_info.protocol_version if session.client_info else None,
-            initialized,
-            session.principal,
-        )
+        return session.info() if session is not None and session.is_open else None
 
     def session_statistics(self, session_id: str) -> SessionStatistics | None:
         """A snapshot of one live session, or ``None`` when it is not live."""
         session = self._table.get(session_id)
-        if session is None or not session.is_open:
-            return None
-        return session.statistics()
+        return session.statistics() if session is not None and session.is_open else None
 
     def session(self, session_id: str) -> Session:
         """Deprecated: the private session object; use :meth:`session_statistics`."""
@@ -537,7 +472,7 @@ class BoundedSessionManager:
             self._check_draining()
             return session.open_request_stream(requests, info, reply_mode)
         except TooManyInFlight:
-            self._refused["inflight"] += len(requests)
+            self._counters.refused["inflight"] += len(requests)
             raise
         finally:
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -550,7 +485,7 @@ class BoundedSessionManager:
         try:
             session.accept_all(messages)
         except TooManyInFlight:
-            self._refused["inflight"] += len(messages)
+            self._counters.refused["inflight"] += len(messages)
             raise
 
     async def create_standalone_stream(self, session_id: str) -> EventStream | None:
@@ -575,51 +510,7 @@ class BoundedSessionManager:
             StoreUnavailable: The store could not be read (answer 503).
             RateLimited, TooManySessions, ServiceUnavailable: Not admitted.
         """
-        await trio.lowlevel.checkpoint()
-        while True:
-            if self.get_session(session_id) is not None:
-                return RestoreOutcome.ALREADY_PRESENT
-            if self.session_store is None:
-                return RestoreOutcome.NOT_SUPPORTED
-            if session_id in self._records.tombstones:
-                return RestoreOutcome.NOT_FOUND
-            pending = self._restoring.get(session_id)
-            if pending is None:
-                break
-            await pending.wait()  # someone else is restoring it: wait, then look again
-        done = self._restoring[session_id] = trio.Event()
-        try:
-            return await self._restore(session_id, info)
-        finally:
-            del self._restoring[session_id]
-            done.set()
-
-    async def _restore(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
-        assert self.session_store is not None
-        self._check_admission()
-        loaded = await self._records.load(session_id, info.principal)
-        if loaded is None:
-            return RestoreOutcome.NOT_FOUND
-        record, request, client = loaded
-        receipt = await self._admission.admit(info)
-        session = await self._open(session_id, info, receipt)
-        self._admission.settle(session_id)
-        reply = await session.restore(request, client, record.log_level, record.subscriptions)
-        if isinstance(reply, ErrorResponse):
-            # The application refused the restore (or the session closed while
-            # its hooks ran): the session is gone for good.
-            if session.is_open:
-                await self.close_session(session_id, CloseReason.ERROR)
-            return RestoreOutcome.NOT_FOUND
-        self._restored += 1
-        logger.info(
-            "session restored session_id=%s protocol_version=%s",
-            session_id,
-            client.protocol_version,
-            extra={"session_id": session_id, "restored": True},
-        )
-        self._spawn(self._records.save, session)
-        return RestoreOutcome.RESTORED
+        return await self._restorer.restore(session_id, info)
 
     # -- broadcast --------------------------------------------------------------------
 
@@ -650,24 +541,9 @@ class BoundedSessionManager:
     # -- observability ----------------------------------------------------------------
 
     def statistics(self) -> ManagerStatistics:
-        closed = sum(self._closed_by_reason.values())
-        return ManagerStatistics(
-            live_sessions=len(self._table),
-            max_sessions=self.limits.max_sessions,
-            created=self._created,
-            closed=closed,
-            closed_by_reason=dict(self._closed_by_reason),
-            refused_by_reason=self._refused_by_reason(),
-            evicted=self._evicted,
-            busy_sessions=len(self._table.busy),
-            restored=self._restored,
-            store_errors=sum(guard.failures for guard in self._guards.values()),
-            stores={name: guard.statistics() for name, guard in self._guards.items()},
-            subscriptions=sum(len(s.subscriptions) for s in self._table.sessions.values()),
-            requests_in_flight=sum(s.inflight for s in self._table.sessions.values()),
-            dropped_readers=self._dropped_readers
-            + sum(s.dropped_readers for s in self._table.sessions.values()),
-            slots_held=self._table.limiter.borrowed_tokens,
+        """A snapshot of the counters and gauges (what ``metrics_path`` exports)."""
+        return self._counters.snapshot(
+            self._table, self._admission, self._guards, self.limits.max_sessions
         )
 
     @property
@@ -680,10 +556,13 @@ class BoundedSessionManager:
         )
         return self._table.limiter
 
-    def _refused_by_reason(self) -> dict[str, int]:
-        refused = Counter(self._refused)
-        if self._admission.rate_limited:
-            refused["rate_limit"] += self._admission.rate_limited
-        if self._table.refused:
-            refused["capacity"] += self._table.refused
-        return dict(refused)
+
+def _documented_like(protocol: type, cls: type) -> None:
+    """Give *cls*'s undocumented protocol methods the protocol's docstrings (for ``help()``)."""
+    for name, member in vars(protocol).items():
+        implementation = vars(cls).get(name)
+        if callable(member) and callable(implementation) and not implementation.__doc__:
+            implementation.__doc__ = member.__doc__
+
+
+_documented_like(SessionManager, BoundedSessionManager)

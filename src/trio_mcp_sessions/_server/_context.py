@@ -48,16 +48,24 @@ class Peer(Protocol):
     """
 
     @property
-    def session_id(self) -> str: ...
+    def session_id(self) -> str:
+        """The ``Mcp-Session-Id``."""
+        ...
 
     @property
-    def client(self) -> ClientInfo: ...
+    def client(self) -> ClientInfo:
+        """The client's ``initialize`` parameters and negotiated version."""
+        ...
 
     @property
-    def log_level(self) -> str | None: ...
+    def log_level(self) -> str | None:
+        """The client's ``logging/setLevel`` (``None``: send every level)."""
+        ...
 
     @property
-    def is_restored(self) -> bool: ...
+    def is_restored(self) -> bool:
+        """True when the session was restored from a session store."""
+        ...
 
     @property
     def subscriptions(self) -> AbstractSet[str]:
@@ -75,7 +83,8 @@ class Peer(Protocol):
 
     async def send_notification(
         self, notification: Notification, *, related_request: RequestId | None
-    ) -> None: ...
+    ) -> None:
+        """Send *notification* on *related_request*'s stream (``None``: the standalone one)."""
 
     async def send_request(
         self,
@@ -84,9 +93,17 @@ class Peer(Protocol):
         *,
         related_request: RequestId | None,
         timeout: float,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Send a request to the client and return its result.
 
-    def close_request_stream(self, request_id: RequestId) -> None: ...
+        Raises:
+            ClientRequestError: The client answered with an error.
+            trio.TooSlowError: No answer within *timeout*.
+        """
+        ...
+
+    def close_request_stream(self, request_id: RequestId) -> None:
+        """End the HTTP response carrying *request_id*, not the request (SEP-1699)."""
 
 
 @final

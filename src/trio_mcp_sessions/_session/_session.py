@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 import trio
 
-from .._interface import CloseReason
+from .._interface import CloseReason, SessionInfo
 from .._protocol._clock import SessionClock
 from .._protocol._jsonrpc import INTERNAL_ERROR, ErrorResponse, Request, Response
-from .._protocol._lifecycle import ClientInfo, SessionStateMachine
+from .._protocol._lifecycle import ClientInfo, SessionState, SessionStateMachine
 from .._server._content import McpError
 from .._stores._guard import STORE_TIMEOUT
 from .._streams import WRITE_TIMEOUT
@@ -311,6 +311,16 @@ class Session(_Inbound):
         """Record client activity: pushes the idle deadline forward."""
         self.clock.activity(trio.current_time())
         self._update_deadline()
+
+    def info(self) -> SessionInfo:
+        # Initialized once initialize is answered (its hooks may still run
+        # after client_info is known): the lifecycle's state says, one owner.
+        return SessionInfo(
+            self.session_id,
+            self.client_info.protocol_version if self.client_info else None,
+            self.state.state is not SessionState.NEW,
+            self.principal,
+        )
 
     def statistics(self) -> SessionStatistics:
         clock = self.clock
