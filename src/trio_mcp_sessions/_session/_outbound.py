@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._errors import EventsPurged, StoreUnavailable, UnknownEventId
+from .._protocol import _event_ids
 from .._protocol._jsonrpc import Message, Notification, RequestId, encode
 from .._protocol._lifecycle import supports_priming
 from .._stores._guard import StoreGuard
@@ -84,16 +85,15 @@ class _OutboundStream:
         return self._lock is not None and self._lock.locked()
 
     def event_id(self, seq: int) -> str:
-        return f"{self.stream_id}_{seq}"
+        return _event_ids.event_id(self.stream_id, seq)
 
 
 def parse_event_id(event_id: str) -> tuple[str, int]:
     """Split ``"<stream>_<seq>"``; raise :class:`UnknownEventId` for anything else."""
-    stream_id, sep, seq = event_id.rpartition("_")
-    # ASCII digits only: str.isdigit() admits "¹²", which int() refuses.
-    if not sep or not stream_id or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+    parsed = _event_ids.parse_event_id(event_id)
+    if parsed is None:
         raise UnknownEventId(f"malformed Last-Event-ID {event_id[:128]!r}")
-    return stream_id, int(seq)
+    return parsed
 
 
 class _Outbound:
@@ -159,12 +159,12 @@ class _Outbound:
     # -- streams --------------------------------------------------------------------------
 
     def _new_stream(self, *, standalone: bool, reply_mode: ReplyMode) -> _OutboundStream:
-        # "g…" names a standalone (GET) stream, "r…" a request's stream: a
-        # resume can tell them apart even after a restart or on another instance.
         # Unique within this process by the counter, and across processes
         # and restarts (a restored session keeps its stored streams) by the
         # process's random tag; no system call per stream.
-        stream_id = f"{'g' if standalone else 'r'}{_PROCESS_TAG}{next(_stream_numbers):x}"
+        stream_id = _event_ids.stream_id(
+            standalone=standalone, unique=f"{_PROCESS_TAG}{next(_stream_numbers):x}"
+        )
         stream = _OutboundStream(stream_id, standalone=standalone, reply_mode=reply_mode)
         self._streams[stream_id] = stream
         return stream
@@ -351,8 +351,8 @@ class _Outbound:
             stored = await self.store_guard.call(
                 "event replay", self.event_store.replay_after, self.session_id, stream_id, after
             )
-            replay = [SseEvent(f"{stream_id}_{e.seq}", e.data) for e in stored]
-            if stream_id.startswith("g"):
+            replay = [SseEvent(_event_ids.event_id(stream_id, e.seq), e.data) for e in stored]
+            if _event_ids.is_standalone(stream_id):
                 # An earlier GET stream: after its backlog, this response goes on
                 # as the session's live GET stream.
                 if self._standalone.reader is not None:
