@@ -22,13 +22,14 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "entry points": (("<pkg>", "__main__", "_cli", "_serve"), ("",), ("",)),
     "transport": (
         ("_transport", "_metrics"),
-        ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors"),
+        ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors", "_options"),
         ("_ratelimit", "_server._server", "_stores._base", "_serve", "_manager"),
     ),
     "manager": (
         ("_manager",),
         (
             "_manager",
+            "_options",
             "_interface",
             "_streams",
             "_session",
@@ -38,6 +39,20 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
             "_stores",
         ),
         ("_server._server",),
+    ),
+    # The options: plain data every layer above reads its defaults from. It
+    # reads only plain-data modules (the bounds, the input limits, the host
+    # policy, the store constants), never a running part.
+    "options": (
+        ("_options",),
+        (
+            "_interface",
+            "_protocol._jsonrpc",
+            "_manager._limits",
+            "_stores._guard",
+            "_transport._http",
+        ),
+        (),
     ),
     "sessions": (
         ("_session",),
@@ -142,3 +157,5 @@ def test_the_rules_can_fail() -> None:
     assert not _under("_transport._asgi", LAYERS["sessions"][1])
     assert _layer_of("_protocol._clock") == "protocol core"
     assert _layer_of("_transport._asgi") == "transport"
+    assert _layer_of("_options") == "options"
+    assert not _under("_manager._manager", LAYERS["options"][1])

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 PUBLIC = {
+    "AppArguments",
     "BoundedSessionManager",
     "CapabilityNotSupported",
     "ClientInfo",
@@ -51,6 +52,7 @@ PUBLIC = {
     "Response",
     "RestoreOutcome",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "ServerOptions",
     "ServiceUnavailable",
     "SessionError",
     "SessionInfo",

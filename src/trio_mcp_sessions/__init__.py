@@ -24,6 +24,7 @@ from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
+from ._options import ServerOptions as ServerOptions
 from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits
 from ._protocol._jsonrpc import Message as Message
@@ -69,6 +70,7 @@ from ._stores._sqlite import SqliteEventStore as SqliteEventStore
 from ._stores._sqlite import SqliteSessionStore as SqliteSessionStore
 from ._streams import EventStream as EventStream
 from ._streams import SseEvent as SseEvent
+from ._transport._asgi import AppArguments as AppArguments
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._asgi import TransportStatistics as TransportStatistics
 from ._transport._http import HostPolicy as HostPolicy

@@ -9,20 +9,21 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import trio
 
+from ._interface import ReplyMode
 from ._manager import EvictionPolicy, SessionLimits
+from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._ratelimit import RateLimit
-from ._serve import serve
+from ._serve import BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
-from ._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT
-from ._transport._asgi import StreamableHTTPApp
+from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
 
-__all__ = ["load_target", "main"]
+__all__ = ["load_target", "main", "options_from"]
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
@@ -71,7 +72,7 @@ def _rate(text: str) -> RateLimit:
 
 async def _open_stores(
     args: argparse.Namespace, stack: contextlib.AsyncExitStack, nursery: trio.Nursery
-) -> dict[str, Any]:
+) -> AppArguments:
     """Open the stores the command line asks for; they close with *stack*."""
     if args.sqlite:
         from ._stores._sqlite import SqliteEventStore, SqliteSessionStore
@@ -86,22 +87,24 @@ async def _open_stores(
 
     client = await open_redis(args.redis, nursery)
     prefix = args.store_prefix
-    options: dict[str, Any] = {
+    stores: AppArguments = {
         "event_store": RedisEventStore(client, prefix=prefix),
         "session_store": RedisSessionStore(client, prefix=prefix),
     }
     if args.rate_limit or args.rate_limit_per_client:
-        options["rate_limiter"] = RedisRateLimiter(
+        stores["rate_limiter"] = RedisRateLimiter(
             client,
             global_limit=args.rate_limit,
             per_client=args.rate_limit_per_client,
             prefix=prefix,
         )
-    return options
+    return stores
 
 
 def _parser() -> argparse.ArgumentParser:
-    defaults = SessionLimits()
+    # Every default is read from where it lives (ServerOptions, SessionLimits, ...).
+    options = ServerOptions()
+    defaults = options.limits
     parser = argparse.ArgumentParser(
         prog="python -m trio_mcp_sessions",
         description="Serve an MCP server over Streamable HTTP on Hypercorn's trio worker.",
@@ -109,11 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="serve an McpServer (module:attr or file.py:attr)")
     run.add_argument("target", help="module:attr or path/to/file.py:attr")
+    run.add_argument("--bind", action="append", help=f"host:port (repeatable; default {BIND})")
+    run.add_argument("--path", default=options.path, help=f"endpoint path (default {options.path})")
     run.add_argument(
-        "--bind", action="append", help="host:port (repeatable; default 127.0.0.1:8000)"
+        "--reply-mode",
+        choices=get_args(ReplyMode),
+        default=options.reply_mode,
+        help=f"default {options.reply_mode}",
     )
-    run.add_argument("--path", default="/mcp", help="endpoint path (default /mcp)")
-    run.add_argument("--reply-mode", choices=("sse", "json"), default="sse", help="default sse")
     run.add_argument("--max-sessions", type=int, default=defaults.max_sessions)
     run.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds")
     run.add_argument("--init-timeout", type=float, default=defaults.init_timeout, help="seconds")
@@ -154,10 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-batch-size",
         type=int,
-        default=InputLimits().max_batch_size,
+        default=options.input_limits.max_batch_size,
         help="messages in one JSON-RPC batch (2025-03-26) at most; larger get 400",
     )
-    run.add_argument("--metrics-path", default=None, help="serve Prometheus metrics here")
+    run.add_argument(
+        "--metrics-path", default=options.metrics_path, help="serve Prometheus metrics here"
+    )
     stores = run.add_mutually_exclusive_group()
     stores.add_argument(
         "--sqlite",
@@ -174,28 +182,65 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--store-prefix", default="mcp", help="Redis key prefix (default mcp)")
     run.add_argument(
-        "--store-timeout", type=float, default=STORE_TIMEOUT, help="seconds a store call may take"
+        "--store-timeout",
+        type=float,
+        default=options.store_timeout,
+        help="seconds a store call may take",
     )
     run.add_argument(
         "--store-failure-threshold",
         type=int,
-        default=FAILURE_THRESHOLD,
+        default=options.store_failure_threshold,
         help="failures in a row after which a store counts as down and calls fail at once",
     )
     run.add_argument(
         "--store-probe-after",
         type=float,
-        default=PROBE_AFTER,
+        default=options.store_probe_after,
         help="seconds before a store that is down is tried again",
     )
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
     run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
     run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
-    run.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
-    run.add_argument("--retry-ms", type=int, default=1000, help="SSE retry hint (ms)")
-    run.add_argument("--graceful-timeout", type=float, default=5.0, help="seconds")
+    run.add_argument("--max-body-bytes", type=int, default=options.max_body_bytes)
+    run.add_argument("--retry-ms", type=int, default=options.retry_ms, help="SSE retry hint (ms)")
+    run.add_argument("--graceful-timeout", type=float, default=GRACEFUL_TIMEOUT, help="seconds")
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
+
+
+def options_from(args: argparse.Namespace) -> ServerOptions:
+    """The one :class:`ServerOptions` the command line asks for (invalid values: ``error:``)."""
+    try:
+        return ServerOptions(
+            path=args.path,
+            reply_mode=args.reply_mode,
+            max_body_bytes=args.max_body_bytes,
+            input_limits=InputLimits(max_batch_size=args.max_batch_size),
+            retry_ms=args.retry_ms,
+            limits=SessionLimits(
+                max_sessions=args.max_sessions,
+                eviction=EvictionPolicy(args.eviction),
+                idle_timeout=args.idle_timeout,
+                init_timeout=args.init_timeout,
+                max_lifetime=args.max_lifetime,
+                eviction_wait=args.eviction_wait,
+                rate_limit=args.rate_limit,
+                rate_limit_per_client=args.rate_limit_per_client,
+                max_inflight_per_session=args.max_inflight_per_session,
+                write_timeout=args.write_timeout,
+            ),
+            store_timeout=args.store_timeout,
+            store_failure_threshold=args.store_failure_threshold,
+            store_probe_after=args.store_probe_after,
+            metrics_path=args.metrics_path,
+            host_policy=HostPolicy(
+                tuple(args.allowed_host) if args.allowed_host else None,
+                tuple(args.allowed_origin) if args.allowed_origin else None,
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,61 +252,34 @@ def main(argv: list[str] | None = None) -> int:
     # coredis adds a traceback per failed connection attempt, which is noise.
     logging.getLogger("coredis").addFilter(_without_traceback)
     target = load_target(args.target)
-    binds = args.bind or ["127.0.0.1:8000"]
-    options: dict[str, Any] = {}
+    binds = args.bind or [BIND]
+    options: ServerOptions | None = None
+    arguments: AppArguments = {}
     if isinstance(target, McpServer):
-        try:
-            limits = SessionLimits(
-                max_sessions=args.max_sessions,
-                eviction=EvictionPolicy(args.eviction),
-                idle_timeout=args.idle_timeout,
-                init_timeout=args.init_timeout,
-                max_lifetime=args.max_lifetime,
-                eviction_wait=args.eviction_wait,
-                rate_limit=args.rate_limit,
-                rate_limit_per_client=args.rate_limit_per_client,
-                max_inflight_per_session=args.max_inflight_per_session,
-                write_timeout=args.write_timeout,
-            )
-            input_limits = InputLimits(max_batch_size=args.max_batch_size)
-        except (TypeError, ValueError) as exc:
-            raise SystemExit(f"error: {exc}") from None
-        options = {
-            "path": args.path,
-            "reply_mode": args.reply_mode,
-            "limits": limits,
-            "host_policy": HostPolicy(
-                tuple(args.allowed_host) if args.allowed_host else None,
-                tuple(args.allowed_origin) if args.allowed_origin else None,
-            ),
-            "max_body_bytes": args.max_body_bytes,
-            "input_limits": input_limits,
-            "retry_ms": args.retry_ms,
-            "metrics_path": args.metrics_path,
-            "store_timeout": args.store_timeout,
-            "store_failure_threshold": args.store_failure_threshold,
-            "store_probe_after": args.store_probe_after,
-        }
+        options = options_from(args)
+        path = options.path
         if args.no_event_store:
-            options["event_store"] = None
+            arguments["event_store"] = None
+    else:
+        path = target.path
 
     async def run() -> None:
         async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             if isinstance(target, McpServer) and (args.sqlite or args.redis):
-                options.update(await _open_stores(args, stack, nursery))
+                arguments.update(await _open_stores(args, stack, nursery))
 
             async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve(
                     target,
+                    options=options,
                     bind=binds,
                     graceful_timeout=args.graceful_timeout,
                     task_status=task_status,
-                    **options,
+                    **arguments,
                 )
                 nursery.cancel_scope.cancel()  # the store clients' tasks end with the server
 
             urls = await nursery.start(serve_then_stop)
-            path = args.path if isinstance(target, McpServer) else target.path
             for url in urls:
                 print(f"Serving MCP on {url}{path} (Ctrl-C to stop)", flush=True)
 

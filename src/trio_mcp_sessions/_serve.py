@@ -19,17 +19,18 @@ import signal
 import socket
 import struct
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ._transport._asgi import StreamableHTTPApp
+from ._transport._asgi import AppArguments, StreamableHTTPApp
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from ._options import ServerOptions
     from ._server._server import McpServer
 
 try:  # Hypercorn's trio worker, piece by piece (0.17 and 0.18 have these).
@@ -44,9 +45,14 @@ except ImportError:  # pragma: no cover - another Hypercorn: serve through its p
 else:
     _OWN_WORKER = True
 
-__all__ = ["serve", "wait_for_shutdown_signal"]
+__all__ = ["BIND", "GRACEFUL_TIMEOUT", "serve", "wait_for_shutdown_signal"]
 
 logger = logging.getLogger("trio_mcp_sessions.serve")
+
+#: Where :func:`serve` listens unless told otherwise: loopback only.
+BIND: Final = "127.0.0.1:8000"
+#: Seconds in-flight requests get after shutdown starts (the default).
+GRACEFUL_TIMEOUT: Final = 5.0
 
 #: Seconds before the end of the grace period at which remaining responses
 #: are ended with a ``retry`` hint (at most; a quarter of a short grace).
@@ -289,12 +295,13 @@ async def _worker_serve(
 async def serve(
     target: McpServer | StreamableHTTPApp,
     *,
-    bind: str | Sequence[str] = "127.0.0.1:8000",
-    graceful_timeout: float = 5.0,
+    options: ServerOptions | None = None,
+    bind: str | Sequence[str] = BIND,
+    graceful_timeout: float = GRACEFUL_TIMEOUT,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     config: Config | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-    **app_options: Any,
+    **app_arguments: Unpack[AppArguments],
 ) -> None:
     """Serve an MCP server over Streamable HTTP until SIGINT/SIGTERM (or *shutdown_trigger*).
 
@@ -314,21 +321,26 @@ async def serve(
 
     Args:
         target: An :class:`McpServer` (wrapped in a :class:`StreamableHTTPApp`
-            built from *app_options*) or a ready app.
+            built from *options* and *app_arguments*) or a ready app.
+        options: The app's :class:`ServerOptions` (path, limits, reply mode, ...).
         bind: Address(es) as ``host:port``; loopback by default.
         graceful_timeout: Seconds in-flight requests get after shutdown starts.
         shutdown_trigger: Returns when the server should stop; the default
             waits for SIGINT or SIGTERM (main thread only).
         config: A Hypercorn :class:`~hypercorn.config.Config` to start from.
-        **app_options: Passed to :class:`StreamableHTTPApp` (``path``,
-            ``limits``, ``reply_mode``, ``event_store``, ``host_policy``, ...).
+        **app_arguments: The other keyword arguments of
+            :class:`StreamableHTTPApp` (:class:`AppArguments`: stores, rate
+            limiter, hooks, ``principal``, and the options' fields as
+            overrides); an unknown name is a :exc:`TypeError`.
     """
+    if unknown := sorted(set(app_arguments) - set(AppArguments.__annotations__)):
+        raise TypeError(f"serve() got an unexpected keyword argument {unknown[0]!r}")
     if isinstance(target, StreamableHTTPApp):
-        if app_options:
+        if app_arguments or options is not None:
             raise TypeError("app options are for an McpServer target; configure the app instead")
         app = target
     else:
-        app = StreamableHTTPApp(target, **app_options)
+        app = StreamableHTTPApp(target, options=options, **app_arguments)
     cfg = config or Config()
     cfg.bind = [bind] if isinstance(bind, str) else list(bind)
     cfg.graceful_timeout = graceful_timeout

@@ -35,12 +35,12 @@ from .._interface import (
     SessionInfo,
     SessionManager,
 )
+from .._options import DEFAULT_EVENT_STORE, with_overrides
 from .._protocol._jsonrpc import ErrorResponse, Message, Request, Response
 from .._session import Session, SessionStatistics
-from .._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT, StoreGuard
+from .._stores._guard import StoreGuard
 from .._stores._memory import InMemoryEventStore
 from ._admission import Admission, Receipt
-from ._limits import SessionLimits, positive_seconds
 from ._persistence import SessionRecords
 from ._restore import Restorer
 from ._statistics import ManagerCounters, ManagerStatistics
@@ -50,11 +50,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
+    from .._options import ServerOptions
     from .._protocol._lifecycle import ClientInfo
     from .._ratelimit import SharedRateLimiter
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
     from .._streams import EventStream
+    from ._limits import SessionLimits
 
 __all__ = ["BoundedSessionManager", "ManagerStatistics", "new_session_id"]
 
@@ -102,9 +104,13 @@ class BoundedSessionManager:
 
     Args:
         server: The MCP server whose handlers serve every session.
+        options: The settings the manager reads from a :class:`ServerOptions`
+            (*limits*, *retry_ms*, the ``store_*`` fields); their defaults
+            live there. The keywords below override it (``None`` keeps it).
         limits: Caps, timeouts and rate limits (:class:`SessionLimits`).
-        event_store: Where SSE events wait for resumption. The default is a
-            bounded :class:`InMemoryEventStore`; ``None`` turns resumption off.
+        event_store: Where SSE events wait for resumption. The default
+            (``"default"``) is a bounded :class:`InMemoryEventStore`; ``None``
+            turns resumption off.
         session_store: Where session records live so that a session survives a
             restart or moves to another instance (``None``: no restore).
         rate_limiter: A creation rate limiter shared by several instances (for
@@ -127,39 +133,47 @@ class BoundedSessionManager:
         self,
         server: McpServer,
         *,
+        options: ServerOptions | None = None,
         limits: SessionLimits | None = None,
-        event_store: EventStore | Literal["default"] | None = "default",
+        event_store: EventStore | Literal["default"] | None = DEFAULT_EVENT_STORE,
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
-        store_timeout: float = STORE_TIMEOUT,
-        store_failure_threshold: int = FAILURE_THRESHOLD,
-        store_probe_after: float = PROBE_AFTER,
-        retry_ms: int = 1000,
+        store_timeout: float | None = None,
+        store_failure_threshold: int | None = None,
+        store_probe_after: float | None = None,
+        retry_ms: int | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
     ) -> None:
-        positive_seconds("store_timeout", store_timeout)
+        options = with_overrides(  # validated there, once
+            options,
+            limits=limits,
+            store_timeout=store_timeout,
+            store_failure_threshold=store_failure_threshold,
+            store_probe_after=store_probe_after,
+            retry_ms=retry_ms,
+        )
         self.server = server
-        self.limits = limits if limits is not None else SessionLimits()
+        self.limits = options.limits
         self.event_store: EventStore | None = (
-            InMemoryEventStore() if event_store == "default" else event_store
+            InMemoryEventStore() if event_store == DEFAULT_EVENT_STORE else event_store
         )
         self.session_store = session_store
-        self.store_timeout = store_timeout
+        self.store_timeout = options.store_timeout
         #: One bounded path per store: timeout, failure count, circuit breaker.
         self._guards = {
             name: StoreGuard(
                 name,
-                timeout=store_timeout,
-                failure_threshold=store_failure_threshold,
-                reset_after=store_probe_after,
+                timeout=options.store_timeout,
+                failure_threshold=options.store_failure_threshold,
+                reset_after=options.store_probe_after,
             )
             for name in ("sessions", "events", "rate_limit")
         }
         self._sessions_guard = self._guards["sessions"]
         self._events_guard = self._guards["events"]
         self._rate_guard = self._guards["rate_limit"]
-        self.retry_ms = retry_ms
+        self.retry_ms = options.retry_ms
         self._on_session_created = on_session_created
         self._on_session_closed = on_session_closed
         self._table: SessionTable[Session] = SessionTable(self.limits.max_sessions)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypedDict, final
 
 import trio
 
@@ -24,11 +24,18 @@ from .._errors import (
     StoreUnavailable,
     UnknownEventId,
 )
-from .._interface import CloseReason, RequestInfo, RestoreOutcome, SessionInfo, SessionManager
-from .._manager import BoundedSessionManager, SessionLimits  # the default manager, built here
+from .._interface import (
+    CloseReason,
+    ReplyMode,
+    RequestInfo,
+    RestoreOutcome,
+    SessionInfo,
+    SessionManager,
+)
+from .._manager import BoundedSessionManager  # the default manager, built here
 from .._metrics import MetricsExporter
+from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
 from .._protocol._jsonrpc import (
-    DEFAULT_INPUT_LIMITS,
     INVALID_REQUEST,
     SERVER_ERROR,
     ErrorResponse,
@@ -60,6 +67,7 @@ from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._manager import SessionLimits
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
     from .._server._server import McpServer
@@ -67,7 +75,7 @@ if TYPE_CHECKING:
     from .._streams import EventStream
     from ._replies import Receive, Scope, Send
 
-__all__ = ["StreamableHTTPApp", "TransportStatistics"]
+__all__ = ["AppArguments", "StreamableHTTPApp", "TransportStatistics"]
 
 logger = logging.getLogger("trio_mcp_sessions.transport")
 
@@ -108,6 +116,32 @@ class TransportStatistics:
     open_connections: int = 0
 
 
+class AppArguments(TypedDict, total=False):
+    """The keyword arguments of :class:`StreamableHTTPApp` (but *options*), for :func:`serve`.
+
+    The live objects, then the :class:`ServerOptions` fields as overrides.
+    """
+
+    manager: SessionManager | None
+    event_store: EventStore | Literal["default"] | None
+    session_store: SessionStore | None
+    rate_limiter: SharedRateLimiter | None
+    principal: Callable[[Scope], str | None] | None
+    on_session_created: Callable[[str, RequestInfo], None] | None
+    on_session_closed: Callable[[str, CloseReason], None] | None
+    path: str | None
+    reply_mode: ReplyMode | None
+    max_body_bytes: int | None
+    input_limits: InputLimits | None
+    retry_ms: int | None
+    limits: SessionLimits | None
+    store_timeout: float | None
+    store_failure_threshold: int | None
+    store_probe_after: float | None
+    metrics_path: str | None
+    host_policy: HostPolicy | None
+
+
 @final
 class StreamableHTTPApp:
     """An MCP server on one Streamable HTTP endpoint, as an ASGI app.
@@ -120,113 +154,102 @@ class StreamableHTTPApp:
     Args:
         server: The :class:`McpServer` to serve (ignored for handlers when a
             *manager* is given, which already has one).
-        path: The endpoint path.
-        reply_mode: ``"sse"`` answers requests with an SSE stream (resumable;
-            progress, logs and server requests travel on it); ``"json"``
-            answers with one JSON object, and related messages go to the GET
-            stream.
-        limits: :class:`SessionLimits` for the built-in manager.
-        event_store: Event store for the built-in manager (default: bounded,
-            in memory; ``None`` disables resumption).
+        options: The scalar settings (:class:`ServerOptions`: path, reply
+            mode, body and input limits, session limits, retry hint, store
+            timeouts, metrics path, host policy); their defaults live there.
         manager: Use this :class:`SessionManager` instead of building one;
             the application then runs it.
-        host_policy: DNS-rebinding protection (default: loopback names only
-            when bound to loopback).
-        max_body_bytes: Larger POST bodies get 413.
-        input_limits: :class:`InputLimits` for what a JSON body may hold
-            (nesting, number and id sizes, stored ``initialize`` params);
-            a body over them gets 400 and touches no session.
-        retry_ms: ``retry`` hint on SSE streams and when draining.
-        principal: ``fn(scope) -> str | None`` naming the authenticated
-            caller (for keyed limits and session binding).
+        event_store: Event store for the built-in manager (``"default"``:
+            bounded, in memory; ``None`` disables resumption).
         session_store: A :class:`SessionStore` so sessions survive a restart or
             move between instances (built-in manager).
         rate_limiter: A creation rate limiter shared between instances, such
             as :class:`RedisRateLimiter` (built-in manager).
-        store_timeout: Seconds any store call may take (built-in manager;
-            ``None``: its default, 2 s).
-        store_failure_threshold: Consecutive failures after which a store
-            counts as down and its calls fail at once (built-in manager).
-        store_probe_after: Seconds before a store that is down is tried
-            again (built-in manager).
-        metrics_path: Serve Prometheus metrics of the built-in manager at this
-            path (needs the ``metrics`` extra); ``None`` for none.
+        principal: ``fn(scope) -> str | None`` naming the authenticated
+            caller (for keyed limits and session binding).
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
             ``initialize`` (built-in manager).
         on_session_closed: ``fn(session_id, CloseReason)`` after every close
             (built-in manager).
+        path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
+        store_timeout, store_failure_threshold, store_probe_after,
+        metrics_path, host_policy: Each overrides that field of *options*
+            (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
+            path="/x")`` is ``StreamableHTTPApp(server,
+            options=ServerOptions(path="/x"))``.
     """
 
     def __init__(
         self,
         server: McpServer | None = None,
         *,
-        path: str = "/mcp",
-        reply_mode: Literal["sse", "json"] = "sse",
-        limits: SessionLimits | None = None,
-        event_store: EventStore | Any | None = ...,
+        options: ServerOptions | None = None,
         manager: SessionManager | None = None,
-        host_policy: HostPolicy | None = None,
-        max_body_bytes: int = 4 * 1024 * 1024,
-        input_limits: InputLimits = DEFAULT_INPUT_LIMITS,
-        retry_ms: int = 1000,
-        principal: Callable[[Scope], str | None] | None = None,
-        metrics_path: str | None = None,
+        event_store: EventStore | Literal["default"] | None = DEFAULT_EVENT_STORE,
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
+        principal: Callable[[Scope], str | None] | None = None,
+        on_session_created: Callable[[str, RequestInfo], None] | None = None,
+        on_session_closed: Callable[[str, CloseReason], None] | None = None,
+        path: str | None = None,
+        reply_mode: ReplyMode | None = None,
+        max_body_bytes: int | None = None,
+        input_limits: InputLimits | None = None,
+        retry_ms: int | None = None,
+        limits: SessionLimits | None = None,
         store_timeout: float | None = None,
         store_failure_threshold: int | None = None,
         store_probe_after: float | None = None,
-        on_session_created: Callable[[str, RequestInfo], None] | None = None,
-        on_session_closed: Callable[[str, CloseReason], None] | None = None,
+        metrics_path: str | None = None,
+        host_policy: HostPolicy | None = None,
     ) -> None:
-        if reply_mode not in ("sse", "json"):
-            raise ValueError(f"reply_mode must be 'sse' or 'json', not {reply_mode!r}")
-        if max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be positive")
-        self.path = "/" + path.strip("/")
-        self.reply_mode: Literal["sse", "json"] = reply_mode
-        self.host_policy = host_policy or HostPolicy()
-        if not isinstance(input_limits, InputLimits):
-            raise TypeError("input_limits must be an InputLimits")
-        self.max_body_bytes = max_body_bytes
-        self.input_limits = input_limits
-        self.retry_ms = retry_ms
+        #: The settings in force: *options* with the keywords given applied over it.
+        self.options: ServerOptions = with_overrides(
+            options,
+            path=path,
+            reply_mode=reply_mode,
+            max_body_bytes=max_body_bytes,
+            input_limits=input_limits,
+            retry_ms=retry_ms,
+            limits=limits,
+            store_timeout=store_timeout,
+            store_failure_threshold=store_failure_threshold,
+            store_probe_after=store_probe_after,
+            metrics_path=metrics_path,
+            host_policy=host_policy,
+        )
+        options = self.options
+        self.path = options.path
+        self.reply_mode: ReplyMode = options.reply_mode
+        self.host_policy = options.host_policy
+        self.max_body_bytes = options.max_body_bytes
+        self.input_limits = options.input_limits
+        self.retry_ms = options.retry_ms
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
         if manager is None:
             if server is None:
                 raise TypeError("pass an McpServer or a SessionManager")
-            kwargs: dict[str, Any] = {
-                "limits": limits,
-                "retry_ms": retry_ms,
-                "on_session_created": on_session_created,
-                "on_session_closed": on_session_closed,
-                "session_store": session_store,
-                "rate_limiter": rate_limiter,
-            }
-            # The manager's defaults, unless given (each default lives there once).
-            for name, value in (
-                ("store_timeout", store_timeout),
-                ("store_failure_threshold", store_failure_threshold),
-                ("store_probe_after", store_probe_after),
-            ):
-                if value is not None:
-                    kwargs[name] = value
-            if event_store is not ...:
-                kwargs["event_store"] = event_store
-            manager = self._bounded = BoundedSessionManager(server, **kwargs)
+            manager = self._bounded = BoundedSessionManager(
+                server,
+                options=options,
+                event_store=event_store,
+                session_store=session_store,
+                rate_limiter=rate_limiter,
+                on_session_created=on_session_created,
+                on_session_closed=on_session_closed,
+            )
         self.manager: SessionManager = manager
         #: Seconds a connection may make no progress on a write (a client that
-        #: stopped reading) before :func:`serve` cuts it: the manager's.
-        self.write_timeout = (
-            limits or getattr(manager, "limits", None) or SessionLimits()
-        ).write_timeout
+        #: stopped reading) before :func:`serve` cuts it: the manager's, unless
+        #: *limits* is given here.
+        own = None if limits is not None else getattr(manager, "limits", None)
+        self.write_timeout = (own or options.limits).write_timeout
         self._connections: Connections | None = None
         self._cut_earlier = 0  # by registries no longer attached
         #: Requests answered with an HTTP error before reaching a session, by status.
         self._refused: Counter[int] = Counter()
-        self.metrics_path = "/" + metrics_path.strip("/") if metrics_path else None
+        self.metrics_path = options.metrics_path
         self._metrics: MetricsExporter | None = None
         if self.metrics_path is not None:
             statistics = getattr(manager, "statistics", None)
