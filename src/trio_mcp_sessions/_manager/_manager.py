@@ -105,9 +105,10 @@ class BoundedSessionManager:
     Args:
         server: The MCP server whose handlers serve every session.
         options: The settings the manager reads from a :class:`ServerOptions`
-            (*limits*, *retry_ms*, the ``store_*`` fields); their defaults
-            live there. The keywords below override it (``None`` keeps it).
-        limits: Caps, timeouts and rate limits (:class:`SessionLimits`).
+            (*limits*, *retry_ms*, the ``store_*`` fields), which documents
+            them and holds their defaults.
+        limits, retry_ms, store_timeout, store_failure_threshold, store_probe_after:
+            Override the same field of *options* (``None`` keeps it).
         event_store: Where SSE events wait for resumption. The default
             (``"default"``) is a bounded :class:`InMemoryEventStore`; ``None``
             turns resumption off.
@@ -116,14 +117,6 @@ class BoundedSessionManager:
         rate_limiter: A creation rate limiter shared by several instances (for
             example :class:`RedisRateLimiter`); while it is unreachable the
             local windows of *limits* apply instead.
-        store_timeout: Seconds any store call may take before it counts as a
-            failure.
-        store_failure_threshold: Consecutive failures of one store after which
-            it counts as down: its calls then fail at once (a circuit breaker)
-            instead of each waiting *store_timeout*.
-        store_probe_after: Seconds a store counts as down before one call
-            probes it again.
-        retry_ms: The ``retry`` hint (milliseconds) sent on SSE streams.
         on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
             succeeded (not for restores).
         on_session_closed: Called as ``fn(session_id, reason)`` after a close.
