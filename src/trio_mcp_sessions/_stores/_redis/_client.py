@@ -1,7 +1,7 @@
 """What every Redis class does with its client: open it, check it, map its errors.
 
 coredis is imported lazily (it is optional), and no coredis exception leaves
-this package: :func:`_unavailable` turns each into
+this package: :func:`_map_backend_errors` turns each into
 :class:`~trio_mcp_sessions.StoreUnavailable`.
 """
 
@@ -37,7 +37,7 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextlib.contextmanager
-def _unavailable(what: str) -> Iterator[None]:
+def _map_backend_errors(what: str) -> Iterator[None]:
     """Turn any backend failure inside the block into :class:`StoreUnavailable`."""
     try:
         yield

@@ -8,7 +8,7 @@ import trio
 
 from ..._errors import EventsPurged, StoreUnavailable
 from .._base import StoredEvent
-from ._client import _backend_errors, _check_prefix, _require_bytes_client, _unavailable
+from ._client import _backend_errors, _check_prefix, _map_backend_errors, _require_bytes_client
 from ._scripts import (
     _APPEND_LUA,
     _DATA,
@@ -137,7 +137,7 @@ class RedisEventStore:
             StoreUnavailable: Redis failed.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("replaying events"):
+        with _map_backend_errors("replaying events"):
             entries = await self._client.xrange(
                 self.stream_key(session_id, stream_id), _entry_id(max(after_seq, 0) + 1), "+"
             )
@@ -166,5 +166,5 @@ class RedisEventStore:
             StoreUnavailable: Redis failed.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("deleting a session's events"):
+        with _map_backend_errors("deleting a session's events"):
             await self._delete(keys=[self.index_key(session_id)])

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, final
 import trio
 
 from ..._errors import StoreUnavailable
-from ._client import _check_prefix, _require_bytes_client, _unavailable
+from ._client import _check_prefix, _map_backend_errors, _require_bytes_client
 from ._scripts import _ACQUIRE_LUA, _client_window_key, _global_window_key
 
 if TYPE_CHECKING:
@@ -21,8 +21,12 @@ __all__ = ["RedisRateLimiter"]
 
 
 @dataclass(frozen=True, slots=True)
-class _Receipt:
-    """What :meth:`RedisRateLimiter.refund` needs: the member added to each window."""
+class _CreationStamps:
+    """The stamps one recorded creation left, a (window key, member) each.
+
+    :meth:`RedisRateLimiter.acquire` hands them out as its receipt, and
+    :meth:`RedisRateLimiter.refund` removes them.
+    """
 
     entries: tuple[tuple[str, str], ...]
 
@@ -93,18 +97,18 @@ class RedisRateLimiter:
         if self.per_client is not None and key is not None:
             windows.append((self.client_key(key), self.per_client))
         if not windows:
-            return 0.0, _Receipt(())
+            return 0.0, _CreationStamps(())
         member = secrets.token_hex(8)
         args: list[str | int] = [member]
         for _, limit in windows:
             args += [limit.max_creations, max(1, round(limit.window * 1_000_000))]
-        with _unavailable("acquiring a creation"):
+        with _map_backend_errors("acquiring a creation"):
             wait: object = await self._acquire(keys=[k for k, _ in windows], args=args)
         if not isinstance(wait, int):
             raise StoreUnavailable(f"redis: unexpected rate limit reply {wait!r}")
         if wait > 0:
             return wait / 1_000_000, None
-        return 0.0, _Receipt(tuple((k, member) for k, _ in windows))
+        return 0.0, _CreationStamps(tuple((k, member) for k, _ in windows))
 
     async def refund(self, receipt: object) -> None:
         """Give back a creation recorded by :meth:`acquire` (its ``initialize`` failed).
@@ -119,11 +123,11 @@ class RedisRateLimiter:
         await trio.lowlevel.checkpoint()
         if receipt is None:
             return
-        if not isinstance(receipt, _Receipt):
+        if not isinstance(receipt, _CreationStamps):
             raise TypeError(f"not a RedisRateLimiter receipt: {receipt!r}")
         if not receipt.entries:
             return
-        with _unavailable("refunding a creation"):
+        with _map_backend_errors("refunding a creation"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for zset, member in receipt.entries:
                     pipe.zrem(zset, [member])

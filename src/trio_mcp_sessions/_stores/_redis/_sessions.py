@@ -10,7 +10,7 @@ import trio
 
 from ..._errors import StoreUnavailable
 from .._base import SessionRecord
-from ._client import _check_prefix, _require_bytes_client, _unavailable
+from ._client import _check_prefix, _map_backend_errors, _require_bytes_client
 from ._scripts import (
     _ACTIVITY,
     _LEVEL,
@@ -81,7 +81,7 @@ class RedisSessionStore:
         }
         for uri in record.subscriptions:
             fields[_SUBSCRIPTION + _uri_bytes(uri)] = b"1"
-        with _unavailable("saving a session"):
+        with _map_backend_errors("saving a session"):
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete([key])  # a replaced record keeps none of the old state
                 pipe.hset(key, fields)
@@ -94,7 +94,7 @@ class RedisSessionStore:
             StoreUnavailable: Redis failed, or holds something that is not a record.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("loading a session"):
+        with _map_backend_errors("loading a session"):
             fields = await self._client.hgetall(self.key(session_id))
         raw = fields.get(_RECORD)
         if raw is None:
@@ -129,7 +129,7 @@ class RedisSessionStore:
             StoreUnavailable: Redis failed.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("touching a session"):
+        with _map_backend_errors("touching a session"):
             await self._touch(
                 keys=[self.key(session_id)],
                 args=[_milliseconds(ttl), repr(float(last_activity))],
@@ -154,7 +154,7 @@ class RedisSessionStore:
         args: list[bytes | str | int] = [log_level or "", len(subscribe)]
         args += [_uri_bytes(uri) for uri in subscribe]
         args += [_uri_bytes(uri) for uri in unsubscribe]
-        with _unavailable("updating a session's state"):
+        with _map_backend_errors("updating a session's state"):
             await self._update_state(keys=[self.key(session_id)], args=args)
 
     async def delete(self, session_id: str) -> None:
@@ -164,7 +164,7 @@ class RedisSessionStore:
             StoreUnavailable: Redis failed.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("deleting a session"):
+        with _map_backend_errors("deleting a session"):
             await self._client.delete([self.key(session_id)])
 
     async def ttl(self, session_id: str) -> float:
@@ -174,7 +174,7 @@ class RedisSessionStore:
             StoreUnavailable: Redis failed.
         """
         await trio.lowlevel.checkpoint()
-        with _unavailable("reading a session's TTL"):
+        with _map_backend_errors("reading a session's TTL"):
             remaining = await self._client.pttl(self.key(session_id))
         if remaining == -2:
             return 0.0
