@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sessions import EventsPurged, EventStore, InMemoryEventStore
+from trio_mcp_sessions import EventsPurged, EventStore, InMemoryEventStore, SqliteEventStore
+from trio_mcp_sessions._stores._base import NonBlockingEventStore, as_nonblocking
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from trio_mcp_sessions import StoredEvent
 
 
 async def test_replay_is_exclusive_and_per_stream() -> None:
@@ -84,3 +93,30 @@ async def test_delete_session() -> None:
 def test_invalid_bounds(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         InMemoryEventStore(**kwargs)  # type: ignore[arg-type]
+
+
+class _AsyncOnly:
+    async def append(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None: ...
+
+    async def replay_after(
+        self, session_id: str, stream_id: str, after_seq: int
+    ) -> Sequence[StoredEvent]:
+        return ()
+
+    async def delete_session(self, session_id: str) -> None: ...
+
+
+class _AppendNowaitOnly(_AsyncOnly):
+    def append_nowait(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None: ...
+
+
+def test_non_blocking_means_both_nowait_calls(tmp_path: Path) -> None:
+    """The one check sessions and the manager make agrees with the Protocol."""
+    memory = InMemoryEventStore()
+    assert as_nonblocking(memory) is memory
+    stores = [memory, SqliteEventStore(tmp_path / "events.db"), _AsyncOnly(), _AppendNowaitOnly()]
+    for store in stores:
+        assert isinstance(store, EventStore)
+        expected = store if isinstance(store, NonBlockingEventStore) else None
+        assert as_nonblocking(store) is expected, store
+    assert as_nonblocking(None) is None

@@ -23,14 +23,14 @@ from .._errors import StoreUnavailable
 from .._interface import CloseReason
 from .._protocol._jsonrpc import ProtocolError, Request
 from .._protocol._lifecycle import parse_initialize
-from .._stores._base import SessionRecord
+from .._stores._base import SessionRecord, as_nonblocking
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from .._protocol._lifecycle import ClientInfo
     from .._session import Session
-    from .._stores._base import EventStore, SessionStore
+    from .._stores._base import EventStore, NonBlockingEventStore, SessionStore
     from .._stores._guard import StoreGuard
     from ._limits import SessionLimits
 
@@ -61,6 +61,7 @@ class SessionRecords:
         "events_guard",
         "last_touch",
         "limits",
+        "nonblocking_events",
         "session_store",
         "sessions_guard",
         "spawn",
@@ -79,6 +80,7 @@ class SessionRecords:
     ) -> None:
         self.session_store = session_store
         self.event_store = event_store
+        self.nonblocking_events: NonBlockingEventStore | None = as_nonblocking(event_store)
         self.limits = limits
         self.sessions_guard = sessions_guard
         self.events_guard = events_guard
@@ -274,15 +276,14 @@ class SessionRecords:
         self.tombstones[session_id] = None
         if len(self.tombstones) > MAX_TOMBSTONES:
             self.tombstones.popitem(last=False)
-        delete_nowait = getattr(self.event_store, "delete_session_nowait", None)
-        if delete_nowait is not None:
-            delete_nowait(session_id)
+        nonblocking = self.nonblocking_events
+        if nonblocking is not None:
+            nonblocking.delete_session_nowait(session_id)
         # (A DELETE removed the record before the close and removes the
         # events after it: the manager's close_session.)
         deleted = reason is CloseReason.DELETED and self.session_store is not None
         if not deleted and (
-            self.session_store is not None
-            or (self.event_store is not None and delete_nowait is None)
+            self.session_store is not None or (self.event_store is not None and nonblocking is None)
         ):
             self.spawn(self.forget, session_id)
 

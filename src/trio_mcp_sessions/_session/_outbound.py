@@ -22,6 +22,7 @@ from .._errors import EventsPurged, StoreUnavailable, UnknownEventId
 from .._protocol import _event_ids
 from .._protocol._jsonrpc import Message, Notification, RequestId, encode
 from .._protocol._lifecycle import supports_priming
+from .._stores._base import as_nonblocking
 from .._stores._guard import StoreGuard
 from .._streams import EventStream, SseEvent
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .._interface import ReplyMode
     from .._protocol._clock import SessionClock
     from .._protocol._lifecycle import ClientInfo
-    from .._stores._base import EventStore
+    from .._stores._base import EventStore, NonBlockingEventStore
 
 logger = logging.getLogger("trio_mcp_sessions.session")
 
@@ -105,6 +106,7 @@ class _Outbound:
     """
 
     __slots__ = (
+        "_nonblocking_store",
         "_request_streams",
         "_standalone_stream",
         "_streams",
@@ -144,6 +146,7 @@ class _Outbound:
             store_guard if store_guard is not None else StoreGuard("events", timeout=store_timeout)
         )
         self.event_store = event_store
+        self._nonblocking_store: NonBlockingEventStore | None = as_nonblocking(event_store)
         self.retry_ms = retry_ms
         self._streams: dict[str, _OutboundStream] = {}
         self._request_streams: dict[RequestId, _OutboundStream] = {}
@@ -247,16 +250,16 @@ class _Outbound:
         if self.closed.is_set():
             return  # nothing may be stored for a session that is gone
         store = self.event_store if stream.reply_mode == "sse" else None
-        append_nowait = getattr(store, "append_nowait", None)
-        if store is None or (append_nowait is not None and not stream.locked):
+        nonblocking = self._nonblocking_store if store is not None else None
+        if store is None or (nonblocking is not None and not stream.locked):
             # Nothing to store, or a store that never blocks (in memory):
             # numbering, storing and delivery happen without yielding, so the
             # order is the order of the calls and no lock is needed. A resume
             # or first GET replaying under the lock makes us take the slow path.
             stream.seq += 1
-            if append_nowait is not None:
+            if nonblocking is not None:
                 try:
-                    append_nowait(self.session_id, stream.stream_id, stream.seq, data)
+                    nonblocking.append_nowait(self.session_id, stream.stream_id, stream.seq, data)
                 except StoreUnavailable as exc:  # counted like any store call
                     self.store_guard.record_failure("event append", str(exc))
             full = self._deliver(

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EventStore", "SessionRecord", "SessionStateUpdates", "SessionStore", "StoredEvent"]
+__all__ = [
+    "EventStore",
+    "NonBlockingEventStore",
+    "SessionRecord",
+    "SessionStateUpdates",
+    "SessionStore",
+    "StoredEvent",
+    "as_nonblocking",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,50 @@ class EventStore(Protocol):
     async def delete_session(self, session_id: str) -> None:
         """Forget everything stored for a session (it closed for good)."""
         ...
+
+
+@runtime_checkable
+class NonBlockingEventStore(EventStore, Protocol):
+    """An :class:`EventStore` that never blocks, with synchronous twins of two calls.
+
+    A session stores each event with :meth:`append_nowait` (no scheduling
+    round, no lock: numbering, storing and delivery happen in call order),
+    and the manager forgets a closed session's events with
+    :meth:`delete_session_nowait` instead of a background task.
+    :class:`InMemoryEventStore` is one. Both must be offered: a store with
+    only one of them is used through its async calls alone.
+    """
+
+    def append_nowait(self, session_id: str, stream_id: str, seq: int, data: bytes) -> None:
+        """:meth:`EventStore.append`, done before it returns.
+
+        Raises:
+            ValueError: *seq* does not grow.
+            StoreUnavailable: The backend failed (counted like any store call).
+        """
+        ...
+
+    def delete_session_nowait(self, session_id: str) -> None:
+        """:meth:`EventStore.delete_session`, done before it returns."""
+        ...
+
+
+def as_nonblocking(store: EventStore | None) -> NonBlockingEventStore | None:
+    """*store* if it is a :class:`NonBlockingEventStore`, else ``None``.
+
+    Asked once by whatever holds the store (a session, the manager's
+    records), never per event. It looks up the two ``*_nowait`` methods, not
+    ``isinstance(store, NonBlockingEventStore)``: for an :class:`EventStore`
+    the answer is the same, but on Python 3.11 that ``isinstance`` takes 7
+    to 11 µs (it looks up every member each time), a tenth of a session's
+    create-and-close; this takes 0.2 µs.
+    """
+    if (
+        getattr(store, "append_nowait", None) is not None
+        and getattr(store, "delete_session_nowait", None) is not None
+    ):
+        return cast("NonBlockingEventStore", store)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""The in-memory session store: the default, and the reference for the contract."""
+"""The in-memory session store: for tests and one process, and the contract's reference.
+
+It is not the default: without a ``session_store`` the manager keeps no
+records (and restores nothing).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ class InMemorySessionStore:
     """Session records in a dict, with expiry on trio's clock.
 
     It survives nothing (not a restart, not another process); it exists so
-    the restore path is exercised by default and as the contract's reference.
+    tests can exercise the restore path without a backend, and as the
+    contract's reference.
 
     Args:
         max_records: Records kept at most; the soonest to expire goes first.

@@ -1,0 +1,133 @@
+"""The Redis rate limiter: creation windows shared by every instance."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from ..._errors import StoreUnavailable
+from ._client import _check_prefix, _map_backend_errors, _require_bytes_client
+from ._scripts import _ACQUIRE_LUA, _client_window_key, _global_window_key
+
+if TYPE_CHECKING:
+    import coredis
+
+    from ..._ratelimit import RateLimit
+
+__all__ = ["RedisRateLimiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class _CreationStamps:
+    """The stamps one recorded creation left, a (window key, member) each.
+
+    :meth:`RedisRateLimiter.acquire` hands them out as its receipt, and
+    :meth:`RedisRateLimiter.refund` removes them.
+    """
+
+    entries: tuple[tuple[str, str], ...]
+
+
+@final
+class RedisRateLimiter:
+    """A session-creation rate limiter shared by every instance using one Redis.
+
+    The same sliding windows as :class:`~trio_mcp_sessions.SlidingWindowLimiter`
+    (a global one, and one per client key), kept in sorted sets and checked
+    and updated by one atomic Lua script timed by Redis' own clock, so the
+    budget holds across instances whatever their clocks say. A creation is
+    recorded in every window or in none. Keys expire one window after their
+    newest creation, so one-off client keys cost nothing for long.
+
+    Args:
+        client: An open ``coredis.Redis`` with ``decode_responses=False``.
+        global_limit: Shared by every client of every instance, or ``None``.
+        per_client: Applied to each client key separately, or ``None``.
+        prefix: Namespace of every key.
+
+    Raises:
+        ValueError: For an empty prefix or a client that decodes responses.
+    """
+
+    def __init__(
+        self,
+        client: coredis.Redis[bytes],
+        *,
+        global_limit: RateLimit | None,
+        per_client: RateLimit | None,
+        prefix: str = "mcp",
+    ) -> None:
+        _check_prefix(prefix)
+        _require_bytes_client(client)
+        self.global_limit = global_limit
+        self.per_client = per_client
+        self.prefix = prefix
+        self._client = client
+        self._acquire = client.register_script(_ACQUIRE_LUA)
+
+    @property
+    def enabled(self) -> bool:
+        return self.global_limit is not None or self.per_client is not None
+
+    def global_key(self) -> str:
+        return _global_window_key(self.prefix)
+
+    def client_key(self, key: str) -> str:
+        return _client_window_key(self.prefix, key)
+
+    async def acquire(self, key: str | None) -> tuple[float, object]:
+        """Try to spend one creation for client *key* (``None``: global window only).
+
+        Returns:
+            ``(retry_after, receipt)``: ``retry_after`` is 0 when allowed (the
+            creation is recorded; pass *receipt* to :meth:`refund` to give it
+            back), else the seconds until the tightest window frees a slot,
+            and ``None`` (nothing was recorded).
+
+        Raises:
+            StoreUnavailable: Redis failed.
+        """
+        await trio.lowlevel.checkpoint()
+        windows: list[tuple[str, RateLimit]] = []
+        if self.global_limit is not None:
+            windows.append((self.global_key(), self.global_limit))
+        if self.per_client is not None and key is not None:
+            windows.append((self.client_key(key), self.per_client))
+        if not windows:
+            return 0.0, _CreationStamps(())
+        member = secrets.token_hex(8)
+        args: list[str | int] = [member]
+        for _, limit in windows:
+            args += [limit.max_creations, max(1, round(limit.window * 1_000_000))]
+        with _map_backend_errors("acquiring a creation"):
+            wait: object = await self._acquire(keys=[k for k, _ in windows], args=args)
+        if not isinstance(wait, int):
+            raise StoreUnavailable(f"redis: unexpected rate limit reply {wait!r}")
+        if wait > 0:
+            return wait / 1_000_000, None
+        return 0.0, _CreationStamps(tuple((k, member) for k, _ in windows))
+
+    async def refund(self, receipt: object) -> None:
+        """Give back a creation recorded by :meth:`acquire` (its ``initialize`` failed).
+
+        ``None`` (a refused acquire's receipt) refunds nothing; refunding
+        twice, or after the window passed, is harmless.
+
+        Raises:
+            TypeError: *receipt* did not come from :meth:`acquire`.
+            StoreUnavailable: Redis failed.
+        """
+        await trio.lowlevel.checkpoint()
+        if receipt is None:
+            return
+        if not isinstance(receipt, _CreationStamps):
+            raise TypeError(f"not a RedisRateLimiter receipt: {receipt!r}")
+        if not receipt.entries:
+            return
+        with _map_backend_errors("refunding a creation"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for zset, member in receipt.entries:
+                    pipe.zrem(zset, [member])
