@@ -113,7 +113,9 @@ def test_invalid_messages(raw: bytes, code: int, request_id: object) -> None:
     assert caught.value.code == code
     assert caught.value.request_id == request_id
     assert caught.value.http_status == 400
-    body = json.loads(encode(caught.value.to_error_response()))
+    error = caught.value
+    reply = ErrorResponse(error.request_id, error.code, error.message, error.data)
+    body = json.loads(encode(reply))
     assert body["error"]["code"] == code
     assert ("id" in body) == (request_id is not None)
 

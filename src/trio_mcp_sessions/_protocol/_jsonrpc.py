@@ -33,7 +33,6 @@ __all__ = [
     "Response",
     "decode_body",
     "encode",
-    "error_body",
     "parse_message",
 ]
 
@@ -143,6 +142,7 @@ class ProtocolError(Exception):
         self.data = data
 
     def to_error_response(self) -> ErrorResponse:
+        """The JSON-RPC error answer, with the offending request's id when it was read."""
         return ErrorResponse(self.request_id, self.code, self.message, self.data)
 
 
@@ -229,11 +229,6 @@ def encode(message: Message | list[Message]) -> bytes:
         return text.encode()
     except UnicodeEncodeError:
         return json.dumps(payload, separators=(",", ":")).encode("ascii")
-
-
-def error_body(code: int, message: str, request_id: RequestId | None = None) -> bytes:
-    """The body of an HTTP error answer: an (often id-less) JSON-RPC error."""
-    return encode(ErrorResponse(request_id, code, message))
 
 
 def _valid_id(value: object, limits: InputLimits) -> bool:

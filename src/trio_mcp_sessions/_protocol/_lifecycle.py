@@ -34,9 +34,6 @@ __all__ = [
 #: Newest first. The handshake era of MCP; 2026-07-28 removed sessions altogether.
 SUPPORTED_PROTOCOL_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
 LATEST_PROTOCOL_VERSION: Final = SUPPORTED_PROTOCOL_VERSIONS[0]
-#: What a server assumes when a request carries no ``MCP-Protocol-Version`` and
-#: nothing else says otherwise (2025-06-18 transports, "protocol version header").
-DEFAULT_ASSUMED_VERSION: Final = "2025-03-26"
 
 
 def negotiate_version(requested: str) -> str:

@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "ClientRequestError",
-    "McpError",
-    "ToolError",
     "ToolResult",
     "audio_content",
     "embedded_resource",
@@ -19,40 +16,6 @@ __all__ = [
 ]
 
 CONTENT_TYPES = frozenset({"text", "image", "audio", "resource", "resource_link"})
-
-
-class McpError(Exception):
-    """Raise from a handler to answer with a specific JSON-RPC error.
-
-    Args:
-        code: A JSON-RPC error code (for example ``-32602`` or ``-32002``).
-        message: Sent to the client as ``error.message``.
-        data: Optional ``error.data``.
-    """
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class ClientRequestError(McpError):
-    """The client answered a server-to-client request (sampling, elicitation, roots,
-    ping, ...) with a JSON-RPC error.
-
-    Inside a tool, an uncaught one becomes an ``isError`` result (the tool
-    failed), not the ``tools/call`` error: the client's code is about its own
-    request, not about the call.
-    """
-
-
-class ToolError(Exception):
-    """Raise from a tool to return an ``isError: true`` result with this message.
-
-    MCP reports tool failures inside the result, so the model can see them,
-    rather than as JSON-RPC errors.
-    """
 
 
 @dataclass(frozen=True, slots=True)

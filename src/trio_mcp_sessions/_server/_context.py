@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 from .._protocol._jsonrpc import Notification, RequestId
+from ._errors import CapabilityNotSupported
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
     from .._protocol._lifecycle import ClientInfo
 
-__all__ = ["LOG_LEVELS", "CapabilityNotSupported", "Context", "Peer"]
+__all__ = ["LOG_LEVELS", "Context", "Peer"]
 
 #: RFC 5424 severities, least severe first (MCP ``LoggingLevel``).
 LOG_LEVELS: Final = (
@@ -27,14 +28,6 @@ LOG_LEVELS: Final = (
     "emergency",
 )
 _SEVERITY: Final = {name: index for index, name in enumerate(LOG_LEVELS)}
-
-
-class CapabilityNotSupported(Exception):
-    """The client did not declare the capability a server request needs.
-
-    MCP forbids sending, for example, ``sampling/createMessage`` to a client
-    that did not declare ``sampling``; we refuse locally instead.
-    """
 
 
 class Peer(Protocol):

@@ -1,56 +1,38 @@
-"""The native MCP server API: tools, resources, prompts, completions, logging."""
+"""The native MCP server API: what a server offers (registration), the handshake, dispatch."""
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import enum
 import inspect
-import json
-import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, final, get_type_hints
 
 import trio
 
-from .._protocol._jsonrpc import (
-    INVALID_PARAMS,
-    METHOD_NOT_FOUND,
-    RESOURCE_NOT_FOUND,
-    Notification,
-    Request,
+from .._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Notification, Request
+from ._context import LOG_LEVELS, Context, Peer
+from ._dispatch import (
+    RegisteredPrompt,
+    RegisteredResource,
+    RegisteredTool,
+    call_tool,
+    complete,
+    get_prompt,
+    read_resource,
 )
-from ._content import (
-    CONTENT_TYPES,
-    ClientRequestError,
-    McpError,
-    ToolError,
-    ToolResult,
-    text_content,
-)
-from ._context import LOG_LEVELS, CapabilityNotSupported, Context, Peer
-from ._schema import parse_docstring, signature_schema, validate
+from ._errors import McpError
+from ._schema import parse_docstring, signature_schema
 
 if TYPE_CHECKING:
     from .._protocol._lifecycle import ClientInfo
 
 __all__ = ["McpServer"]
 
-logger = logging.getLogger("trio_mcp_sessions.server")
-
 F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
-
-
-async def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    result = fn(**kwargs)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
@@ -73,36 +55,6 @@ def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
     }
 
 
-@dataclass(slots=True)
-class _Tool:
-    name: str
-    fn: Callable[..., Any]
-    definition: dict[str, Any]
-    context_params: frozenset[str]
-    validate_args: bool
-    param_names: frozenset[str]
-    #: Parameters annotated with an Enum: their JSON values become members.
-    enum_params: dict[str, type[enum.Enum]] = dataclasses.field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Resource:
-    uri: str
-    fn: Callable[..., Any]
-    definition: dict[str, Any]
-    context_params: frozenset[str]
-    pattern: re.Pattern[str] | None = None
-
-
-@dataclass(slots=True)
-class _Prompt:
-    name: str
-    fn: Callable[..., Any]
-    definition: dict[str, Any]
-    context_params: frozenset[str]
-    param_names: list[str] = field(default_factory=list)
-
-
 _TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -116,33 +68,6 @@ def _template_regex(template: str) -> re.Pattern[str]:
         pos = match.end()
     parts.append(re.escape(template[pos:]))
     return re.compile("".join(parts) + r"\Z")
-
-
-def _json_default(value: Any) -> Any:
-    """Make common Python values JSON: enums by value, dataclasses, sets."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _to_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def _to_content_list(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, str):
-        return [text_content(value)]
-    if isinstance(value, dict) and value.get("type") in CONTENT_TYPES:
-        return [value]
-    if isinstance(value, (list, tuple)) and all(
-        isinstance(v, dict) and v.get("type") in CONTENT_TYPES for v in value
-    ):
-        return list(value)
-    return [text_content(json.dumps(value, ensure_ascii=False, default=_json_default))]
 
 
 @final
@@ -203,10 +128,10 @@ class McpServer:
         self.title = title
         self.description = description
         self.request_timeout = request_timeout
-        self._tools: dict[str, _Tool] = {}
-        self._resources: dict[str, _Resource] = {}
-        self._templates: list[_Resource] = []
-        self._prompts: dict[str, _Prompt] = {}
+        self._tools: dict[str, RegisteredTool] = {}
+        self._resources: dict[str, RegisteredResource] = {}
+        self._templates: list[RegisteredResource] = []
+        self._prompts: dict[str, RegisteredPrompt] = {}
         self._completion: Callable[..., Any] | None = None
         self._on_initialize: list[Callable[[ClientInfo, bool], Awaitable[None] | None]] = []
         self._request_handlers: dict[str, RequestHandler] = {}
@@ -253,7 +178,7 @@ class McpServer:
                 definition["annotations"] = annotations
             if meta is not None:
                 definition["_meta"] = meta
-            self._tools[tool_name] = _Tool(
+            self._tools[tool_name] = RegisteredTool(
                 tool_name,
                 fn,
                 definition,
@@ -295,11 +220,11 @@ class McpServer:
             if _TEMPLATE_VAR.search(uri):
                 definition["uriTemplate"] = uri
                 self._templates.append(
-                    _Resource(uri, fn, definition, ctx_params, _template_regex(uri))
+                    RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri))
                 )
             else:
                 definition["uri"] = uri
-                self._resources[uri] = _Resource(uri, fn, definition, ctx_params)
+                self._resources[uri] = RegisteredResource(uri, fn, definition, ctx_params)
             return fn
 
         return register
@@ -344,7 +269,9 @@ class McpServer:
             }
             if title is not None:
                 definition["title"] = title
-            self._prompts[prompt_name] = _Prompt(prompt_name, fn, definition, ctx_params, names)
+            self._prompts[prompt_name] = RegisteredPrompt(
+                prompt_name, fn, definition, ctx_params, names
+            )
             return fn
 
         return register
@@ -455,13 +382,13 @@ class McpServer:
             case "tools/list":
                 return {"tools": [t.definition for t in self._tools.values()]}
             case "tools/call":
-                return await self._call_tool(ctx, params)
+                return await call_tool(self._tools, ctx, params)
             case "resources/list":
                 return {"resources": [r.definition for r in self._resources.values()]}
             case "resources/templates/list":
                 return {"resourceTemplates": [r.definition for r in self._templates]}
             case "resources/read":
-                return await self._read_resource(ctx, params)
+                return await read_resource(self._resources, self._templates, ctx, params)
             case "resources/subscribe" | "resources/unsubscribe":
                 uri = params.get("uri")
                 if not isinstance(uri, str):
@@ -494,9 +421,9 @@ class McpServer:
             case "prompts/list":
                 return {"prompts": [p.definition for p in self._prompts.values()]}
             case "prompts/get":
-                return await self._get_prompt(ctx, params)
+                return await get_prompt(self._prompts, ctx, params)
             case "completion/complete":
-                return await self._complete(params)
+                return await complete(self._completion, params)
             case "logging/setLevel":
                 level = params.get("level")
                 if level not in LOG_LEVELS:
@@ -514,154 +441,3 @@ class McpServer:
         if handler is not None:
             ctx = Context(session, None, None, default_timeout=self.request_timeout)
             await handler(ctx, notification.params or {})
-
-    async def _call_tool(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        name = params.get("name")
-        if not isinstance(name, str):
-            raise McpError(INVALID_PARAMS, "tools/call: name must be a string")
-        tool = self._tools.get(name)
-        if tool is None:
-            raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
-        arguments = params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            raise McpError(INVALID_PARAMS, "tools/call: arguments must be an object")
-        if tool.validate_args:
-            problem = validate(arguments, tool.definition["inputSchema"])
-            if problem is not None:
-                return ToolResult(
-                    [text_content(f"Invalid arguments: {problem}")], is_error=True
-                ).to_json()
-            kwargs = {
-                key: tool.enum_params[key](value) if key in tool.enum_params else value
-                for key, value in arguments.items()
-            }
-        else:
-            # Explicit schema: the function takes what it names; missing
-            # arguments are up to its defaults (a TypeError becomes isError).
-            kwargs = {k: v for k, v in arguments.items() if k in tool.param_names}
-        for param in tool.context_params:
-            kwargs[param] = ctx
-        try:
-            value = await _call(tool.fn, kwargs)
-        except ToolError as exc:
-            return ToolResult([text_content(str(exc))], is_error=True).to_json()
-        except ClientRequestError as exc:
-            return ToolResult(
-                [text_content(f"The client refused a request: {exc.message}")], is_error=True
-            ).to_json()
-        except McpError:
-            raise
-        except CapabilityNotSupported as exc:
-            return ToolResult([text_content(str(exc))], is_error=True).to_json()
-        except trio.TooSlowError:
-            return ToolResult(
-                [text_content("Timed out waiting for the client")], is_error=True
-            ).to_json()
-        except TypeError as exc:
-            # Usually a missing/extra argument under an explicit schema.
-            logger.warning("tool %r raised TypeError: %s", name, exc)
-            return ToolResult([text_content(f"Error: {exc}")], is_error=True).to_json()
-        except Exception as exc:
-            logger.exception("tool %r failed", name)
-            return ToolResult(
-                [text_content(f"Error: {type(exc).__name__}: {exc}")], is_error=True
-            ).to_json()
-        if isinstance(value, ToolResult):
-            return value.to_json()
-        if isinstance(value, dict) and value.get("type") not in CONTENT_TYPES:
-            structured = _to_json(value)
-            return {
-                "content": [text_content(json.dumps(structured, ensure_ascii=False))],
-                "structuredContent": structured,
-            }
-        return {"content": _to_content_list(value)}
-
-    async def _read_resource(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        uri = params.get("uri")
-        if not isinstance(uri, str):
-            raise McpError(INVALID_PARAMS, "resources/read: uri must be a string")
-        resource = self._resources.get(uri)
-        kwargs: dict[str, Any] = {}
-        if resource is None:
-            for template in self._templates:
-                assert template.pattern is not None
-                match = template.pattern.match(uri)
-                if match:
-                    resource = template
-                    kwargs = match.groupdict()
-                    break
-        if resource is None:
-            raise McpError(RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-        for param in resource.context_params:
-            kwargs[param] = ctx
-        value = await _call(resource.fn, kwargs)
-        mime = resource.definition.get("mimeType")
-        if isinstance(value, str):
-            contents = [{"uri": uri, "text": value}]
-        elif isinstance(value, (bytes, bytearray)):
-            contents = [{"uri": uri, "blob": base64.b64encode(value).decode("ascii")}]
-        elif isinstance(value, dict):
-            contents = [value]
-        else:
-            contents = list(value)
-        for item in contents:
-            item.setdefault("uri", uri)
-            if mime is not None:
-                item.setdefault("mimeType", mime)
-        return {"contents": contents}
-
-    async def _get_prompt(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-        name = params.get("name")
-        prompt = self._prompts.get(name) if isinstance(name, str) else None
-        if prompt is None:
-            raise McpError(INVALID_PARAMS, f"Unknown prompt: {name}")
-        arguments = params.get("arguments") or {}
-        if not isinstance(arguments, dict):
-            raise McpError(INVALID_PARAMS, "prompts/get: arguments must be an object")
-        missing = [
-            a["name"]
-            for a in prompt.definition["arguments"]
-            if a["required"] and a["name"] not in arguments
-        ]
-        if missing:
-            raise McpError(INVALID_PARAMS, f"Missing required arguments: {', '.join(missing)}")
-        unknown = sorted(set(arguments) - set(prompt.param_names))
-        if unknown:
-            raise McpError(INVALID_PARAMS, f"Unknown arguments: {', '.join(unknown)}")
-        kwargs = dict(arguments)
-        for param in prompt.context_params:
-            kwargs[param] = ctx
-        value = await _call(prompt.fn, kwargs)
-        if isinstance(value, dict) and "messages" in value:
-            return value
-        items = [value] if isinstance(value, (str, dict)) else list(value)
-        messages: list[dict[str, Any]] = []
-        for item in items:
-            if isinstance(item, str):
-                messages.append({"role": "user", "content": text_content(item)})
-            elif isinstance(item, dict) and "role" in item:
-                messages.append(item)
-            else:
-                messages.append({"role": "user", "content": item})
-        result: dict[str, Any] = {"messages": messages}
-        if prompt.definition.get("description"):
-            result["description"] = prompt.definition["description"]
-        return result
-
-    async def _complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        ref = params.get("ref")
-        argument = params.get("argument")
-        if not isinstance(ref, dict) or not isinstance(argument, dict):
-            raise McpError(INVALID_PARAMS, "completion/complete: ref and argument are required")
-        values: Any = []
-        if self._completion is not None:
-            values = await _call(
-                self._completion,
-                {"ref": ref, "argument": argument, "context": params.get("context")},
-            )
-        if isinstance(values, dict):
-            return {"completion": values}
-        values = [str(v) for v in values][:100]
-        return {"completion": {"values": values, "total": len(values), "hasMore": False}}

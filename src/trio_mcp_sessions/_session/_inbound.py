@@ -25,8 +25,8 @@ from .._protocol._jsonrpc import (
     Response,
     encode,
 )
-from .._server._content import ClientRequestError, McpError
-from .._server._context import CapabilityNotSupported, Context
+from .._server._context import Context
+from .._server._errors import ClientRequestError, failure
 from ._outbound import _Outbound, _OutboundStream
 
 if TYPE_CHECKING:
@@ -56,19 +56,15 @@ class _PendingReply:
 
 
 def error_reply(request: Request, exc: Exception, session_id: str) -> ErrorResponse:
-    """The JSON-RPC answer to a request whose handler raised *exc*.
+    """The JSON-RPC answer to a request whose handler raised *exc* (mapped by :func:`failure`).
 
     Called from inside the ``except`` block, so an unexpected error is logged
     with its traceback; the client only sees ``Internal error``.
     """
-    if isinstance(exc, (McpError, ProtocolError)):
-        return ErrorResponse(request.id, exc.code, exc.message, exc.data)
-    if isinstance(exc, CapabilityNotSupported):
-        return ErrorResponse(request.id, INVALID_REQUEST, str(exc))
-    if isinstance(exc, trio.TooSlowError):
-        return ErrorResponse(request.id, INTERNAL_ERROR, "Timed out waiting for the client")
-    logger.exception("session %s: handler for %r failed", session_id, request.method)
-    return ErrorResponse(request.id, INTERNAL_ERROR, "Internal error")
+    answer = failure(exc)
+    if answer.log == "traceback":
+        logger.exception("session %s: handler for %r failed", session_id, request.method)
+    return ErrorResponse(request.id, answer.code, answer.message, answer.data)
 
 
 class _Inbound(_Outbound):

@@ -23,7 +23,7 @@ from .._interface import CloseReason, SessionInfo
 from .._protocol._clock import SessionClock
 from .._protocol._jsonrpc import INTERNAL_ERROR, ErrorResponse, Request, Response
 from .._protocol._lifecycle import ClientInfo, SessionState, SessionStateMachine
-from .._server._content import McpError
+from .._server._errors import McpError
 from .._stores._guard import STORE_TIMEOUT
 from .._streams import WRITE_TIMEOUT
 from ._inbound import _Inbound
