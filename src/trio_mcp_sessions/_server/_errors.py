@@ -13,13 +13,16 @@ from typing import Any, Literal, final
 
 import trio
 
+from .._protocol._era import MISSING_CLIENT_CAPABILITY
 from .._protocol._jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, ProtocolError
 
 __all__ = [
     "CapabilityNotSupported",
     "ClientRequestError",
     "Failure",
+    "InputRequired",
     "McpError",
+    "MissingClientCapability",
     "ToolError",
     "failure",
 ]
@@ -67,6 +70,39 @@ class CapabilityNotSupported(Exception):
     """
 
 
+class MissingClientCapability(McpError):
+    """A 2026-07-28 request needs a client capability its ``_meta`` did not declare.
+
+    Answered with -32021 and ``data.requiredCapabilities`` (HTTP 400). The
+    handshake era's equivalent is :class:`CapabilityNotSupported`.
+    """
+
+    def __init__(self, capability: str, sub: str | None = None) -> None:
+        required: dict[str, Any] = {capability: {sub: {}} if sub else {}}
+        super().__init__(
+            MISSING_CLIENT_CAPABILITY,
+            f"Missing required client capability: {capability}" + (f".{sub}" if sub else ""),
+            {"requiredCapabilities": required},
+        )
+
+
+class InputRequired(Exception):
+    """The request needs the client's input first (2026-07-28): not an error.
+
+    Raised inside a handler by :meth:`Context.request_input` at the sessionless
+    wire; whoever runs the handler answers an ``InputRequiredResult`` with
+    these requests, and the handler runs again when the client retries with
+    the answers. Handler code never needs to catch it.
+
+    Attributes:
+        requests: ``{key: {"method": ..., "params": ...}}`` still unanswered.
+    """
+
+    def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
+        super().__init__(f"input required: {', '.join(requests)}")
+        self.requests = requests
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -91,6 +127,9 @@ class Failure:
 
 def failure(exc: Exception, *, tool: bool = False) -> Failure:
     """Map *exc*, raised by a request handler (by a tool's function when *tool*)."""
+    if isinstance(exc, InputRequired):
+        # Never a failure: raised through the tool's result, answered by the runner.
+        return Failure(INTERNAL_ERROR, "Input required outside an input-capable request")
     if tool and isinstance(exc, ClientRequestError):
         return Failure(
             exc.code, f"The client refused a request: {exc.message}", exc.data, in_result=True
