@@ -32,6 +32,7 @@ PUBLIC = {
     "InMemoryEventStore",
     "InMemorySessionStore",
     "InputLimits",
+    "InputRequest",
     "LATEST_PROTOCOL_VERSION",
     "ManagerStatistics",
     "McpError",

@@ -11,6 +11,7 @@ import pytest
 from trio_mcp_sessions import (
     ClientInfo,
     Context,
+    InputRequest,
     McpError,
     McpServer,
     Notification,
@@ -25,6 +26,7 @@ from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._server._schema import parse_docstring, schema_for_type, validate
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Set as AbstractSet
 
 
@@ -150,6 +152,15 @@ class FakePeer:
         raise AssertionError("not used")
 
     def close_request_stream(self, request_id: RequestId) -> None:
+        raise AssertionError("not used")
+
+    async def request_input(
+        self,
+        requests: Mapping[str, InputRequest],
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, dict[str, Any]]:
         raise AssertionError("not used")
 
 

@@ -47,6 +47,7 @@ from ._server._content import image_content as image_content
 from ._server._content import resource_link as resource_link
 from ._server._content import text_content as text_content
 from ._server._context import Context as Context
+from ._server._context import InputRequest as InputRequest
 from ._server._context import Peer as Peer
 from ._server._errors import CapabilityNotSupported as CapabilityNotSupported
 from ._server._errors import ClientRequestError as ClientRequestError

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 from .._protocol._jsonrpc import Notification, RequestId
-from ._errors import CapabilityNotSupported
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from collections.abc import Set as AbstractSet
 
     from .._protocol._lifecycle import ClientInfo
 
-__all__ = ["LOG_LEVELS", "Context", "Peer"]
+__all__ = ["LOG_LEVELS", "Context", "InputRequest", "Peer"]
 
 #: RFC 5424 severities, least severe first (MCP ``LoggingLevel``).
 LOG_LEVELS: Final = (
@@ -28,6 +28,68 @@ LOG_LEVELS: Final = (
     "emergency",
 )
 _SEVERITY: Final = {name: index for index, name in enumerate(LOG_LEVELS)}
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class InputRequest:
+    """One question for the client: an elicitation, a sampling or a roots request.
+
+    Build them with :meth:`elicitation`, :meth:`sampling` and :meth:`roots`,
+    and ask with :meth:`Context.request_input`. In a session (2025 revisions)
+    each becomes a server-to-client request; at 2026-07-28 they travel in an
+    ``InputRequiredResult`` and come back with the client's retry. The
+    handler is the same either way.
+
+    Attributes:
+        method: ``elicitation/create``, ``sampling/createMessage`` or ``roots/list``.
+        params: The request's params.
+        capability: The client capability it needs (``sub``: its sub-capability).
+    """
+
+    method: str
+    params: dict[str, Any] | None
+    capability: str
+    sub: str | None = None
+
+    @classmethod
+    def elicitation(cls, message: str, requested_schema: dict[str, Any]) -> InputRequest:
+        """Ask the user for structured input (form mode)."""
+        return cls(
+            "elicitation/create",
+            {"message": message, "requestedSchema": requested_schema},
+            "elicitation",
+            "form",
+        )
+
+    @classmethod
+    def sampling(
+        cls,
+        messages: str | Sequence[dict[str, Any]],
+        *,
+        max_tokens: int,
+        system_prompt: str | None = None,
+        **extra: Any,
+    ) -> InputRequest:
+        """Ask the client's model for a completion (``**extra``: other params, as given)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
+        params: dict[str, Any] = {"messages": list(messages), "maxTokens": max_tokens, **extra}
+        if system_prompt is not None:
+            params["systemPrompt"] = system_prompt
+        return cls("sampling/createMessage", params, "sampling")
+
+    @classmethod
+    def roots(cls) -> InputRequest:
+        """Ask for the client's filesystem roots."""
+        return cls("roots/list", None, "roots")
+
+
+_KEY_PREFIX: Final = {
+    "elicitation/create": "elicit",
+    "sampling/createMessage": "sample",
+    "roots/list": "roots",
+}
 
 
 class Peer(Protocol):
@@ -98,6 +160,25 @@ class Peer(Protocol):
     def close_request_stream(self, request_id: RequestId) -> None:
         """End the HTTP response carrying *request_id*, not the request (SEP-1699)."""
 
+    async def request_input(
+        self,
+        requests: Mapping[str, InputRequest],
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, dict[str, Any]]:
+        """The client's answers to *requests*, by key.
+
+        Raises:
+            CapabilityNotSupported, MissingClientCapability: The client did
+                not declare a capability one of them needs.
+            ClientRequestError: The client answered one with an error.
+            trio.TooSlowError: No answer within *timeout* (session era).
+            InputRequired: At 2026-07-28, while answers are missing: the
+                request is answered with an ``InputRequiredResult``.
+        """
+        ...
+
 
 @final
 class Context:
@@ -115,7 +196,7 @@ class Context:
         meta: The request's ``params._meta`` (empty when absent).
     """
 
-    __slots__ = ("_last_progress", "_peer", "default_timeout", "meta", "request_id")
+    __slots__ = ("_asked", "_last_progress", "_peer", "default_timeout", "meta", "request_id")
 
     def __init__(
         self,
@@ -130,6 +211,9 @@ class Context:
         self.meta: dict[str, Any] = meta or {}
         self.default_timeout = default_timeout
         self._last_progress = -math.inf
+        #: Input requests made without a key, by kind: their keys are "<kind>-<n>",
+        #: the same each time a handler runs again with the client's answers.
+        self._asked: dict[str, int] = {}
 
     # -- who is asking ---------------------------------------------------------------
 
@@ -230,11 +314,39 @@ class Context:
             timeout=self.default_timeout if timeout is None else timeout,
         )
 
-    def _require(self, capability: str, sub: str | None = None) -> None:
-        if not self._peer.client.has_capability(capability, sub):
-            raise CapabilityNotSupported(
-                f"the client did not declare the {capability!r} capability"
-            )
+    async def request_input(
+        self, requests: Mapping[str, InputRequest], *, timeout: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Ask the client several questions at once; their results, by your keys.
+
+        In a session they go out together as server-to-client requests; at
+        2026-07-28 they go out in one ``InputRequiredResult`` (a handler that
+        asks runs again, from the start, when the client retries with the
+        answers, so keep what it does before asking free of side effects).
+
+        Raises:
+            CapabilityNotSupported: (session era) or MissingClientCapability
+                (2026-07-28): the client lacks a capability one of them needs.
+            ClientRequestError: The client answered with an error.
+            trio.TooSlowError: No answer within *timeout* (session era).
+        """
+        return await self._peer.request_input(
+            requests,
+            related_request=self.request_id,
+            timeout=self.default_timeout if timeout is None else timeout,
+        )
+
+    def _key(self, request: InputRequest, key: str | None) -> str:
+        if key is not None:
+            return key
+        kind = _KEY_PREFIX.get(request.method, "input")
+        number = self._asked.get(kind, 0) + 1
+        self._asked[kind] = number
+        return f"{kind}-{number}"
+
+    async def _ask(self, request: InputRequest, key: str | None, timeout: float | None) -> Any:
+        name = self._key(request, key)
+        return (await self.request_input({name: request}, timeout=timeout))[name]
 
     async def sample(
         self,
@@ -243,6 +355,7 @@ class Context:
         max_tokens: int,
         system_prompt: str | None = None,
         timeout: float | None = None,
+        key: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """Ask the client's model for a completion (``sampling/createMessage``).
@@ -252,33 +365,36 @@ class Context:
             max_tokens: Required by MCP.
             system_prompt: Optional system prompt.
             timeout: Seconds to wait; defaults to the context's default.
+            key: The ``inputRequests`` key at 2026-07-28 (default ``sample-<n>``).
             **extra: Other ``CreateMessageRequest`` params (``temperature``,
                 ``modelPreferences``, ...), passed through as given.
         """
-        self._require("sampling")
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
-        params: dict[str, Any] = {"messages": list(messages), "maxTokens": max_tokens, **extra}
-        if system_prompt is not None:
-            params["systemPrompt"] = system_prompt
-        return await self.request("sampling/createMessage", params, timeout=timeout)
+        request = InputRequest.sampling(
+            messages, max_tokens=max_tokens, system_prompt=system_prompt, **extra
+        )
+        result: dict[str, Any] = await self._ask(request, key, timeout)
+        return result
 
     async def elicit(
-        self, message: str, requested_schema: dict[str, Any], *, timeout: float | None = None
+        self,
+        message: str,
+        requested_schema: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Ask the user for structured input (``elicitation/create``, form mode)."""
-        self._require("elicitation", "form")
-        return await self.request(
-            "elicitation/create",
-            {"message": message, "requestedSchema": requested_schema},
-            timeout=timeout,
+        result: dict[str, Any] = await self._ask(
+            InputRequest.elicitation(message, requested_schema), key, timeout
         )
+        return result
 
-    async def list_roots(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+    async def list_roots(
+        self, *, timeout: float | None = None, key: str | None = None
+    ) -> list[dict[str, Any]]:
         """The client's filesystem roots (``roots/list``)."""
-        self._require("roots")
-        result = await self.request("roots/list", None, timeout=timeout)
-        roots = result.get("roots", [])
+        result = await self._ask(InputRequest.roots(), key, timeout)
+        roots = result.get("roots", []) if isinstance(result, dict) else []
         return roots if isinstance(roots, list) else []
 
     async def ping(self, *, timeout: float | None = None) -> None:

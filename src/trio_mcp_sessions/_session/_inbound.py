@@ -26,15 +26,16 @@ from .._protocol._jsonrpc import (
     encode,
 )
 from .._server._context import Context
-from .._server._errors import ClientRequestError, failure
+from .._server._errors import CapabilityNotSupported, ClientRequestError, failure
 from ._outbound import _Outbound, _OutboundStream
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from collections.abc import Set as AbstractSet
 
     from .._interface import CloseReason, ReplyMode, RequestInfo
     from .._protocol._lifecycle import ClientInfo, SessionStateMachine
+    from .._server._context import InputRequest
     from .._server._server import McpServer
     from .._streams import EventStream
 
@@ -270,6 +271,43 @@ class _Inbound(_Outbound):
 
     # -- server -> client requests (the Peer protocol) ---------------------------------
 
+    async def request_input(
+        self,
+        requests: Mapping[str, InputRequest],
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, dict[str, Any]]:
+        """In a session, input requests are server-to-client requests, sent together."""
+        for request in requests.values():
+            if not self.client.has_capability(request.capability, request.sub):
+                raise CapabilityNotSupported(
+                    f"the client did not declare the {request.capability!r} capability"
+                )
+        answers: dict[str, dict[str, Any]] = {}
+
+        async def ask(key: str, request: InputRequest) -> None:
+            answers[key] = await self.send_request(
+                request.method, request.params, related_request=related_request, timeout=timeout
+            )
+
+        if len(requests) == 1:
+            [(key, request)] = requests.items()
+            await ask(key, request)
+            return answers
+        try:
+            async with trio.open_nursery() as nursery:
+                for key, request in requests.items():
+                    nursery.start_soon(ask, key, request)
+        except BaseExceptionGroup as group:
+            # One failed (the others were cancelled): raise it, as one request would.
+            _, rest = group.split(trio.Cancelled)
+            first = _first_leaf(rest) if rest is not None else None
+            if first is None:
+                raise
+            raise first from None
+        return answers
+
     async def send_request(
         self,
         method: str,
@@ -302,3 +340,14 @@ class _Inbound(_Outbound):
             raise ClientRequestError(pending.error.code, pending.error.message, pending.error.data)
         assert pending.result is not None
         return pending.result
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaf = _first_leaf(exc)
+            if leaf is not None:
+                return leaf
+        else:
+            return exc
+    return None
