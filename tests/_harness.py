@@ -18,8 +18,12 @@ import trio
 from conftest import StartServer, initialize_body
 from trio_mcp_sessions import (
     BoundedSessionManager,
+    CloseReason,
     Context,
     McpServer,
+    Request,
+    RequestInfo,
+    SessionStatistics,
     StreamableHTTPApp,
 )
 
@@ -278,8 +282,12 @@ class Harness:
         assert after.created == before.created, (before, after)
         assert after.live_sessions == before.live_sessions, (before, after)
 
+    def session_stats(self, session_id: str) -> SessionStatistics:
+        """The live session's public snapshot (fails if it is not live)."""
+        return live_stats(self.manager, session_id)
+
     def inflight(self, session_id: str) -> int:
-        return len(self.manager.session(session_id)._inflight)
+        return self.session_stats(session_id).requests_in_flight
 
     @staticmethod
     def headers(
@@ -362,6 +370,62 @@ class Harness:
                 nursery.start_soon(reader.pump, r)
                 yield r, reader
                 nursery.cancel_scope.cancel()
+
+
+# -- manager-level helpers: a session's state through the public API only ------------
+
+LOOPBACK = RequestInfo(client_address="127.0.0.1")
+
+
+def live_stats(manager: BoundedSessionManager, session_id: str) -> SessionStatistics:
+    """``session_statistics()`` of a session that must be live."""
+    stats = manager.session_statistics(session_id)
+    assert stats is not None, f"session {session_id} is not live"
+    return stats
+
+
+async def set_log_level(
+    manager: BoundedSessionManager,
+    session_id: str,
+    level: str = "debug",
+    *,
+    info: RequestInfo = LOOPBACK,
+) -> None:
+    """Send a real ``logging/setLevel`` through the manager and check its empty result."""
+    request_id = f"set-level-{level}"
+    stream = await manager.create_stream(
+        session_id, [Request(request_id, "logging/setLevel", {"level": level})], info, "json"
+    )
+    try:
+        replies = [json.loads(event.data) async for event in stream if event.data]
+    finally:
+        stream.detach()
+    assert replies == [{"jsonrpc": "2.0", "id": request_id, "result": {}}], replies
+
+
+class ClosedSessions:
+    """An ``on_session_closed`` hook to wait on: the public signal that a session ended.
+
+    The manager calls it at the moment the session finishes (slot freed), so
+    ``await closes.wait(id)`` returns when the session's worker is done and
+    gives the close reason.
+    """
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, CloseReason] = {}
+        self._events: dict[str, trio.Event] = {}
+
+    def _event(self, session_id: str) -> trio.Event:
+        return self._events.setdefault(session_id, trio.Event())
+
+    def __call__(self, session_id: str, reason: CloseReason) -> None:
+        assert session_id not in self.reasons, f"session {session_id} closed twice"
+        self.reasons[session_id] = reason
+        self._event(session_id).set()
+
+    async def wait(self, session_id: str) -> CloseReason:
+        await self._event(session_id).wait()
+        return self.reasons[session_id]
 
 
 def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:

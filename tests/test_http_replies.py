@@ -172,7 +172,7 @@ async def test_cancelled_request_ends_its_sse_stream_without_a_response(
         assert rest == [], rest  # no response (nor anything else) for the cancelled call
         assert h.inflight(session_id) == 0
         assert h.stats().live_sessions == 1
-        assert h.manager.session(session_id).idle_deadline < math.inf
+        assert h.session_stats(session_id).idle_deadline < math.inf
         r = await h.post(ping(32), session_id, LATEST)
         assert r.status_code == 200
 

@@ -425,14 +425,20 @@ async def test_concurrent_deletes_of_one_session_answer_once_each(
 async def test_a_session_closed_while_its_state_is_written_leaves_nothing_behind(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with BoundedSessionManager(McpServer("saves"), session_store=SlowSessionStore()) as m:
+    store = SlowSessionStore()
+    async with BoundedSessionManager(McpServer("saves"), session_store=store) as m:
         session_id = await _stored_session(m)
+        await trio.sleep(0.1)  # the first save is done
+        assert await store.load(session_id) is not None
         await m.create_stream(
             session_id, [Request(2, "logging/setLevel", {"level": "debug"})], INFO, "json"
         )
         await trio.sleep(0.1)  # the state update is under way
         await m.close_session(session_id, CloseReason.DELETED)
         await trio.sleep(5)
-        # The manager's own per-session bookkeeping is gone with the session.
-        assert session_id not in m._records.stored_state
-        assert session_id not in m._records.last_touch
+        # The late state update brought nothing back: the record stays gone,
+        # and the session with it.
+        assert await store.load(session_id) is None
+        stats = m.statistics()
+        assert (stats.live_sessions, stats.slots_held, stats.store_errors) == (0, 0, 0)
+        assert m.session_statistics(session_id) is None

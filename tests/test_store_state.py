@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
+from _harness import live_stats
 from test_manager import INFO, drain, open_session
 from trio_mcp_sessions import BoundedSessionManager, McpServer, SqliteSessionStore
 from trio_mcp_sessions._protocol._jsonrpc import Request
@@ -70,7 +71,7 @@ async def test_subscriptions_are_capped_per_session_and_by_uri_length() -> None:
         await request(manager, session_id, "resources/unsubscribe", {"uri": "r://1"})
         reply = await request(manager, session_id, "resources/subscribe", {"uri": "r://3"})
         assert reply["result"] == {}
-        assert manager.session(session_id).subscriptions == {"r://0", "r://2", "r://3"}
+        assert live_stats(manager, session_id).subscriptions == {"r://0", "r://2", "r://3"}
 
 
 @pytest.mark.parametrize("options", [{"max_subscriptions": 0}, {"max_uri_length": 0}])
