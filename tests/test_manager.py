@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import partial
 
 import pytest
@@ -628,3 +629,39 @@ async def test_the_deprecated_session_and_limiter_still_work_and_warn() -> None:
         assert limiter.borrowed_tokens == manager.statistics().slots_held == 1
         with pytest.warns(DeprecationWarning, match="deprecated"), pytest.raises(SessionNotFound):
             manager.session("no-such-session")
+
+
+async def test_a_notification_handler_logs_on_the_get_stream_through_its_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A notification has no request: its handler's Context sends on the standalone stream."""
+    server, _ = make_server()
+    contexts: list[Context] = []
+
+    @server.notification_handler("notifications/roots/list_changed")
+    async def roots_changed(ctx: Context, params: dict[str, object]) -> None:
+        contexts.append(ctx)
+        await ctx.warning("roots changed")
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        get = await manager.create_standalone_stream(session_id)
+        assert get is not None
+        try:
+            await manager.accept_messages(
+                session_id, [Notification("notifications/roots/list_changed")], INFO
+            )
+            with trio.fail_after(5):
+                while not (event := await get.receive()).data:
+                    pass  # a priming event carries no message
+        finally:
+            get.detach()
+        (ctx,) = contexts
+        assert ctx.request_id is None
+        assert ctx.session_id == session_id
+        assert json.loads(event.data) == {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "warning", "data": "roots changed"},
+        }
+        assert live_stats(manager, session_id).requests_in_flight == 0
