@@ -17,6 +17,7 @@ from trio_mcp_sessions import (
     BoundedSessionManager,
     CloseReason,
     EvictionPolicy,
+    InMemoryEventStore,
     McpError,
     RateLimit,
     RateLimited,
@@ -174,10 +175,10 @@ async def test_evicted_sessions_lose_their_stored_events(
         victim = await open_session(manager)
         await drain(await manager.create_stream(victim, [call(2, "chatty")], INFO, "sse"))
         store = manager.event_store
-        assert store is not None
-        assert store.statistics()[1] == 3  # type: ignore[attr-defined]
+        assert isinstance(store, InMemoryEventStore)
+        assert store.statistics()[1] == 3
         await open_session(manager)
-        assert store.statistics()[1] == 0  # type: ignore[attr-defined]
+        assert store.statistics()[1] == 0
 
 
 # -- rate limits in the manager --------------------------------------------------------
@@ -310,7 +311,7 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
     app: StreamableHTTPApp
 
     def admitted(session_id: str, info: RequestInfo) -> None:
-        stats = app.manager.statistics()  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics()
         samples.append(stats.live_sessions)
         # A token handed over by an evicted session may belong to a creation
         # that has not run yet, so tokens can lead the table, never trail it.
@@ -343,7 +344,7 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
                     nursery.start_soon(initialize, n)
     assert len(statuses) == 200
     assert max(samples) <= 10
-    stats = app.manager.statistics()  # type: ignore[attr-defined]
+    stats = manager_of(app).statistics()
     assert stats.live_sessions <= 10
     assert set(statuses) <= {200, 503}
     assert statuses.count(200) == stats.created
@@ -363,7 +364,9 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
         await manager.close_session(session_id, CloseReason.DELETED)
     assert manager.statistics().live_sessions == 0
     assert manager.statistics().slots_held == 0
-    assert app.manager.event_store.statistics() == (0, 0, 0)  # type: ignore[attr-defined]
+    events = manager.event_store
+    assert isinstance(events, InMemoryEventStore)
+    assert events.statistics() == (0, 0, 0)
 
 
 async def test_http_429_503_and_404_after_eviction(
@@ -393,7 +396,7 @@ async def test_http_429_503_and_404_after_eviction(
         await stream.aclose()
     with trio.fail_after(5):
         # The server learns of the closed GET through Hypercorn; wait for it.
-        while app.manager.statistics().busy_sessions:  # type: ignore[attr-defined]  # noqa: ASYNC110
+        while manager_of(app).statistics().busy_sessions:  # noqa: ASYNC110
             await trio.sleep(0.01)
     second = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
     assert second.status_code == 200  # the idle victim made room

@@ -16,6 +16,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _harness import manager_of
 from _redis_server import CLIENT_TIMEOUTS, RedisServer, redis_client
 from conftest import INIT_HEADERS, StartServer, initialize_body
 from test_manager import INFO
@@ -296,7 +297,7 @@ async def test_sqlite_locked_store_costs_the_timeout_once(
         assert 1.9 < first < 3.0
         second = await timed_tool_call(http, url, headers)
         assert second < 0.5
-        stats = app.manager.statistics().stores["events"]  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics().stores["events"]
         assert (stats.state, stats.opened) == ("open", 1)
         assert stats.fast_failures >= 2
         metrics = (await http.get(url.replace("/mcp", "/metrics"))).text
@@ -307,7 +308,7 @@ async def test_sqlite_locked_store_costs_the_timeout_once(
         blocker.execute("ROLLBACK")
         await trio.sleep(5.0)  # the pause: the next append probes, and succeeds
         assert await timed_tool_call(http, url, headers) < 0.5
-        stats = app.manager.statistics().stores["events"]  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics().stores["events"]
         assert stats.state == "closed"
 
 
