@@ -192,6 +192,13 @@ class SseReader:
         except trio.EndOfChannel:
             return None
 
+    async def priming(self) -> SseEvent:
+        """The next event, which must be a priming event (an id, no data)."""
+        event = await self.next()
+        assert event is not None, "the stream ended before its priming event"
+        assert event.is_priming, event
+        return event
+
     async def rest(self) -> list[SseEvent]:
         """Every remaining event, until the server ends the stream."""
         events = []
@@ -208,6 +215,12 @@ def messages(response: httpx.Response) -> list[Any]:
     assert content_type.startswith("application/json"), content_type
     body = response.json()
     return body if isinstance(body, list) else [body]
+
+
+def assert_accepted(response: httpx.Response) -> None:
+    """A 202 with an empty body: notifications and client responses, nothing to answer."""
+    assert response.status_code == 202, (response.status_code, response.text)
+    assert response.content == b""
 
 
 _ABSENT = object()
@@ -304,13 +317,44 @@ class Harness:
         return out
 
     @staticmethod
-    def get_headers(session_id: str | None = None, version: str | None = LATEST) -> dict[str, str]:
+    def get_headers(
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        last_event_id: str | None = None,
+    ) -> dict[str, str]:
         out = {"accept": "text/event-stream"}
         if session_id is not None:
             out["mcp-session-id"] = session_id
         if version is not None:
             out["mcp-protocol-version"] = version
+        if last_event_id is not None:
+            out["last-event-id"] = last_event_id
         return out
+
+    async def get(
+        self,
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        last_event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """A GET read to its end: for answers that are not a stream (errors)."""
+        all_headers = self.get_headers(session_id, version, last_event_id=last_event_id)
+        all_headers.update(headers or {})
+        return await self.http.get(self.url, headers=all_headers)
+
+    async def delete(
+        self,
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = self.headers(session_id, version)
+        all_headers.update(headers or {})
+        return await self.http.delete(self.url, headers=all_headers)
 
     async def post(
         self,
