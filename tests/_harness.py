@@ -18,8 +18,12 @@ import trio
 from conftest import StartServer, initialize_body
 from trio_mcp_sessions import (
     BoundedSessionManager,
+    CloseReason,
     Context,
     McpServer,
+    Request,
+    RequestInfo,
+    SessionStatistics,
     StreamableHTTPApp,
 )
 
@@ -188,6 +192,13 @@ class SseReader:
         except trio.EndOfChannel:
             return None
 
+    async def priming(self) -> SseEvent:
+        """The next event, which must be a priming event (an id, no data)."""
+        event = await self.next()
+        assert event is not None, "the stream ended before its priming event"
+        assert event.is_priming, event
+        return event
+
     async def rest(self) -> list[SseEvent]:
         """Every remaining event, until the server ends the stream."""
         events = []
@@ -204,6 +215,12 @@ def messages(response: httpx.Response) -> list[Any]:
     assert content_type.startswith("application/json"), content_type
     body = response.json()
     return body if isinstance(body, list) else [body]
+
+
+def assert_accepted(response: httpx.Response) -> None:
+    """A 202 with an empty body: notifications and client responses, nothing to answer."""
+    assert response.status_code == 202, (response.status_code, response.text)
+    assert response.content == b""
 
 
 _ABSENT = object()
@@ -278,8 +295,12 @@ class Harness:
         assert after.created == before.created, (before, after)
         assert after.live_sessions == before.live_sessions, (before, after)
 
+    def session_stats(self, session_id: str) -> SessionStatistics:
+        """The live session's public snapshot (fails if it is not live)."""
+        return live_stats(self.manager, session_id)
+
     def inflight(self, session_id: str) -> int:
-        return len(self.manager.session(session_id)._inflight)
+        return self.session_stats(session_id).requests_in_flight
 
     @staticmethod
     def headers(
@@ -296,13 +317,44 @@ class Harness:
         return out
 
     @staticmethod
-    def get_headers(session_id: str | None = None, version: str | None = LATEST) -> dict[str, str]:
+    def get_headers(
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        last_event_id: str | None = None,
+    ) -> dict[str, str]:
         out = {"accept": "text/event-stream"}
         if session_id is not None:
             out["mcp-session-id"] = session_id
         if version is not None:
             out["mcp-protocol-version"] = version
+        if last_event_id is not None:
+            out["last-event-id"] = last_event_id
         return out
+
+    async def get(
+        self,
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        last_event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """A GET read to its end: for answers that are not a stream (errors)."""
+        all_headers = self.get_headers(session_id, version, last_event_id=last_event_id)
+        all_headers.update(headers or {})
+        return await self.http.get(self.url, headers=all_headers)
+
+    async def delete(
+        self,
+        session_id: str | None = None,
+        version: str | None = LATEST,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = self.headers(session_id, version)
+        all_headers.update(headers or {})
+        return await self.http.delete(self.url, headers=all_headers)
 
     async def post(
         self,
@@ -362,6 +414,62 @@ class Harness:
                 nursery.start_soon(reader.pump, r)
                 yield r, reader
                 nursery.cancel_scope.cancel()
+
+
+# -- manager-level helpers: a session's state through the public API only ------------
+
+LOOPBACK = RequestInfo(client_address="127.0.0.1")
+
+
+def live_stats(manager: BoundedSessionManager, session_id: str) -> SessionStatistics:
+    """``session_statistics()`` of a session that must be live."""
+    stats = manager.session_statistics(session_id)
+    assert stats is not None, f"session {session_id} is not live"
+    return stats
+
+
+async def set_log_level(
+    manager: BoundedSessionManager,
+    session_id: str,
+    level: str = "debug",
+    *,
+    info: RequestInfo = LOOPBACK,
+) -> None:
+    """Send a real ``logging/setLevel`` through the manager and check its empty result."""
+    request_id = f"set-level-{level}"
+    stream = await manager.create_stream(
+        session_id, [Request(request_id, "logging/setLevel", {"level": level})], info, "json"
+    )
+    try:
+        replies = [json.loads(event.data) async for event in stream if event.data]
+    finally:
+        stream.detach()
+    assert replies == [{"jsonrpc": "2.0", "id": request_id, "result": {}}], replies
+
+
+class ClosedSessions:
+    """An ``on_session_closed`` hook to wait on: the public signal that a session ended.
+
+    The manager calls it at the moment the session finishes (slot freed), so
+    ``await closes.wait(id)`` returns when the session's worker is done and
+    gives the close reason.
+    """
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, CloseReason] = {}
+        self._events: dict[str, trio.Event] = {}
+
+    def _event(self, session_id: str) -> trio.Event:
+        return self._events.setdefault(session_id, trio.Event())
+
+    def __call__(self, session_id: str, reason: CloseReason) -> None:
+        assert session_id not in self.reasons, f"session {session_id} closed twice"
+        self.reasons[session_id] = reason
+        self._event(session_id).set()
+
+    async def wait(self, session_id: str) -> CloseReason:
+        await self._event(session_id).wait()
+        return self.reasons[session_id]
 
 
 def manager_of(app: StreamableHTTPApp) -> BoundedSessionManager:

@@ -10,12 +10,14 @@ import pytest
 import trio
 import trio.testing
 
+from _harness import manager_of
 from conftest import INIT_HEADERS, StartServer, initialize_body
 from test_manager import INFO, call, drain, make_server, open_session
 from trio_mcp_sessions import (
     BoundedSessionManager,
     CloseReason,
     EvictionPolicy,
+    InMemoryEventStore,
     McpError,
     RateLimit,
     RateLimited,
@@ -122,7 +124,7 @@ async def test_least_recently_active_idle_session_is_evicted(
         await manager.accept_messages(recent, [], INFO)  # nothing, but not activity either
         newcomer = await open_session(manager)
         assert manager.get_session(old_idle) is None
-        assert manager.session(busy).is_open
+        assert manager.get_session(busy) is not None
         assert counters["cancelled"] == 0
         assert manager.statistics().evicted == 1
         # Busy sessions are never victims: with every other session busy, refuse.
@@ -173,10 +175,10 @@ async def test_evicted_sessions_lose_their_stored_events(
         victim = await open_session(manager)
         await drain(await manager.create_stream(victim, [call(2, "chatty")], INFO, "sse"))
         store = manager.event_store
-        assert store is not None
-        assert store.statistics()[1] == 3  # type: ignore[attr-defined]
+        assert isinstance(store, InMemoryEventStore)
+        assert store.statistics()[1] == 3
         await open_session(manager)
-        assert store.statistics()[1] == 0  # type: ignore[attr-defined]
+        assert store.statistics()[1] == 0
 
 
 # -- rate limits in the manager --------------------------------------------------------
@@ -309,12 +311,11 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
     app: StreamableHTTPApp
 
     def admitted(session_id: str, info: RequestInfo) -> None:
-        stats = app.manager.statistics()  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics()
         samples.append(stats.live_sessions)
         # A token handed over by an evicted session may belong to a creation
         # that has not run yet, so tokens can lead the table, never trail it.
-        tokens = app.manager.limiter.borrowed_tokens  # type: ignore[attr-defined]
-        assert stats.live_sessions <= tokens <= 10
+        assert stats.live_sessions <= stats.slots_held <= 10
 
     app = StreamableHTTPApp(
         server,
@@ -323,12 +324,15 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
     )
     url = await start_server(app)
     statuses: list[int] = []
+    session_ids: list[str] = []
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
 
         async def initialize(n: int) -> None:
             r = await http.post(url, json=initialize_body(request_id=n), headers=INIT_HEADERS)
             statuses.append(r.status_code)
+            if r.status_code == 200:
+                session_ids.append(r.headers["mcp-session-id"])
             if r.status_code == 503:
                 assert r.headers["retry-after"].isdigit()
                 assert r.json()["error"]["code"] == -32000
@@ -340,7 +344,7 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
                     nursery.start_soon(initialize, n)
     assert len(statuses) == 200
     assert max(samples) <= 10
-    stats = app.manager.statistics()  # type: ignore[attr-defined]
+    stats = manager_of(app).statistics()
     assert stats.live_sessions <= 10
     assert set(statuses) <= {200, 503}
     assert statuses.count(200) == stats.created
@@ -353,10 +357,16 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
         assert statuses.count(200) > 100
         assert stats.evicted == stats.created - stats.live_sessions
     # Nothing leaked: close what is left, then every slot and event is gone.
-    for session_id in list(app.manager._table.sessions):  # type: ignore[attr-defined]
-        await app.manager.close_session(session_id, CloseReason.DELETED)
-    assert app.manager.limiter.borrowed_tokens == 0  # type: ignore[attr-defined]
-    assert app.manager.event_store.statistics() == (0, 0, 0)  # type: ignore[attr-defined]
+    manager = manager_of(app)
+    live = [sid for sid in session_ids if manager.get_session(sid) is not None]
+    assert len(live) == stats.live_sessions  # every live session is one the test created
+    for session_id in live:
+        await manager.close_session(session_id, CloseReason.DELETED)
+    assert manager.statistics().live_sessions == 0
+    assert manager.statistics().slots_held == 0
+    events = manager.event_store
+    assert isinstance(events, InMemoryEventStore)
+    assert events.statistics() == (0, 0, 0)
 
 
 async def test_http_429_503_and_404_after_eviction(
@@ -386,7 +396,7 @@ async def test_http_429_503_and_404_after_eviction(
         await stream.aclose()
     with trio.fail_after(5):
         # The server learns of the closed GET through Hypercorn; wait for it.
-        while app.manager.statistics().busy_sessions:  # type: ignore[attr-defined]  # noqa: ASYNC110
+        while manager_of(app).statistics().busy_sessions:  # noqa: ASYNC110
             await trio.sleep(0.01)
     second = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
     assert second.status_code == 200  # the idle victim made room

@@ -157,8 +157,11 @@ def run_model(policy: EvictionPolicy, ops: list[tuple[str, Any, Any]]) -> None:
             def check_invariants() -> None:
                 stats = manager.statistics()
                 assert stats.live_sessions <= MAX_SESSIONS
-                assert manager.limiter.borrowed_tokens == stats.live_sessions
-                assert {s.session_id for s in model} == set(manager._table.sessions)
+                assert stats.slots_held == stats.live_sessions
+                # The live sessions are exactly the model's: each of its ids is
+                # live, and there are no others.
+                assert all(manager.get_session(s.session_id) is not None for s in model)
+                assert stats.live_sessions == len(model)
 
             for op, arg, _ in ops:
                 now = trio.current_time()
@@ -283,7 +286,7 @@ def run_model(policy: EvictionPolicy, ops: list[tuple[str, Any, Any]]) -> None:
             for n, event in releases.items():
                 del n
                 event.set()
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 

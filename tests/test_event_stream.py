@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 
+from _harness import live_stats, set_log_level
 from test_manager import INFO, call, open_session
 from trio_mcp_sessions import (
     BoundedSessionManager,
@@ -183,7 +184,7 @@ async def test_a_reader_that_keeps_up_loses_nothing(
 
     async with BoundedSessionManager(server) as manager:
         session_id = await open_session(manager)
-        manager.session(session_id).log_level = "debug"
+        await set_log_level(manager, session_id, "debug")
         stream = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
         try:
             received = [e.data async for e in stream]
@@ -211,18 +212,18 @@ async def test_a_reader_that_stops_is_dropped_and_resumes_from_the_store(
     limits = SessionLimits(write_timeout=30)
     async with BoundedSessionManager(server, event_store=store, limits=limits) as manager:
         session_id = await open_session(manager)
-        manager.session(session_id).log_level = "debug"
+        await set_log_level(manager, session_id, "debug")
         stream = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
         await trio.sleep(29)
         # Back-pressure: the handler waits for the reader, within the write timeout...
         assert not stream.ended
-        assert manager.session(session_id).busy
+        assert live_stats(manager, session_id).busy
         await trio.sleep(2)
         # ...then the reader that took nothing is dropped, and the handler goes on.
         assert stream.dropped
         assert manager.statistics().dropped_readers == 1
         await trio.sleep(1)
-        assert not manager.session(session_id).busy
+        assert not live_stats(manager, session_id).busy
         stream.detach()
         # Every event, the answer included, is in the store to resume from.
         first = SseEvent(f"{stream.stream_id}_0", b"").event_id
@@ -290,7 +291,7 @@ async def test_a_resume_does_not_wait_for_the_stalled_reader_it_replaces(
 
     async with BoundedSessionManager(server, event_store=AsyncOnlyStore()) as manager:
         session_id = await open_session(manager)
-        manager.session(session_id).log_level = "debug"
+        await set_log_level(manager, session_id, "debug")
         stalled = await manager.create_stream(session_id, [call(2, "burst_logs")], INFO, "sse")
         await trio.sleep(1)  # the buffer is full, the handler waits for this reader
         assert not stalled.writable

@@ -478,7 +478,7 @@ async def run_case(scene: Scene, method: str, headers: Headers, body: bytes) -> 
         assert opened == 0, (before, after)
     closed = 1 if method == "DELETE" and answer.status == 200 else 0
     assert after.live_sessions == before.live_sessions - closed, (before, after)
-    assert scene.manager.session(scene.session_id).is_open
+    assert scene.manager.get_session(scene.session_id) is not None
     assert _task_count() <= tasks_before
     await scene.live_session_answers()
     return answer

@@ -35,7 +35,7 @@ async def test_delete_without_session_is_400(
         h = await start(start_server, http)
         await h.initialize()
         before = h.stats()
-        r = await h.http.delete(h.url, headers=h.headers(version=LATEST))
+        r = await h.delete(version=LATEST)
         assert_error(r, 400, INVALID_REQUEST)
         h.assert_nothing_allocated(before)
         assert h.stats().closed == before.closed
@@ -48,7 +48,7 @@ async def test_delete_unknown_session_is_404(
         h = await start(start_server, http)
         await h.initialize()
         before = h.stats()
-        r = await h.http.delete(h.url, headers=h.headers("no-such-session", LATEST))
+        r = await h.delete("no-such-session", LATEST)
         assert_error(r, 404, SESSION_NOT_FOUND)
         h.assert_nothing_allocated(before)
         assert h.stats().closed == before.closed
@@ -59,7 +59,7 @@ async def test_delete_ends_the_session(start_server: StartServer, http: httpx.As
         h = await start(start_server, http)
         session_id = await h.initialize()
         keep = await h.initialize()
-        r = await h.http.delete(h.url, headers=h.headers(session_id, LATEST))
+        r = await h.delete(session_id, LATEST)
         assert r.status_code == 200
         stats = h.stats()
         assert stats.live_sessions == 1
@@ -67,9 +67,9 @@ async def test_delete_ends_the_session(start_server: StartServer, http: httpx.As
         assert stats.closed_by_reason == {"deleted": 1}
         r = await h.post(ping(1), session_id, LATEST)
         assert_error(r, 404, SESSION_NOT_FOUND, maybe_id=1)
-        r = await h.http.get(h.url, headers=h.get_headers(session_id))
+        r = await h.get(session_id)
         assert_error(r, 404, SESSION_NOT_FOUND)
-        r = await h.http.delete(h.url, headers=h.headers(session_id, LATEST))
+        r = await h.delete(session_id, LATEST)
         assert_error(r, 404, SESSION_NOT_FOUND)
         # The other session is untouched.
         r = await h.post(ping(2), keep, LATEST)
@@ -85,8 +85,8 @@ async def test_delete_ends_the_open_get_stream(
         session_id = await h.initialize()
         async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
             assert r.status_code == 200
-            assert (await sse.next()) is not None
-            deleted = await h.http.delete(h.url, headers=h.headers(session_id, LATEST))
+            await sse.priming()
+            deleted = await h.delete(session_id, LATEST)
             assert deleted.status_code == 200
             assert await sse.rest() == []
         assert h.stats().live_sessions == 0
@@ -100,8 +100,8 @@ async def test_delete_ends_in_flight_requests_and_their_streams(
         session_id = await h.initialize()
         async with h.stream("POST", h.headers(session_id, LATEST), call("hang", 8)) as (r, sse):
             assert r.status_code == 200
-            assert (await sse.next()) is not None
-            deleted = await h.http.delete(h.url, headers=h.headers(session_id, LATEST))
+            await sse.priming()
+            deleted = await h.delete(session_id, LATEST)
             assert deleted.status_code == 200
             assert await sse.rest() == []
         assert h.stats().live_sessions == 0

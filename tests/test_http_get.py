@@ -42,8 +42,7 @@ async def test_get_without_sse_accept_is_406(
         h = await start(start_server, http)
         session_id = await h.initialize()
         before = h.stats()
-        headers = {**h.get_headers(session_id), "accept": "application/json"}
-        r = await h.http.get(h.url, headers=headers)
+        r = await h.get(session_id, headers={"accept": "application/json"})
         assert_error(r, 406, SERVER_ERROR)
         h.assert_nothing_allocated(before)
         # No stream was attached: a proper GET still gets through.
@@ -57,7 +56,7 @@ async def test_get_without_session_is_400(
     with trio.fail_after(10):
         h = await start(start_server, http)
         before = h.stats()
-        r = await h.http.get(h.url, headers=h.get_headers())
+        r = await h.get()
         assert_error(r, 400, INVALID_REQUEST)
         h.assert_nothing_allocated(before)
 
@@ -69,7 +68,7 @@ async def test_get_unknown_session_is_404(
         h = await start(start_server, http)
         await h.initialize()
         before = h.stats()
-        r = await h.http.get(h.url, headers=h.get_headers("no-such-session"))
+        r = await h.get("no-such-session")
         assert_error(r, 404, SESSION_NOT_FOUND)
         h.assert_nothing_allocated(before)
 
@@ -80,7 +79,7 @@ async def test_get_unsupported_version_header_is_400(
     with trio.fail_after(10):
         h = await start(start_server, http)
         session_id = await h.initialize()
-        r = await h.http.get(h.url, headers=h.get_headers(session_id, "1999-01-01"))
+        r = await h.get(session_id, "1999-01-01")
         body = assert_error(r, 400, UNSUPPORTED_PROTOCOL_VERSION)
         assert body["error"]["data"]["supported"] == list(SUPPORTED_PROTOCOL_VERSIONS)
 
@@ -92,9 +91,7 @@ async def test_get_opens_an_sse_stream(start_server: StartServer, http: httpx.As
         async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
             assert_sse_headers(r)
             assert r.headers["mcp-session-id"] == session_id
-            priming = await sse.next()
-            assert priming is not None
-            assert priming.is_priming
+            priming = await sse.priming()
             assert priming.retry == 1000
             # The stream stays open: nothing more arrives for a moment.
             with trio.move_on_after(0.2) as idle:
@@ -110,9 +107,9 @@ async def test_second_concurrent_get_is_409(
         session_id = await h.initialize()
         async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
             assert r.status_code == 200
-            assert (await sse.next()) is not None
+            await sse.priming()
             before = h.stats()
-            second = await h.http.get(h.url, headers=h.get_headers(session_id))
+            second = await h.get(session_id)
             assert_error(second, 409, SERVER_ERROR)
             h.assert_nothing_allocated(before)
 
@@ -125,7 +122,7 @@ async def test_get_after_the_first_get_disconnects_is_served(
         session_id = await h.initialize()
         async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
             assert r.status_code == 200
-            assert (await sse.next()) is not None
+            await sse.priming()
         # The server notices the disconnect asynchronously: poll briefly.
         first = await h.get_until_served(session_id)
         assert first is not None
@@ -169,12 +166,10 @@ async def test_resume_after_post_disconnect_replays_the_result(
         headers = h.headers(session_id, LATEST)
         async with h.stream("POST", headers, call("slow", 42, delay=0.3)) as (r, sse):
             assert_sse_headers(r)
-            priming = await sse.next()
-            assert priming is not None
-            assert priming.is_priming
+            priming = await sse.priming()
             assert priming.id is not None
         # Disconnected before the result. Resume on GET.
-        resume_headers = {**h.get_headers(session_id), "last-event-id": priming.id}
+        resume_headers = h.get_headers(session_id, last_event_id=priming.id)
         async with h.stream("GET", resume_headers) as (r, sse):
             assert_sse_headers(r)
             events = await sse.rest()
@@ -203,7 +198,7 @@ async def test_resume_of_a_finished_stream_replays_from_the_store(
         assert priming.id is not None
         assert log.id is not None
         # Everything after the log event, i.e. the result alone.
-        resume_headers = {**h.get_headers(session_id), "last-event-id": log.id}
+        resume_headers = h.get_headers(session_id, last_event_id=log.id)
         async with h.stream("GET", resume_headers) as (r, sse):
             assert r.status_code == 200
             events = await sse.rest()
@@ -218,8 +213,7 @@ async def test_resume_with_unknown_or_malformed_last_event_id_is_400(
         h = await start(start_server, http)
         session_id = await h.initialize()
         before = h.stats()
-        headers = {**h.get_headers(session_id), "last-event-id": last_event_id}
-        r = await h.http.get(h.url, headers=headers)
+        r = await h.get(session_id, last_event_id=last_event_id)
         assert_error(r, 400, INVALID_REQUEST)
         h.assert_nothing_allocated(before)
         # The failed resume attached nothing: a plain GET still works.
@@ -237,6 +231,5 @@ async def test_resume_with_an_event_id_from_another_session_is_400(
         r = await h.post(call("echo", 44, text="mine"), first, LATEST)
         [_, reply] = parse_sse(r.text)
         assert reply.id is not None
-        headers = {**h.get_headers(other), "last-event-id": reply.id}
-        r = await h.http.get(h.url, headers=headers)
+        r = await h.get(other, last_event_id=reply.id)
         assert_error(r, 400, INVALID_REQUEST)

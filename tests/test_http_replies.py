@@ -14,6 +14,7 @@ import trio
 
 from _harness import (
     LATEST,
+    assert_accepted,
     assert_sse_headers,
     call,
     notification,
@@ -137,9 +138,7 @@ async def test_json_reply_mode_sends_related_log_on_the_get_stream(
         session_id = await h.initialize()
         async with h.stream("GET", h.get_headers(session_id)) as (r, sse):
             assert_sse_headers(r)
-            priming = await sse.next()
-            assert priming is not None
-            assert priming.is_priming
+            await sse.priming()
             reply = await h.post(call("chatty", 7), session_id, LATEST)
             assert reply.status_code == 200
             assert reply.json()["result"]["content"][0]["text"] == "done"
@@ -160,19 +159,16 @@ async def test_cancelled_request_ends_its_sse_stream_without_a_response(
         session_id = await h.initialize()
         async with h.stream("POST", h.headers(session_id, LATEST), call("hang", 31)) as (r, sse):
             assert_sse_headers(r)
-            priming = await sse.next()
-            assert priming is not None
-            assert priming.is_priming
+            await sse.priming()
             assert h.inflight(session_id) == 1
             cancel = notification("notifications/cancelled", requestId=31, reason="test")
             c = await h.post(cancel, session_id, LATEST)
-            assert c.status_code == 202
-            assert c.content == b""
+            assert_accepted(c)
             rest = await sse.rest()
         assert rest == [], rest  # no response (nor anything else) for the cancelled call
         assert h.inflight(session_id) == 0
         assert h.stats().live_sessions == 1
-        assert h.manager.session(session_id).idle_deadline < math.inf
+        assert h.session_stats(session_id).idle_deadline < math.inf
         r = await h.post(ping(32), session_id, LATEST)
         assert r.status_code == 200
 
@@ -194,9 +190,8 @@ async def test_cancelled_request_in_json_mode_gets_no_response(
             assert h.inflight(session_id) == 1
             cancel = notification("notifications/cancelled", requestId=33)
             c = await h.post(cancel, session_id, LATEST)
-            assert c.status_code == 202
+            assert_accepted(c)
         [r] = results
-        assert r.status_code == 202
-        assert r.content == b""
+        assert_accepted(r)
         assert h.inflight(session_id) == 0
         assert h.stats().live_sessions == 1

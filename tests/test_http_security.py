@@ -58,9 +58,9 @@ async def test_foreign_origin_is_403_on_every_method(
         evil = {"origin": "http://evil.example.com"}
         r = await h.post(ping(), session_id, LATEST, headers=evil)
         assert_error(r, 403, SERVER_ERROR)
-        r = await h.http.get(h.url, headers={**h.get_headers(session_id), **evil})
+        r = await h.get(session_id, headers=evil)
         assert_error(r, 403, SERVER_ERROR)
-        r = await h.http.delete(h.url, headers={**h.headers(session_id, LATEST), **evil})
+        r = await h.delete(session_id, LATEST, headers=evil)
         assert_error(r, 403, SERVER_ERROR)
         h.assert_nothing_allocated(before)
         assert h.manager.get_session(session_id) is not None

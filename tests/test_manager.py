@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import partial
 
 import pytest
 import trio
 import trio.testing
 
+from _harness import ClosedSessions, live_stats, set_log_level
 from trio_mcp_sessions import (
     BoundedSessionManager,
     CloseReason,
@@ -86,18 +88,17 @@ async def test_idle_timeout_is_a_deadline_pushed_by_activity(
 ) -> None:
     server, _ = make_server()
     limits = SessionLimits(idle_timeout=30, init_timeout=10)
-    async with BoundedSessionManager(server, limits=limits) as manager:
+    closes = ClosedSessions()
+    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
         session_id = await open_session(manager)
-        session = manager.session(session_id)
         start = trio.current_time()
         for _ in range(4):  # activity at t = 20, 40, 60, 80
             await trio.sleep(20)
             await manager.accept_messages(
                 session_id, [Notification("notifications/roots/list_changed")], INFO
             )
-        await session.closed.wait()
+        assert await closes.wait(session_id) is CloseReason.IDLE
         assert trio.current_time() - start == pytest.approx(110)
-        assert session.close_reason is CloseReason.IDLE
         assert manager.get_session(session_id) is None
         assert manager.statistics().closed_by_reason == {"idle": 1}
 
@@ -106,9 +107,10 @@ async def test_idle_clock_stops_while_a_request_is_in_flight(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, counters = make_server()
-    async with BoundedSessionManager(server, limits=SessionLimits(idle_timeout=30)) as manager:
+    closes = ClosedSessions()
+    limits = SessionLimits(idle_timeout=30)
+    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
         session_id = await open_session(manager)
-        session = manager.session(session_id)
         start = trio.current_time()
         stream = await manager.create_stream(
             session_id, [call(2, "slow", seconds=100)], INFO, "sse"
@@ -117,40 +119,39 @@ async def test_idle_clock_stops_while_a_request_is_in_flight(
         assert b'"done"' in answers[0]
         assert counters["finished"] == 1
         assert trio.current_time() - start == pytest.approx(100)
-        await session.closed.wait()
+        assert await closes.wait(session_id) is CloseReason.IDLE
         assert trio.current_time() - start == pytest.approx(130)
-        assert session.close_reason is CloseReason.IDLE
 
 
 async def test_idle_clock_stops_while_a_stream_is_open(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
-    async with BoundedSessionManager(server, limits=SessionLimits(idle_timeout=30)) as manager:
+    closes = ClosedSessions()
+    limits = SessionLimits(idle_timeout=30)
+    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
         session_id = await open_session(manager)
-        session = manager.session(session_id)
         stream = await manager.create_standalone_stream(session_id)
         assert stream is not None
         await trio.sleep(500)
-        assert session.is_open
+        assert manager.get_session(session_id) is not None
         start = trio.current_time()
         stream.detach()
-        await session.closed.wait()
+        assert await closes.wait(session_id) is CloseReason.IDLE
         assert trio.current_time() - start == pytest.approx(30)
 
 
 async def test_init_timeout_ends_unused_sessions(autojump_clock: trio.testing.MockClock) -> None:
     server, _ = make_server()
     limits = SessionLimits(idle_timeout=600, init_timeout=5)
-    async with BoundedSessionManager(server, limits=limits) as manager:
+    closes = ClosedSessions()
+    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
         start = trio.current_time()
         session_id = await open_session(manager, initialized=False)
-        session = manager.session(session_id)
-        await session.closed.wait()
+        assert await closes.wait(session_id) is CloseReason.INIT_TIMEOUT
         assert trio.current_time() - start == pytest.approx(5)
-        assert session.close_reason is CloseReason.INIT_TIMEOUT
         assert manager.statistics().live_sessions == 0
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
 
 
 async def test_close_cancels_handlers_and_ends_streams(
@@ -162,13 +163,14 @@ async def test_close_cancels_handlers_and_ends_streams(
         server, on_session_closed=lambda sid, reason: closed.append((sid, reason))
     ) as manager:
         session_id = await open_session(manager)
-        session = manager.session(session_id)
         request_stream = await manager.create_stream(
             session_id, [call(2, "slow", seconds=1e6)], INFO, "sse"
         )
         standalone = await manager.create_standalone_stream(session_id)
         assert standalone is not None
         await trio.testing.wait_all_tasks_blocked()
+        before = live_stats(manager, session_id)
+        assert (before.requests_in_flight, before.attached_streams, before.busy) == (1, 2, True)
         await manager.close_session(session_id, CloseReason.DELETED)
         assert counters["cancelled"] == 1
         assert await drain(request_stream) == []  # ended, and no response
@@ -176,11 +178,10 @@ async def test_close_cancels_handlers_and_ends_streams(
         assert closed == [(session_id, CloseReason.DELETED)]
         # Nothing of the session remains.
         assert manager.get_session(session_id) is None
-        assert not session._streams
-        assert not session._inflight
-        assert not session._pending_replies
-        assert manager.limiter.borrowed_tokens == 0
-        assert manager.limiter.statistics().borrowers == []
+        assert manager.session_statistics(session_id) is None
+        stats = manager.statistics()
+        assert (stats.live_sessions, stats.busy_sessions, stats.requests_in_flight) == (0, 0, 0)
+        assert stats.slots_held == 0
         with pytest.raises(SessionNotFound):
             await manager.create_stream(session_id, [call(3, "slow", seconds=1)], INFO, "sse")
         with pytest.raises(SessionNotFound):
@@ -197,7 +198,7 @@ async def test_cap_is_exact_and_slots_come_back(autojump_clock: trio.testing.Moc
             await manager.create_session(INFO)
         assert refused.value.retry_after > 0
         assert manager.statistics().live_sessions == 2
-        assert manager.limiter.borrowed_tokens == 2
+        assert manager.statistics().slots_held == 2
         await manager.close_session(first, CloseReason.DELETED)
         await open_session(manager)
         assert manager.statistics().live_sessions == 2
@@ -249,7 +250,7 @@ async def test_a_slow_initialize_hook_ends_with_the_init_timeout_and_leaves_noth
         stats = manager.statistics()
         assert stats.live_sessions == 0
         assert stats.closed_by_reason == {"init_timeout": 1}
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
 
 
 async def test_a_session_closed_during_initialize_is_not_handed_out() -> None:
@@ -258,8 +259,8 @@ async def test_a_session_closed_during_initialize_is_not_handed_out() -> None:
     manager = BoundedSessionManager(server)
 
     @server.on_initialize
-    def close_it(client: object, is_restored: bool) -> None:
-        manager.session(created[0]).close(CloseReason.SHUTDOWN)
+    async def close_it(client: object, is_restored: bool) -> None:
+        await manager.close_session(created[0], CloseReason.SHUTDOWN)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
@@ -270,7 +271,7 @@ async def test_a_session_closed_during_initialize_is_not_handed_out() -> None:
         with pytest.raises(SessionNotFound):
             await manager.initialize_session(created[0], request, parse_initialize(request), INFO)
         assert manager.statistics().live_sessions == 0
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
         await manager.aclose()
 
 
@@ -296,7 +297,7 @@ async def test_failed_initialize_leaves_nothing(autojump_clock: trio.testing.Moc
         stats = manager.statistics()
         assert stats.live_sessions == 0
         assert stats.closed_by_reason == {"error": 1}
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
 
 
 async def test_shutdown_closes_every_session(autojump_clock: trio.testing.MockClock) -> None:
@@ -511,21 +512,21 @@ async def test_a_cancelled_creation_allocates_nothing() -> None:
         assert scope.cancelled_caught
         stats = manager.statistics()
         assert (stats.live_sessions, stats.created) == (0, 0)
-        assert manager.limiter.borrowed_tokens == 0
+        assert manager.statistics().slots_held == 0
         # The one slot is still there.
         await open_session(manager)
 
 
 async def test_closing_an_idle_session_frees_its_slot_before_close_returns() -> None:
     server, _ = make_server()
-    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=1)) as manager:
+    closes = ClosedSessions()
+    limits = SessionLimits(max_sessions=1)
+    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
         session_id = await open_session(manager)
-        session = manager.session(session_id)
         await trio.testing.wait_all_tasks_blocked()  # its worker is parked
         await manager.close_session(session_id)
-        assert session.closed.is_set()
-        assert session.close_reason is CloseReason.DELETED
-        assert manager.limiter.borrowed_tokens == 0
+        assert closes.reasons == {session_id: CloseReason.DELETED}
+        assert manager.statistics().slots_held == 0
         assert manager.statistics().closed_by_reason == {"deleted": 1}
         await trio.testing.wait_all_tasks_blocked()
         # Its worker is gone, not left parked.
@@ -571,7 +572,7 @@ async def test_a_handler_that_only_logs_still_lets_other_tasks_run(
         nursery.start_soon(ticker)
         async with BoundedSessionManager(server, event_store=None) as manager:
             session_id = await open_session(manager)
-            manager.session(session_id).log_level = "debug"
+            await set_log_level(manager, session_id, "debug")
             stream = await manager.create_stream(session_id, [call(2, "chatter")], INFO, "sse")
             assert any(b'"done"' in data for data in await drain(stream))
         nursery.cancel_scope.cancel()
@@ -610,3 +611,57 @@ async def test_a_session_is_not_initialized_while_its_initialize_hooks_run(
         info = manager.get_session(session_id)
         assert info is not None
         assert info.initialized
+
+
+async def test_the_deprecated_session_and_limiter_still_work_and_warn() -> None:
+    """``session()`` and ``limiter`` stay for old callers, with a DeprecationWarning."""
+    server, _ = make_server()
+    async with BoundedSessionManager(server, limits=SessionLimits(max_sessions=3)) as manager:
+        session_id = await open_session(manager)
+        with pytest.warns(DeprecationWarning, match=r"session_statistics\(\)"):
+            session = manager.session(session_id)
+        assert session.session_id == session_id
+        assert session.is_open
+        with pytest.warns(DeprecationWarning, match=r"slots_held"):
+            limiter = manager.limiter
+        assert isinstance(limiter, trio.CapacityLimiter)
+        assert limiter.total_tokens == 3
+        assert limiter.borrowed_tokens == manager.statistics().slots_held == 1
+        with pytest.warns(DeprecationWarning, match="deprecated"), pytest.raises(SessionNotFound):
+            manager.session("no-such-session")
+
+
+async def test_a_notification_handler_logs_on_the_get_stream_through_its_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A notification has no request: its handler's Context sends on the standalone stream."""
+    server, _ = make_server()
+    contexts: list[Context] = []
+
+    @server.notification_handler("notifications/roots/list_changed")
+    async def roots_changed(ctx: Context, params: dict[str, object]) -> None:
+        contexts.append(ctx)
+        await ctx.warning("roots changed")
+
+    async with BoundedSessionManager(server) as manager:
+        session_id = await open_session(manager)
+        get = await manager.create_standalone_stream(session_id)
+        assert get is not None
+        try:
+            await manager.accept_messages(
+                session_id, [Notification("notifications/roots/list_changed")], INFO
+            )
+            with trio.fail_after(5):
+                while not (event := await get.receive()).data:
+                    pass  # a priming event carries no message
+        finally:
+            get.detach()
+        (ctx,) = contexts
+        assert ctx.request_id is None
+        assert ctx.session_id == session_id
+        assert json.loads(event.data) == {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "warning", "data": "roots changed"},
+        }
+        assert live_stats(manager, session_id).requests_in_flight == 0

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from _harness import manager_of
 from conftest import INIT_HEADERS, initialize_body
 from trio_mcp_sessions import McpServer, StreamableHTTPApp, serve
 
@@ -45,7 +46,7 @@ async def test_serve_drains_streams_with_a_retry_hint_then_closes_sessions() -> 
                     stop.set()
                     rest = [line async for line in lines]
             assert "retry: 4321" in rest
-    assert app.manager.statistics().closed_by_reason == {"shutdown": 1}  # type: ignore[attr-defined]
+    assert manager_of(app).statistics().closed_by_reason == {"shutdown": 1}
 
 
 def _cli(*args: str) -> list[str]:

@@ -226,9 +226,9 @@ def test_schema_for_unknown_type_asks_for_an_explicit_schema() -> None:
         ({"width": True}, "width: expected number, got bool"),
     ],
 )
-def test_validate(value: dict[str, Any], problem: str | None) -> None:
-    server = make_server()
-    schema = server._tools["area"].definition["inputSchema"]
+async def test_validate(value: dict[str, Any], problem: str | None) -> None:
+    tools = (await handle(make_server(), "tools/list"))["tools"]
+    (schema,) = [t["inputSchema"] for t in tools if t["name"] == "area"]
     assert validate(value, schema) == problem
 
 

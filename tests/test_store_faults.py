@@ -16,6 +16,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _harness import manager_of
 from _redis_server import CLIENT_TIMEOUTS, RedisServer, redis_client
 from conftest import INIT_HEADERS, StartServer, initialize_body
 from test_manager import INFO
@@ -296,7 +297,7 @@ async def test_sqlite_locked_store_costs_the_timeout_once(
         assert 1.9 < first < 3.0
         second = await timed_tool_call(http, url, headers)
         assert second < 0.5
-        stats = app.manager.statistics().stores["events"]  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics().stores["events"]
         assert (stats.state, stats.opened) == ("open", 1)
         assert stats.fast_failures >= 2
         metrics = (await http.get(url.replace("/mcp", "/metrics"))).text
@@ -307,7 +308,7 @@ async def test_sqlite_locked_store_costs_the_timeout_once(
         blocker.execute("ROLLBACK")
         await trio.sleep(5.0)  # the pause: the next append probes, and succeeds
         assert await timed_tool_call(http, url, headers) < 0.5
-        stats = app.manager.statistics().stores["events"]  # type: ignore[attr-defined]
+        stats = manager_of(app).statistics().stores["events"]
         assert stats.state == "closed"
 
 
@@ -425,14 +426,20 @@ async def test_concurrent_deletes_of_one_session_answer_once_each(
 async def test_a_session_closed_while_its_state_is_written_leaves_nothing_behind(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with BoundedSessionManager(McpServer("saves"), session_store=SlowSessionStore()) as m:
+    store = SlowSessionStore()
+    async with BoundedSessionManager(McpServer("saves"), session_store=store) as m:
         session_id = await _stored_session(m)
+        await trio.sleep(0.1)  # the first save is done
+        assert await store.load(session_id) is not None
         await m.create_stream(
             session_id, [Request(2, "logging/setLevel", {"level": "debug"})], INFO, "json"
         )
         await trio.sleep(0.1)  # the state update is under way
         await m.close_session(session_id, CloseReason.DELETED)
         await trio.sleep(5)
-        # The manager's own per-session bookkeeping is gone with the session.
-        assert session_id not in m._records.stored_state
-        assert session_id not in m._records.last_touch
+        # The late state update brought nothing back: the record stays gone,
+        # and the session with it.
+        assert await store.load(session_id) is None
+        stats = m.statistics()
+        assert (stats.live_sessions, stats.slots_held, stats.store_errors) == (0, 0, 0)
+        assert m.session_statistics(session_id) is None

@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+import trio.testing
 
+from _harness import live_stats, set_log_level
 from test_manager import INFO, drain, open_session
-from trio_mcp_sessions import BoundedSessionManager, McpServer, SqliteSessionStore
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    InMemorySessionStore,
+    McpServer,
+    SqliteSessionStore,
+)
 from trio_mcp_sessions._protocol._jsonrpc import Request
 
 if TYPE_CHECKING:
@@ -70,7 +77,39 @@ async def test_subscriptions_are_capped_per_session_and_by_uri_length() -> None:
         await request(manager, session_id, "resources/unsubscribe", {"uri": "r://1"})
         reply = await request(manager, session_id, "resources/subscribe", {"uri": "r://3"})
         assert reply["result"] == {}
-        assert manager.session(session_id).subscriptions == {"r://0", "r://2", "r://3"}
+        assert live_stats(manager, session_id).subscriptions == {"r://0", "r://2", "r://3"}
+
+
+async def test_set_level_and_subscribe_through_a_session_reach_the_stored_record(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The server API changes state through the session's methods, which save the change."""
+    store = InMemorySessionStore()
+    async with BoundedSessionManager(McpServer("state"), session_store=store) as manager:
+        session_id = await open_session(manager)
+        await trio.testing.wait_all_tasks_blocked()  # the first save
+        first = await store.load(session_id)
+        assert first is not None
+        assert (first.log_level, set(first.subscriptions)) == (None, set())
+
+        async def stored() -> tuple[str | None, set[str]]:
+            await trio.testing.wait_all_tasks_blocked()  # the state write runs beside
+            record = await store.load(session_id)
+            assert record is not None
+            return record.log_level, set(record.subscriptions)
+
+        await set_log_level(manager, session_id, "warning")
+        assert await stored() == ("warning", set())
+        for uri in ("r://a", "r://b"):
+            reply = await request(manager, session_id, "resources/subscribe", {"uri": uri})
+            assert reply["result"] == {}
+        assert await stored() == ("warning", {"r://a", "r://b"})
+        await request(manager, session_id, "resources/unsubscribe", {"uri": "r://a"})
+        await set_log_level(manager, session_id, "error")
+        assert await stored() == ("error", {"r://b"})
+        # The live session says the same.
+        live = live_stats(manager, session_id)
+        assert (live.log_level, live.subscriptions) == ("error", frozenset({"r://b"}))
 
 
 @pytest.mark.parametrize("options", [{"max_subscriptions": 0}, {"max_uri_length": 0}])
