@@ -442,4 +442,5 @@ async def test_a_session_closed_while_its_state_is_written_leaves_nothing_behind
         assert await store.load(session_id) is None
         stats = m.statistics()
         assert (stats.live_sessions, stats.slots_held, stats.store_errors) == (0, 0, 0)
+        assert stats.tracked_records == 0  # no bookkeeping left behind by the late update
         assert m.session_statistics(session_id) is None

@@ -111,6 +111,11 @@ class MetricsExporter:
             "resources/subscribe URIs held by live sessions.",
             value=stats.subscriptions,
         )
+        yield GaugeMetricFamily(
+            f"{p}_session_slots_held",
+            "Tokens of the session cap's CapacityLimiter held (settles at live sessions).",
+            value=stats.slots_held,
+        )
         yield CounterMetricFamily(
             f"{p}_store_errors",
             "Store calls that failed, timed out or were refused while the store was down.",

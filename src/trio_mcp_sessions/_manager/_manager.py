@@ -550,7 +550,11 @@ class BoundedSessionManager:
     def statistics(self) -> ManagerStatistics:
         """A snapshot of the counters and gauges (what ``metrics_path`` exports)."""
         return self._counters.snapshot(
-            self._table, self._admission, self._guards, self.limits.max_sessions
+            self._table,
+            self._admission,
+            self._guards,
+            self.limits.max_sessions,
+            self._records.tracked,
         )
 
     @property

@@ -98,6 +98,11 @@ class SessionRecords:
         #: The DELETE under way per session id, which a concurrent one waits for.
         self._deletes: dict[str, trio.Event] = {}
 
+    @property
+    def tracked(self) -> int:
+        """Sessions this component keeps bookkeeping for (settles at the live ones)."""
+        return len(self.stored_state.keys() | self.last_touch.keys())
+
     def ttl(self) -> float:
         lifetime = self.limits.max_lifetime
         return min(self.limits.idle_timeout, lifetime) if lifetime else self.limits.idle_timeout

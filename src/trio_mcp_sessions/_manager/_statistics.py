@@ -47,6 +47,9 @@ class ManagerStatistics:
             its circuit state and call counters (:class:`StoreGuardStatistics`).
         subscriptions: ``resources/subscribe`` URIs held by live sessions
             (each at most ``McpServer.max_subscriptions``).
+        tracked_records: Sessions whose stored record the manager tracks
+            (last saved state, last TTL touch): the live ones with a session
+            store; more would be bookkeeping left behind by closed sessions.
         slots_held: Tokens of the session cap's :class:`trio.CapacityLimiter`
             held now: ``live_sessions`` plus sessions still being created or
             closed. Settles at ``live_sessions``; more would be a leaked slot.
@@ -67,6 +70,7 @@ class ManagerStatistics:
     stores: dict[str, StoreGuardStatistics] = field(default_factory=dict)
     subscriptions: int = 0
     slots_held: int = 0
+    tracked_records: int = 0
 
 
 @final
@@ -97,6 +101,7 @@ class ManagerCounters:
         admission: Admission,
         guards: Mapping[str, StoreGuard],
         max_sessions: int,
+        tracked_records: int,
     ) -> ManagerStatistics:
         """Counters plus the gauges read from their owners (O(live sessions))."""
         sessions = table.sessions.values()
@@ -121,4 +126,5 @@ class ManagerCounters:
             requests_in_flight=sum(s.inflight for s in sessions),
             dropped_readers=self.dropped_readers + sum(s.dropped_readers for s in sessions),
             slots_held=table.limiter.borrowed_tokens,
+            tracked_records=tracked_records,
         )
