@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 PUBLIC = {
     "AppArguments",
     "BoundedSessionManager",
+    "CacheHint",
     "CapabilityNotSupported",
     "ClientInfo",
     "ClientRequestError",
@@ -35,6 +36,7 @@ PUBLIC = {
     "LATEST_PROTOCOL_VERSION",
     "ManagerStatistics",
     "McpError",
+    "McpHeader",
     "McpServer",
     "Message",
     "Notification",
