@@ -140,7 +140,8 @@ class McpServer:
     Args:
         name: ``serverInfo.name``.
         version: ``serverInfo.version``.
-        instructions: Optional ``instructions`` sent in the ``initialize`` result.
+        instructions: Optional ``instructions`` sent in the ``initialize`` result
+            (and, at 2026-07-28, in ``server/discover``'s).
         title: Optional human-readable ``serverInfo.title``.
         request_timeout: Default seconds a server-to-client request (sampling,
             elicitation, roots, ping) waits for its answer.
