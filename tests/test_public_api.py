@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 PUBLIC = {
     "AppArguments",
     "BoundedSessionManager",
+    "CacheHint",
     "CapabilityNotSupported",
     "ClientInfo",
     "ClientRequestError",
@@ -36,6 +37,7 @@ PUBLIC = {
     "LATEST_PROTOCOL_VERSION",
     "ManagerStatistics",
     "McpError",
+    "McpHeader",
     "McpServer",
     "Message",
     "Notification",

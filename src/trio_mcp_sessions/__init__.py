@@ -40,6 +40,7 @@ from ._ratelimit import RateLimit as RateLimit
 from ._ratelimit import SharedRateLimiter as SharedRateLimiter
 from ._serve import serve as serve
 from ._serve import wait_for_shutdown_signal as wait_for_shutdown_signal
+from ._server._caching import CacheHint as CacheHint
 from ._server._content import ToolResult as ToolResult
 from ._server._content import audio_content as audio_content
 from ._server._content import embedded_resource as embedded_resource
@@ -53,6 +54,7 @@ from ._server._errors import CapabilityNotSupported as CapabilityNotSupported
 from ._server._errors import ClientRequestError as ClientRequestError
 from ._server._errors import McpError as McpError
 from ._server._errors import ToolError as ToolError
+from ._server._schema import McpHeader as McpHeader
 from ._server._server import McpServer as McpServer
 from ._session import SessionStatistics as SessionStatistics
 from ._stores._base import EventStore as EventStore

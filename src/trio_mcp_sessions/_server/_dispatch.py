@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Callable, Mapping, Sequence
 
+    from ._caching import CacheHint
     from ._context import Context
 
 __all__ = [
@@ -50,6 +51,8 @@ class RegisteredTool:
     param_names: frozenset[str]
     #: Parameters annotated with an Enum: their JSON values become members.
     enum_params: dict[str, type[enum.Enum]] = field(default_factory=dict)
+    #: The schema's ``x-mcp-header`` parameters: ``{path: (header name, type)}``.
+    param_headers: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -60,6 +63,8 @@ class RegisteredResource:
     context_params: frozenset[str]
     #: Set for a template: matches the URIs it serves, variables as groups.
     pattern: re.Pattern[str] | None = None
+    #: The caching hint of its reads at 2026-07-28 (``None``: the server's).
+    cache: CacheHint | None = None
 
 
 @dataclass(slots=True)
@@ -165,8 +170,12 @@ async def read_resource(
     templates: Sequence[RegisteredResource],
     ctx: Context,
     params: dict[str, Any],
-) -> dict[str, Any]:
-    """``resources/read``: a fixed URI first, else the first template that matches."""
+) -> tuple[dict[str, Any], RegisteredResource]:
+    """``resources/read``: a fixed URI first, else the first template that matches.
+
+    Returns:
+        The result, and the resource (or template) that answered it.
+    """
     uri = params.get("uri")
     if not isinstance(uri, str):
         raise McpError(INVALID_PARAMS, "resources/read: uri must be a string")
@@ -198,7 +207,7 @@ async def read_resource(
         item.setdefault("uri", uri)
         if mime is not None:
             item.setdefault("mimeType", mime)
-    return {"contents": contents}
+    return {"contents": contents}, resource
 
 
 async def get_prompt(

@@ -2,8 +2,10 @@
 
 Only the subset that tool signatures need: primitives, ``list``/``dict``,
 ``Optional``/unions, ``Literal``, :class:`enum.Enum`, ``TypedDict`` and
-``Annotated[T, "description"]``. :func:`validate` checks arguments against
-exactly that subset; explicit user schemas are passed through unvalidated.
+``Annotated[T, "description"]`` (or ``Annotated[T, McpHeader("Name")]``).
+:func:`validate` checks arguments against exactly that subset; explicit user
+schemas are passed through unvalidated (and untouched: every JSON Schema
+2020-12 keyword in them reaches ``tools/list`` as written).
 """
 
 from __future__ import annotations
@@ -14,15 +16,40 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from dataclasses import dataclass
+from typing import Any, Literal, Union, final, get_args, get_origin, get_type_hints
 
-__all__ = ["parse_docstring", "schema_for_type", "signature_schema", "validate"]
+__all__ = ["McpHeader", "parse_docstring", "schema_for_type", "signature_schema", "validate"]
 
 _JSON_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$"
 )
 _ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class McpHeader:
+    """Mirror a tool parameter into the ``Mcp-Param-{name}`` HTTP header (2026-07-28).
+
+    Put it in the parameter's annotation: ``region: Annotated[str,
+    McpHeader("Region")]``. The input schema then carries ``"x-mcp-header":
+    "Region"``, clients send the value in ``Mcp-Param-Region`` too, and
+    proxies can route on it without reading the body; the transport checks
+    that the header matches the body. Only ``str``, ``int`` and ``bool``
+    parameters may carry one, each name once per tool (case-insensitively):
+    a tool breaking a rule is refused when it is registered.
+
+    Args:
+        name: The header's name after ``Mcp-Param-``: an HTTP token.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"McpHeader name must be a str, got {type(self.name).__name__}")
 
 
 def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -69,6 +96,8 @@ def schema_for_type(tp: Any) -> dict[str, Any]:
         for extra in extras:
             if isinstance(extra, str):
                 schema["description"] = extra
+            elif isinstance(extra, McpHeader):
+                schema["x-mcp-header"] = extra.name
             elif isinstance(extra, Mapping):
                 schema.update(extra)
         return schema

@@ -1,4 +1,13 @@
-"""The native MCP server API: what a server offers (registration), the handshake, dispatch."""
+"""The native MCP server API: what a server offers (registration), the handshake, dispatch.
+
+One server answers both eras. A request's era is its peer's
+(``session.client.protocol_version``): the handshake era is answered exactly
+as it always was; at 2026-07-28 (:func:`~.._protocol._era.is_modern_version`)
+every result also says ``resultType`` and who answered (``_meta`` serverInfo),
+the cacheable ones carry caching hints, ``server/discover`` replaces the
+handshake, and a method whose capability discovery does not declare is "not
+found".
+"""
 
 from __future__ import annotations
 
@@ -6,12 +15,27 @@ import enum
 import inspect
 import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, final, get_type_hints
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final, get_type_hints
 
 import trio
 
-from .._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, Notification, Request
+from .._protocol._era import (
+    META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+    MODERN_VERSIONS,
+    REMOVED_METHODS,
+    is_modern_version,
+    param_headers_of,
+)
+from .._protocol._jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
+    Notification,
+    Request,
+)
+from ._caching import CACHEABLE_METHODS, DEFAULT_CACHE_HINT, CacheHint
 from ._context import LOG_LEVELS, Context, Peer
 from ._dispatch import (
     RegisteredPrompt,
@@ -55,6 +79,31 @@ def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
     }
 
 
+#: At 2026-07-28 a method is "not found" unless discovery declares its capability.
+_CAPABILITY_OF: Final = {
+    "tools/list": "tools",
+    "tools/call": "tools",
+    "prompts/list": "prompts",
+    "prompts/get": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resources",
+    "resources/read": "resources",
+    "completion/complete": "completions",
+}
+
+
+def _claims_modern(request: Request) -> bool:
+    """Whether *request* carries a ``_meta`` version claim (as every 2026-07-28 request does).
+
+    The transport routes a request with a claim to the sessionless path, so
+    a session never sees one; without a claim the request is the handshake
+    era's and the peer is not even asked.
+    """
+    params = request.params
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get(META_PROTOCOL_VERSION) is not None
+
+
 _TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -91,13 +140,20 @@ class McpServer:
     Args:
         name: ``serverInfo.name``.
         version: ``serverInfo.version``.
-        instructions: Optional ``instructions`` sent in the ``initialize`` result.
+        instructions: Optional ``instructions`` sent in the ``initialize`` result
+            (and, at 2026-07-28, in ``server/discover``'s).
         title: Optional human-readable ``serverInfo.title``.
         request_timeout: Default seconds a server-to-client request (sampling,
             elicitation, roots, ping) waits for its answer.
         max_subscriptions: ``resources/subscribe`` URIs a session may hold;
             one more is refused (-32602) until it unsubscribes from one.
         max_uri_length: Characters a subscribed URI may have (-32602 beyond).
+        cache: The caching hint (``ttlMs``, ``cacheScope``) of every cacheable
+            2026-07-28 result: ``server/discover``, the lists and
+            ``resources/read``. The default (0 ms, private) promises nothing.
+        cache_hints: Hints for single methods among those, overriding *cache*,
+            e.g. ``{"tools/list": CacheHint(300_000, "public")}``. A resource's
+            own ``cache=`` overrides both for its reads.
     """
 
     def __init__(
@@ -111,7 +167,21 @@ class McpServer:
         request_timeout: float = 60.0,
         max_subscriptions: int = 100,
         max_uri_length: int = 2048,
+        cache: CacheHint = DEFAULT_CACHE_HINT,
+        cache_hints: Mapping[str, CacheHint] | None = None,
     ) -> None:
+        hints = dict(cache_hints or {})
+        for method, hint in (("cache", cache), *hints.items()):
+            if not isinstance(hint, CacheHint):
+                raise TypeError(f"{method}: a CacheHint is required, got {type(hint).__name__}")
+        unknown = sorted(set(hints) - CACHEABLE_METHODS)
+        if unknown:
+            raise ValueError(
+                f"cache_hints: {', '.join(unknown)} has no caching hints; "
+                f"cacheable are {', '.join(sorted(CACHEABLE_METHODS))}"
+            )
+        self.cache = cache
+        self._cache_hints = hints
         for option, value in (
             ("max_subscriptions", max_subscriptions),
             ("max_uri_length", max_uri_length),
@@ -158,6 +228,15 @@ class McpServer:
         receives the request context. Return a string, content block(s), a
         :class:`ToolResult`, or any JSON value (sent as ``structuredContent``
         when it is an object). Raise :class:`ToolError` to report a failure.
+
+        A parameter annotated ``Annotated[str, McpHeader("Name")]`` (or a
+        property of *input_schema* with ``"x-mcp-header": "Name"``) is
+        mirrored in an ``Mcp-Param-Name`` header at 2026-07-28.
+
+        Raises:
+            ValueError: An ``x-mcp-header`` breaks the spec's rules (not an
+                HTTP token, used twice, or on a parameter that is not a
+                string, integer or boolean).
         """
 
         def register(fn: F) -> F:
@@ -178,6 +257,10 @@ class McpServer:
                 definition["annotations"] = annotations
             if meta is not None:
                 definition["_meta"] = meta
+            try:
+                param_headers = param_headers_of(definition["inputSchema"])
+            except ValueError as exc:
+                raise ValueError(f"tool {tool_name!r}: {exc}") from None
             self._tools[tool_name] = RegisteredTool(
                 tool_name,
                 fn,
@@ -186,6 +269,7 @@ class McpServer:
                 input_schema is None,
                 frozenset(params),
                 _enum_params(fn),
+                param_headers,
             )
             return fn
 
@@ -199,13 +283,17 @@ class McpServer:
         description: str | None = None,
         mime_type: str | None = None,
         title: str | None = None,
+        cache: CacheHint | None = None,
     ) -> Callable[[F], F]:
         """Register a resource, or a resource template when *uri* has ``{variables}``.
 
         The function returns ``str`` (text), ``bytes`` (blob), or a list of
         ``ResourceContents`` objects. Template variables arrive as keyword
-        arguments.
+        arguments. *cache* is the caching hint of its reads at 2026-07-28
+        (default: the server's for ``resources/read``).
         """
+        if cache is not None and not isinstance(cache, CacheHint):
+            raise TypeError(f"cache: a CacheHint is required, got {type(cache).__name__}")
 
         def register(fn: F) -> F:
             doc, _ = parse_docstring(fn.__doc__)
@@ -220,11 +308,13 @@ class McpServer:
             if _TEMPLATE_VAR.search(uri):
                 definition["uriTemplate"] = uri
                 self._templates.append(
-                    RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri))
+                    RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri), cache)
                 )
             else:
                 definition["uri"] = uri
-                self._resources[uri] = RegisteredResource(uri, fn, definition, ctx_params)
+                self._resources[uri] = RegisteredResource(
+                    uri, fn, definition, ctx_params, cache=cache
+                )
             return fn
 
         return register
@@ -327,6 +417,13 @@ class McpServer:
     # -- the handshake --------------------------------------------------------------
 
     def capabilities(self) -> dict[str, Any]:
+        """What this server offers, derived from what is registered.
+
+        The same in both eras: at 2026-07-28 the list-changed notifications
+        and resource updates travel on ``subscriptions/listen`` streams
+        (``resources.subscribe`` now means its ``resourceSubscriptions``
+        filter), logs on the request's own stream at its ``logLevel``.
+        """
         caps: dict[str, Any] = {"logging": {}}
         if self._tools:
             caps["tools"] = {"listChanged": True}
@@ -367,14 +464,116 @@ class McpServer:
             result["instructions"] = self.instructions
         return result
 
+    # -- 2026-07-28: discovery, identity, routing headers ----------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        """``{name, version, title?, description?}``: who answers (an ``Implementation``).
+
+        2026-07-28 results carry it in ``_meta["io.modelcontextprotocol/serverInfo"]``;
+        a runner that builds a result itself (an ``input_required`` one) puts
+        it there too.
+        """
+        info: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.title is not None:
+            info["title"] = self.title
+        if self.description is not None:
+            info["description"] = self.description
+        return info
+
+    def discover_result(self) -> dict[str, Any]:
+        """The complete ``server/discover`` result (2026-07-28).
+
+        ``supportedVersions`` is what an unsupported version's -32022 lists
+        too; ``capabilities`` match what is registered. A transport may
+        answer the probe with it before any session-like machinery runs.
+        """
+        result: dict[str, Any] = {
+            "supportedVersions": list(MODERN_VERSIONS),
+            "capabilities": self.capabilities(),
+        }
+        if self.instructions is not None:
+            result["instructions"] = self.instructions
+        return self._complete("server/discover", result, None)
+
+    def param_headers(self, tool_name: str) -> dict[tuple[str, ...], tuple[str, str]]:
+        """A tool's ``x-mcp-header`` parameters: ``{path: (header name, type)}``.
+
+        What the transport checks a ``tools/call``'s ``Mcp-Param-*`` headers
+        against before dispatch (``_era.check_param_headers``); empty for a
+        tool without any, or an unknown one (its call fails on its own).
+        """
+        tool = self._tools.get(tool_name)
+        return dict(tool.param_headers) if tool is not None else {}
+
     # -- dispatch ---------------------------------------------------------------------
 
     async def handle_request(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
         """Answer one request (other than ``initialize``) with its result.
 
+        The era is the peer's (``session.client.protocol_version``), asked
+        only when the request claims a version in ``_meta``. At 2026-07-28 the
+        result is complete: ``resultType``, serverInfo in ``_meta``, caching
+        hints where the method has them.
+
         Raises:
             McpError: For any JSON-RPC error answer.
+            InputRequired: Handler code needs the client's input first
+                (2026-07-28); whoever runs the request answers it.
         """
+        if _claims_modern(request) and is_modern_version(session.client.protocol_version):
+            return await self._handle_modern(request, ctx, session)
+        return await self._handle(request, ctx, session)
+
+    async def _handle_modern(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
+        method = request.method
+        if method == "server/discover":
+            return self.discover_result()
+        needed = _CAPABILITY_OF.get(method)
+        if method in REMOVED_METHODS or (needed is not None and needed not in self.capabilities()):
+            # What discovery does not declare is not there (the conformance
+            # suite checks both directions), whatever the handshake era did.
+            raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        params = request.params or {}
+        hint: CacheHint | None = None
+        try:
+            if method == "resources/read":
+                result, resource = await read_resource(
+                    self._resources, self._templates, ctx, params
+                )
+                hint = resource.cache
+            else:
+                result = await self._handle(request, ctx, session)
+        except McpError as exc:
+            if exc.code != RESOURCE_NOT_FOUND:
+                raise
+            # 2026-07-28 retired -32002: a missing resource is an invalid
+            # param, with the URI in data (resources.mdx#error-handling).
+            data = exc.data
+            uri = params.get("uri")
+            if method == "resources/read" and isinstance(uri, str):
+                data = {"uri": uri, **(data if isinstance(data, dict) else {})}
+            raise McpError(INVALID_PARAMS, exc.message, data) from exc
+        return self._complete(method, result, hint)
+
+    def _complete(
+        self, method: str, result: Mapping[str, Any], hint: CacheHint | None
+    ) -> dict[str, Any]:
+        """*result* as a 2026-07-28 result: a new dict, the handler's own left as it was."""
+        out: dict[str, Any] = {"resultType": "complete", **result}
+        meta = result.get("_meta")
+        out["_meta"] = {
+            META_SERVER_INFO: self.server_info(),
+            **(meta if isinstance(meta, dict) else {}),
+        }
+        # Never on an input_required (or other) result: only complete ones are cacheable.
+        if out["resultType"] == "complete" and method in CACHEABLE_METHODS:
+            if hint is None:
+                hint = self._cache_hints.get(method, self.cache)
+            out.update(hint.to_json())
+        return out
+
+    async def _handle(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
+        """The methods of both eras, answered as the handshake era always did."""
         params = request.params or {}
         match request.method:
             case "ping":
@@ -388,7 +587,8 @@ class McpServer:
             case "resources/templates/list":
                 return {"resourceTemplates": [r.definition for r in self._templates]}
             case "resources/read":
-                return await read_resource(self._resources, self._templates, ctx, params)
+                result, _ = await read_resource(self._resources, self._templates, ctx, params)
+                return result
             case "resources/subscribe" | "resources/unsubscribe":
                 uri = params.get("uri")
                 if not isinstance(uri, str):
