@@ -53,7 +53,7 @@ async def test_a_custom_request_method_gets_its_params_and_a_context(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server = McpServer("custom-handlers")
-    seen: list[tuple[str, object]] = []
+    seen: list[tuple[str | None, object]] = []
 
     @server.request_handler("example/echo")
     async def echo(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +93,7 @@ async def test_a_notification_handler_gets_a_context_without_a_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server = McpServer("custom-handlers")
-    seen: list[tuple[str, object, dict[str, Any]]] = []
+    seen: list[tuple[str | None, object, dict[str, Any]]] = []
 
     @server.notification_handler("notifications/roots/list_changed")
     async def roots_changed(ctx: Context, params: dict[str, Any]) -> None:

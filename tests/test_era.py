@@ -81,6 +81,15 @@ def test_get_and_delete_are_modern_only_by_their_header() -> None:
     assert classify_other(None) is Era.SESSION
     assert classify_other("2025-11-25") is Era.SESSION
     assert classify_other(MODERN) is Era.MODERN
+    assert classify_other("1999-01-01", has_session=True) is Era.SESSION
+
+
+def test_session_traffic_without_a_claim_stays_in_its_session() -> None:
+    # An unknown header inside a session is still that session's -32022.
+    assert classify_post([Request(2, "ping")], "1999-01-01", has_session=True) is Era.SESSION
+    assert classify_post([Request(2, "ping")], "1999-01-01") is Era.MODERN
+    # A claim is modern whatever the session header says (it is then ignored).
+    assert classify_post([request()], MODERN, has_session=True) is Era.MODERN
 
 
 # -- the ladder, rung by rung ------------------------------------------------------------

@@ -283,10 +283,10 @@ async def test_post_unsupported_version_header_is_400(
         assert h.inflight(session_id) == 0
 
 
-async def test_sessionless_modern_request_is_400_unsupported_version(
+async def test_a_modern_request_without_client_capabilities_is_invalid_params(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
-    """A 2026-07-28 client's ``server/discover`` learns which versions we speak."""
+    """A 2026-07-28 request is sessionless; its ``_meta`` must say what the client can do."""
     with trio.fail_after(10):
         h = await start(start_server, http)
         before = h.stats()
@@ -296,9 +296,9 @@ async def test_sessionless_modern_request_is_400_unsupported_version(
             "method": "server/discover",
             "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}},
         }
-        r = await h.post(body, version="2026-07-28")
-        error = assert_error(r, 400, UNSUPPORTED_PROTOCOL_VERSION, maybe_id=1)
-        assert set(error["error"]["data"]["supported"]) == set(SUPPORTED_PROTOCOL_VERSIONS)
+        r = await h.post(body, version="2026-07-28", headers={"mcp-method": "server/discover"})
+        assert_error(r, 400, INVALID_PARAMS, maybe_id=1)
+        assert "mcp-session-id" not in r.headers
         h.assert_nothing_allocated(before)
 
 
@@ -396,7 +396,7 @@ async def test_http_error_echoes_readable_request_id(
         elif case == "sessionless-modern-version":
             body = {"jsonrpc": "2.0", "id": request_id, "method": "server/discover"}
             r = await h.post(body, version="2026-07-28")
-            status, code = 400, UNSUPPORTED_PROTOCOL_VERSION
+            status, code = 400, INVALID_PARAMS  # the 2026-07-28 ladder: no _meta
         elif case == "initialize-with-session":
             r = await h.post(initialize_body(request_id=request_id), session_id)
             status, code = 400, INVALID_REQUEST

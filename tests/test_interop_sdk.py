@@ -193,7 +193,7 @@ def make_server(probe: Probe | None = None) -> McpServer:
     @server.tool()
     def whoami(ctx: Context) -> str:
         """The MCP session id this call arrived on."""
-        return ctx.session_id
+        return ctx.session_id or "none"
 
     @server.tool()
     async def slow_add(a: int, b: int, delay: float) -> int:

@@ -23,7 +23,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "transport": (
         ("_transport", "_metrics"),
         ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors", "_options"),
-        ("_ratelimit", "_server._server", "_stores._base", "_serve", "_manager"),
+        ("_ratelimit", "_server._server", "_stores._base", "_serve", "_manager", "_stateless"),
     ),
     "manager": (
         ("_manager",),
@@ -59,15 +59,22 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         ("_session", "_interface", "_streams", "_errors", "_protocol", "_server", "_stores"),
         (),
     ),
+    # The 2026-07-28 half: one request at a time, no session; beside the sessions.
+    "sessionless": (
+        ("_stateless",),
+        ("_stateless", "_interface", "_streams", "_errors", "_protocol", "_server"),
+        (),
+    ),
     "server API": (("_server",), ("_server", "_protocol"), ()),
     "stores": (("_stores",), ("_stores", "_errors"), ("_ratelimit",)),
     "interface": (("_interface", "_streams"), ("_errors",), ("_protocol", "_streams")),
     "protocol core": (("_protocol", "_errors", "_ratelimit"), ("_protocol",), ()),
 }
 
-#: The one runtime edge from the transport into the manager layer: the app
-#: builds the default BoundedSessionManager (its data path uses the interface).
-EXCEPTIONS = {("_transport._asgi", "_manager")}
+#: The runtime edges from the transport into the layers below the interface: the
+#: app builds the default BoundedSessionManager (its data path uses the
+#: interface) and the sessionless service.
+EXCEPTIONS = {("_transport._asgi", "_manager"), ("_transport._asgi", "_stateless")}
 
 
 def _module_name(path: Path) -> str:

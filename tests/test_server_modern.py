@@ -45,7 +45,10 @@ from trio_mcp_sessions._protocol._jsonrpc import (
 from trio_mcp_sessions._server._errors import InputRequired, MissingClientCapability
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Set as AbstractSet
+
+    from trio_mcp_sessions import InputRequest
 
 MODERN = "2026-07-28"
 HANDSHAKE = "2025-11-25"
@@ -134,6 +137,15 @@ class FakePeer:
         raise AssertionError("not used")
 
     def close_request_stream(self, request_id: RequestId) -> None:
+        raise AssertionError("not used")
+
+    async def request_input(
+        self,
+        requests: Mapping[str, InputRequest],
+        *,
+        related_request: RequestId | None,
+        timeout: float,
+    ) -> dict[str, dict[str, Any]]:
         raise AssertionError("not used")
 
 

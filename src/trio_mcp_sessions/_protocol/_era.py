@@ -129,14 +129,19 @@ def _claimed_version(message: Request | Notification) -> object:
     return meta.get(META_PROTOCOL_VERSION)
 
 
-def classify_post(messages: Sequence[Message], header_version: str | None) -> Era:
+def classify_post(
+    messages: Sequence[Message], header_version: str | None, *, has_session: bool = False
+) -> Era:
     """The era of a POST body, already parsed into *messages*.
 
     A ``_meta`` version claim selects the modern era, even on ``initialize``
-    (which then gets -32601). Without a claim, a header naming a modern or an
-    unknown version selects it too (the ladder answers -32602, "missing
-    ``_meta``"). Everything else is the handshake era, served exactly as
-    before: batches, posted responses, ``initialize``, session traffic.
+    (which then gets -32601) and whatever ``Mcp-Session-Id`` says. Without a
+    claim, a request outside a session (*has_session*: it carries a session
+    id) whose header names a modern or an unknown version is modern too (the
+    ladder answers -32602, "missing ``_meta``"). Everything else is the
+    handshake era, served exactly as before: batches, posted responses,
+    ``initialize``, and all session traffic, where an unknown header version
+    is still answered -32022.
     """
     if len(messages) == 1 and isinstance(messages[0], (Request, Notification)):
         if _claimed_version(messages[0]) is not None:
@@ -145,14 +150,14 @@ def classify_post(messages: Sequence[Message], header_version: str | None) -> Er
         isinstance(m, (Request, Notification)) and _claimed_version(m) is not None for m in messages
     ):
         return Era.MODERN  # a batch claiming the new revision: the ladder refuses it
-    if header_version is not None and is_modern_version(header_version):
+    if not has_session and header_version is not None and is_modern_version(header_version):
         return Era.MODERN
     return Era.SESSION
 
 
-def classify_other(header_version: str | None) -> Era:
-    """The era of a GET or DELETE: modern (answered 405) only when the header says so."""
-    if header_version is not None and is_modern_version(header_version):
+def classify_other(header_version: str | None, *, has_session: bool = False) -> Era:
+    """The era of a GET or DELETE: modern (405) when its header says so, outside a session."""
+    if not has_session and header_version is not None and is_modern_version(header_version):
         return Era.MODERN
     return Era.SESSION
 

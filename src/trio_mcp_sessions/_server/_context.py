@@ -103,8 +103,8 @@ class Peer(Protocol):
     """
 
     @property
-    def session_id(self) -> str:
-        """The ``Mcp-Session-Id``."""
+    def session_id(self) -> str | None:
+        """The ``Mcp-Session-Id`` (``None`` at 2026-07-28, which has no sessions)."""
         ...
 
     @property
@@ -218,7 +218,8 @@ class Context:
     # -- who is asking ---------------------------------------------------------------
 
     @property
-    def session_id(self) -> str:
+    def session_id(self) -> str | None:
+        """The session's id; ``None`` for a 2026-07-28 request (no sessions)."""
         return self._peer.session_id
 
     @property

@@ -97,6 +97,7 @@ def _from_protocol_error(
         exc.code,
         exc.message,
         request_id=request_id if request_id is not None else exc.request_id,
+        data=exc.data,
     )
 
 

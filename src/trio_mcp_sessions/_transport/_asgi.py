@@ -35,6 +35,7 @@ from .._interface import (
 from .._manager import BoundedSessionManager  # the default manager, built here
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
+from .._protocol._era import Era, classify_other, classify_post
 from .._protocol._jsonrpc import (
     INVALID_REQUEST,
     SERVER_ERROR,
@@ -50,6 +51,7 @@ from .._protocol._lifecycle import (
     parse_initialize,
     supports_batches,
 )
+from .._stateless import SessionlessService  # the 2026-07-28 half, built here
 from . import _hypercorn_h2
 from ._answers import (
     SESSION_HEADER,
@@ -62,6 +64,7 @@ from ._answers import (
     _unsupported_version,
 )
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
+from ._modern import method_not_allowed, post_modern
 from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 
 if TYPE_CHECKING:
@@ -240,6 +243,14 @@ class StreamableHTTPApp:
                 on_session_closed=on_session_closed,
             )
         self.manager: SessionManager = manager
+        #: Serves 2026-07-28 requests (no sessions) with *server*'s handlers;
+        #: ``None`` without a server: such requests get -32022 (use a session).
+        self.server = server
+        self.sessionless: SessionlessService | None = (
+            SessionlessService(server, write_timeout=options.limits.write_timeout)
+            if server is not None
+            else None
+        )
         #: Seconds a connection may make no progress on a write (a client that
         #: stopped reading) before :func:`serve` cuts it: the manager's, unless
         #: *limits* is given here.
@@ -264,10 +275,12 @@ class StreamableHTTPApp:
 
         A user-supplied manager is the user's to run; then this only waits.
         """
-        if self._bounded is None:
-            task_status.started()
-            await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
+            if self.sessionless is not None:
+                await nursery.start(self.sessionless.run)
+            if self._bounded is None:
+                task_status.started()
+                await trio.sleep_forever()
             await nursery.start(self._bounded.run)
             task_status.started()
 
@@ -277,10 +290,14 @@ class StreamableHTTPApp:
         Requests in flight go on; :meth:`finish_drain` ends what is left.
         """
         self.manager.begin_drain()
+        if self.sessionless is not None:
+            self.sessionless.begin_drain()
 
     def finish_drain(self) -> None:
         """End every SSE response still open with a ``retry`` hint (grace is over)."""
         self.manager.finish_drain()
+        if self.sessionless is not None:
+            self.sessionless.finish_drain()
 
     def statistics(self) -> TransportStatistics:
         """What the transport refused and cut (the manager has its own statistics)."""
@@ -311,6 +328,8 @@ class StreamableHTTPApp:
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
                 self.finish_drain()  # connections are gone by now: nothing waits any more
+                if self.sessionless is not None:
+                    await self.sessionless.aclose()
                 if self._bounded is not None:
                     # Stop rather than cancel: idle sessions then close at once
                     # instead of each unwinding a Cancelled (50,000 sessions:
@@ -379,6 +398,13 @@ class StreamableHTTPApp:
             headers=headers,
         )
         method = scope["method"]
+        if (
+            method != "POST"
+            and self.sessionless is not None
+            and classify_other(headers.get(VERSION_HEADER), has_session=SESSION_HEADER in headers)
+            is Era.MODERN
+        ):
+            raise method_not_allowed()
         if method == "POST":
             return await self._post(scope, receive, send, headers, info)
         if method == "GET":
@@ -449,6 +475,26 @@ class StreamableHTTPApp:
             messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
             raise _from_protocol_error(exc) from None
+        if (
+            self.sessionless is not None
+            and self.server is not None
+            and classify_post(
+                messages, headers.get(VERSION_HEADER), has_session=SESSION_HEADER in headers
+            )
+            is Era.MODERN
+        ):
+            await post_modern(
+                self.sessionless,
+                self.server,
+                scope,
+                receive,
+                send,
+                headers,
+                info,
+                messages,
+                sse_allowed=self.reply_mode == "sse",
+            )
+            return None
         # Echo the request's id in error answers when there is exactly one.
         only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
         _check_version_header(headers, only_id)

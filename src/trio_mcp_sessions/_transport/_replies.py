@@ -7,6 +7,7 @@ reports a disconnect only through ``receive()``, so every wait here watches
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -189,3 +190,67 @@ async def _wait_for_news(stream: EventStream, receive: Receive) -> bool:
         return not await _disconnected_before(waiting, receive)
     finally:
         stream.set_waker(None)
+
+
+#: Seconds between keep-alive comments on a quiet 2026-07-28 SSE response (as the SDKs).
+KEEPALIVE_SECONDS: Final = 15.0
+_KEEPALIVE: Final = b": keep-alive\n\n"
+
+
+async def _reply_modern(
+    receive: Receive,
+    send: Send,
+    stream: EventStream,
+    status_of: Callable[[], int],
+    *,
+    sse: bool,
+    keepalive: float = KEEPALIVE_SECONDS,
+) -> None:
+    """Answer one 2026-07-28 request: JSON when nothing but the reply came, else SSE.
+
+    The content type must be chosen before the status is known, so the
+    response starts only when there is something to say: the reply alone (a
+    JSON answer, with the HTTP status its error asks for), a notification
+    (an SSE stream, 200), or *keepalive* seconds of silence (SSE, with a
+    keep-alive comment, so a long call does not look dead to proxies).
+    Leaving cancels the request's handler (the stream's detach does).
+    """
+    try:
+        ready, ended = await _wait_briefly(stream)
+        deadline = trio.current_time() + keepalive
+        while not ready and not ended:
+            with trio.move_on_at(deadline):
+                if not await _wait_for_news(stream, receive):
+                    return  # the client is gone: its request is cancelled
+            ready, ended = _drain_ready(stream)
+            if trio.current_time() >= deadline and sse:
+                break
+            if not sse:
+                deadline = math.inf  # JSON only: wait for the reply, however long
+        if ended and (not sse or len(ready) <= 1):
+            stream.detach()
+            body = ready[-1].data if ready else b""
+            if not body:
+                await _send_simple(send, 202, b"", [])
+                return
+            await _send_simple(send, status_of(), body, [_JSON])
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        events = ready
+        while True:
+            chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
+            if ended:
+                stream.detach()
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return
+            await send(
+                {"type": "http.response.body", "body": chunk or _KEEPALIVE, "more_body": True}
+            )
+            events, ended = _drain_ready(stream)
+            if not events and not ended:
+                with trio.move_on_after(keepalive):
+                    if not await _wait_for_news(stream, receive):
+                        return
+                events, ended = _drain_ready(stream)
+    finally:
+        stream.detach()

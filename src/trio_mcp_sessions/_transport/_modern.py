@@ -1,0 +1,101 @@
+"""A 2026-07-28 POST: the ladder, the header checks that need the server, the answer.
+
+The sessionless half of the endpoint. A request here never reads, mints or
+echoes ``Mcp-Session-Id`` and ignores ``Last-Event-ID``; its handler runs in
+the sessionless service (:mod:`._stateless`), and its answer is JSON unless
+the handler says something before it finishes (then SSE).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._errors import ServiceUnavailable
+from .._protocol._era import (
+    MODERN_VERSIONS,
+    RoutingHeaders,
+    check_modern,
+    check_param_headers,
+    http_status_for,
+)
+from .._protocol._jsonrpc import Notification, ProtocolError, Request
+from ._answers import _answer_for, _from_protocol_error, _HTTPError
+from ._http import accepts
+from ._replies import _reply_modern, _send_simple
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._interface import RequestInfo
+    from .._protocol._jsonrpc import Message
+    from .._server._server import McpServer
+    from .._stateless import SessionlessService
+    from ._replies import Receive, Scope, Send
+
+__all__ = ["post_modern"]
+
+#: What a log level may be in a request's ``_meta`` (RFC 5424, as MCP's LoggingLevel).
+_LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+async def post_modern(
+    service: SessionlessService,
+    server: McpServer,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: dict[str, str],
+    info: RequestInfo,
+    messages: Sequence[Message],
+    *,
+    sse_allowed: bool,
+) -> None:
+    """Answer one modern POST body (already parsed) on *send*.
+
+    Raises:
+        _HTTPError: An answer before any handler ran (the ladder, 405/406...).
+    """
+    if len(messages) == 1 and isinstance(messages[0], Notification):
+        # This revision defines no client notifications over HTTP: accept, drop.
+        await _send_simple(send, 202, b"", [])
+        return
+    routing = RoutingHeaders.from_asgi(scope.get("headers", ()))
+    try:
+        modern = check_modern(messages, routing, supported=MODERN_VERSIONS, log_levels=_LOG_LEVELS)
+        request = modern.message
+        if isinstance(request, Request) and request.method == "tools/call":
+            params = request.params or {}
+            name, arguments = params.get("name"), params.get("arguments")
+            if isinstance(name, str):
+                annotations = server.param_headers(name)
+                if annotations:
+                    check_param_headers(
+                        annotations,
+                        arguments if isinstance(arguments, dict) else {},
+                        routing,
+                        request.id,
+                    )
+    except ProtocolError as exc:
+        raise _from_protocol_error(exc) from None
+    request_id = request.id if isinstance(request, Request) else None
+    sse = sse_allowed and accepts(headers.get("accept"), "text/event-stream")
+    try:
+        exchange = service.open_request(modern, info, notifications=sse)
+    except ServiceUnavailable as exc:
+        raise _answer_for(exc, request_id) from None
+
+    def status() -> int:
+        code = exchange.error_code
+        return 200 if code is None else http_status_for(code)
+
+    await _reply_modern(receive, send, exchange.stream, status, sse=sse)
+
+
+def method_not_allowed() -> _HTTPError:
+    """GET and DELETE do not exist at 2026-07-28 (no GET stream, no session to delete)."""
+    return _HTTPError(
+        405,
+        -32000,
+        "Method Not Allowed: a 2026-07-28 endpoint takes POST only",
+        headers=[(b"allow", b"POST")],
+    )
