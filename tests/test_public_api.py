@@ -52,6 +52,7 @@ PUBLIC = {
     "Request",
     "RequestId",
     "RequestInfo",
+    "RequestStateCodec",
     "Response",
     "RestoreOutcome",
     "SUPPORTED_PROTOCOL_VERSIONS",

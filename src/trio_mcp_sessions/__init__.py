@@ -36,6 +36,7 @@ from ._protocol._jsonrpc import Response as Response
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo
+from ._protocol._request_state import RequestStateCodec as RequestStateCodec
 from ._ratelimit import RateLimit as RateLimit
 from ._ratelimit import SharedRateLimiter as SharedRateLimiter
 from ._serve import serve as serve

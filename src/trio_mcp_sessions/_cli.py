@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import importlib
 import importlib.util
@@ -17,6 +19,7 @@ from ._interface import ReplyMode
 from ._manager import EvictionPolicy, SessionLimits
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
+from ._protocol._request_state import RequestStateCodec
 from ._ratelimit import RateLimit
 from ._serve import BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
@@ -164,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
         help="messages in one JSON-RPC batch (2025-03-26) at most; larger get 400",
     )
     run.add_argument(
+        "--request-state-keys",
+        metavar="FILE",
+        default=None,
+        help="file of base64 keys (32+ bytes each, one per line, the first signs) that seal "
+        "2026-07-28 requestState; every instance behind one endpoint needs the same file "
+        "(default: a random key per process)",
+    )
+    run.add_argument(
         "--metrics-path", default=options.metrics_path, help="serve Prometheus metrics here"
     )
     stores = run.add_mutually_exclusive_group()
@@ -243,6 +254,21 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         raise SystemExit(f"error: {exc}") from None
 
 
+def _read_keys(path: str) -> list[bytes]:
+    """The key ring from a file of base64 lines (blank lines and ``#`` comments skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="ascii").splitlines()
+        keys = [
+            base64.b64decode(line.strip(), validate=True)
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        RequestStateCodec(keys)  # the codec's own checks: count and length
+    except (OSError, UnicodeError, binascii.Error, TypeError, ValueError) as exc:
+        raise SystemExit(f"error: --request-state-keys {path}: {exc}") from None
+    return keys
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -260,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         path = options.path
         if args.no_event_store:
             arguments["event_store"] = None
+        if args.request_state_keys:
+            arguments["request_states"] = RequestStateCodec(_read_keys(args.request_state_keys))
     else:
         path = target.path
 

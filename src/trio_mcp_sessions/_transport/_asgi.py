@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._manager import SessionLimits
+    from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
     from .._server._server import McpServer
@@ -132,6 +133,7 @@ class AppArguments(TypedDict, total=False):
     principal: Callable[[Scope], str | None] | None
     on_session_created: Callable[[str, RequestInfo], None] | None
     on_session_closed: Callable[[str, CloseReason], None] | None
+    request_states: RequestStateCodec | None
     path: str | None
     reply_mode: ReplyMode | None
     max_body_bytes: int | None
@@ -174,6 +176,10 @@ class StreamableHTTPApp:
             ``initialize`` (built-in manager).
         on_session_closed: ``fn(session_id, CloseReason)`` after every close
             (built-in manager).
+        request_states: Seals the ``requestState`` of 2026-07-28
+            input-required rounds (:class:`RequestStateCodec`). Instances
+            behind one endpoint must share its keys; the default makes a
+            random key per process.
         path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
         store_timeout, store_failure_threshold, store_probe_after,
         metrics_path, host_policy: Each overrides that field of *options*
@@ -194,6 +200,7 @@ class StreamableHTTPApp:
         principal: Callable[[Scope], str | None] | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
+        request_states: RequestStateCodec | None = None,
         path: str | None = None,
         reply_mode: ReplyMode | None = None,
         max_body_bytes: int | None = None,
@@ -247,7 +254,11 @@ class StreamableHTTPApp:
         #: ``None`` without a server: such requests get -32022 (use a session).
         self.server = server
         self.sessionless: SessionlessService | None = (
-            SessionlessService(server, write_timeout=options.limits.write_timeout)
+            SessionlessService(
+                server,
+                request_states=request_states,
+                write_timeout=options.limits.write_timeout,
+            )
             if server is not None
             else None
         )

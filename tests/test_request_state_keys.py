@@ -1,0 +1,107 @@
+"""requestState keys shared by instances: a round begun on one finishes on another."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from _harness import messages
+from trio_mcp_sessions import Context, McpServer, RequestStateCodec, StreamableHTTPApp
+from trio_mcp_sessions._cli import _read_keys
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
+    from conftest import StartServer
+
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
+
+META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+}
+HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/call",
+    "mcp-name": "ask",
+}
+
+
+def make_server() -> McpServer:
+    server = McpServer("keys")
+
+    @server.tool()
+    async def ask(ctx: Context) -> str:
+        """Ask for a colour."""
+        answer = await ctx.elicit("Colour?", {"type": "object"}, key="colour")
+        return f"colour: {answer['content']['colour']}"
+
+    return server
+
+
+async def call(http: httpx.AsyncClient, url: str, params: dict[str, Any]) -> httpx.Response:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    return await http.post(url, content=json.dumps(body), headers=HEADERS)
+
+
+@pytest.mark.parametrize("same_keys", [True, False])
+async def test_a_round_begun_on_one_instance_finishes_on_another_with_the_same_keys(
+    start_server: StartServer, http: httpx.AsyncClient, same_keys: bool
+) -> None:
+    key = secrets.token_bytes(32)
+    other = key if same_keys else secrets.token_bytes(32)
+    with trio.fail_after(10):
+        first_url = await start_server(
+            StreamableHTTPApp(make_server(), request_states=RequestStateCodec([key]))
+        )
+        second_url = await start_server(
+            StreamableHTTPApp(make_server(), request_states=RequestStateCodec([other]))
+        )
+        params = {"_meta": META, "name": "ask", "arguments": {}}
+        [first] = messages(await call(http, first_url, params))
+        state = first["result"]["requestState"]
+        retry = {
+            **params,
+            "requestState": state,
+            "inputResponses": {"colour": {"action": "accept", "content": {"colour": "teal"}}},
+        }
+        r = await call(http, second_url, retry)
+        if same_keys:
+            assert r.status_code == 200, r.text
+            [done] = messages(r)
+            assert done["result"]["content"][0]["text"] == "colour: teal"
+        else:
+            assert r.status_code == 400
+            error = r.json()["error"]
+            assert (error["code"], error["data"]["reason"]) == (-32602, "unknown_key")
+
+
+def test_the_command_line_reads_a_key_ring(tmp_path: Path) -> None:
+    keys = [secrets.token_bytes(32), secrets.token_bytes(48)]
+    path = tmp_path / "keys"
+    path.write_text(
+        "# signing key first\n" + "\n".join(base64.b64encode(k).decode() for k in keys) + "\n\n"
+    )
+    assert _read_keys(str(path)) == keys
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "not base64!\n", base64.b64encode(b"short").decode(), "é"],
+)
+def test_a_bad_key_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "keys"
+    path.write_text(content)
+    with pytest.raises(SystemExit, match="error: --request-state-keys"):
+        _read_keys(str(path))
+    with pytest.raises(SystemExit, match="error: --request-state-keys"):
+        _read_keys(str(tmp_path / "missing"))
