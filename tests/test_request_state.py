@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from trio_mcp_sessions._protocol._jsonrpc import INVALID_PARAMS
 from trio_mcp_sessions._protocol._request_state import (
-    Binding,
     InvalidRequestState,
+    RequestStateBinding,
     RequestStateCodec,
     RequestStateTooLarge,
     TooManyRounds,
@@ -23,7 +23,9 @@ from trio_mcp_sessions._protocol._request_state import (
 )
 
 K1, K2 = b"\x01" * 32, b"\x02" * 32
-B = Binding(method="tools/call", name="book", principal="alice", protocol_version="2026-07-28")
+B = RequestStateBinding(
+    method="tools/call", name="book", principal="alice", protocol_version="2026-07-28"
+)
 STATE = {"step": 2, "answers": {"city": "Zürich"}, "list": [1, 2.5, None, True]}
 
 

@@ -36,7 +36,12 @@ from ._protocol._jsonrpc import Response as Response
 from ._protocol._lifecycle import LATEST_PROTOCOL_VERSION as LATEST_PROTOCOL_VERSION
 from ._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._protocol._lifecycle import ClientInfo as ClientInfo
+from ._protocol._request_state import InvalidRequestState as InvalidRequestState
+from ._protocol._request_state import OpenedRequestState as OpenedRequestState
+from ._protocol._request_state import RequestStateBinding as RequestStateBinding
 from ._protocol._request_state import RequestStateCodec as RequestStateCodec
+from ._protocol._request_state import UsedStates as UsedStates
+from ._protocol._request_state import UsedStatesStatistics as UsedStatesStatistics
 from ._ratelimit import RateLimit as RateLimit
 from ._ratelimit import SharedRateLimiter as SharedRateLimiter
 from ._serve import serve as serve

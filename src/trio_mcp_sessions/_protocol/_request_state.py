@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from ._jsonrpc import RequestId
 
 __all__ = [
-    "Binding",
     "InvalidRequestState",
-    "OpenedState",
+    "OpenedRequestState",
     "Reason",
+    "RequestStateBinding",
     "RequestStateCodec",
     "RequestStateTooLarge",
     "TooManyRounds",
@@ -111,13 +111,13 @@ class TooManyRounds(ValueError):
 
 
 def params_digest(params: Any) -> str:
-    """A short digest of a request's salient params (e.g. tool arguments), for :class:`Binding`."""
+    """A short digest of salient params (e.g. tool arguments), for :class:`RequestStateBinding`."""
     text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return _b64(hashlib.sha256(text.encode()).digest()[:16])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Binding:
+class RequestStateBinding:
     """What a token is good for: it opens only on a request that matches every field.
 
     ``principal`` is the authenticated identity (``None`` without auth; never
@@ -137,7 +137,7 @@ class Binding:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenedState:
+class OpenedRequestState:
     """A verified token: the handler's state and where the rounds stand."""
 
     payload: dict[str, Any]
@@ -264,7 +264,9 @@ class RequestStateCodec:
             raise ValueError(f"max_rounds must be at least 1, not {max_rounds}")
         self.ttl, self.skew, self.max_bytes, self.max_rounds = ttl, skew, max_bytes, max_rounds
 
-    def seal(self, state: Mapping[str, Any], *, binding: Binding, now: float, round: int) -> str:
+    def seal(
+        self, state: Mapping[str, Any], *, binding: RequestStateBinding, now: float, round: int
+    ) -> str:
         """A token carrying *state* (JSON, str keys) for input-required round *round* (from 1)."""
         _check_now(now)
         if isinstance(round, bool) or not isinstance(round, int) or round < 1:
@@ -288,8 +290,13 @@ class RequestStateCodec:
         return token
 
     def open(
-        self, token: object, *, binding: Binding, now: float, used: UsedStates | None = None
-    ) -> OpenedState:
+        self,
+        token: object,
+        *,
+        binding: RequestStateBinding,
+        now: float,
+        used: UsedStates | None = None,
+    ) -> OpenedRequestState:
         """Verify a client's *token* (any JSON value) for this request, or raise
         :class:`InvalidRequestState`. With *used*, a token opens once."""
         _check_now(now)
@@ -318,7 +325,7 @@ class RequestStateCodec:
         nonce: str = envelope["n"]
         if used is not None and not used.check_and_record(nonce, expires_at, now):
             raise InvalidRequestState("replayed" if nonce in used else "replay_cache_full")
-        return OpenedState(envelope["s"], envelope["r"], nonce, issued_at, expires_at)
+        return OpenedRequestState(envelope["s"], envelope["r"], nonce, issued_at, expires_at)
 
     @staticmethod
     def _mac(key: bytes, signed: str) -> str:

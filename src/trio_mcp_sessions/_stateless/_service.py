@@ -28,7 +28,12 @@ from .._protocol._jsonrpc import (
     Response,
     encode,
 )
-from .._protocol._request_state import Binding, InvalidRequestState, RequestStateCodec, UsedStates
+from .._protocol._request_state import (
+    InvalidRequestState,
+    RequestStateBinding,
+    RequestStateCodec,
+    UsedStates,
+)
 from .._server._context import Context
 from .._server._errors import InputRequired, failure
 from .._streams import EventStream, SseEvent
@@ -227,7 +232,7 @@ class SessionlessService:
         message = request.message
         assert isinstance(message, Request)
         params = dict(message.params or {})
-        binding = Binding(
+        binding = RequestStateBinding(
             principal=info.principal,
             method=message.method,
             name=_name_of(message.method, params),
@@ -267,7 +272,7 @@ class SessionlessService:
         return self._ask_for_input(message.id, peer.asked, answers, binding, round_ + 1)
 
     def _gathered(
-        self, params: dict[str, Any], binding: Binding
+        self, params: dict[str, Any], binding: RequestStateBinding
     ) -> tuple[dict[str, dict[str, Any]], int]:
         """The answers the client has given so far, and the round they answer."""
         responses = params.pop("inputResponses", None)
@@ -302,7 +307,7 @@ class SessionlessService:
         request_id: Any,
         asked: dict[str, dict[str, Any]],
         answers: dict[str, dict[str, Any]],
-        binding: Binding,
+        binding: RequestStateBinding,
         round_: int,
     ) -> Response | ErrorResponse:
         try:
