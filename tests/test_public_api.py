@@ -55,6 +55,7 @@ PUBLIC = {
     "RequestId",
     "RequestInfo",
     "RequestStateBinding",
+    "RequestStateReason",
     "RequestStateCodec",
     "Response",
     "RestoreOutcome",
@@ -124,8 +125,6 @@ def test_errors_share_one_base() -> None:
         "RateLimited",
         "EventsPurged",
         "UnknownEventId",
-        "UsedStates",
-        "UsedStatesStatistics",
         "StoreUnavailable",
     ):
         assert issubclass(getattr(trio_mcp_sessions, name), trio_mcp_sessions.SessionError)

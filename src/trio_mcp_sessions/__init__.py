@@ -40,6 +40,7 @@ from ._protocol._request_state import InvalidRequestState as InvalidRequestState
 from ._protocol._request_state import OpenedRequestState as OpenedRequestState
 from ._protocol._request_state import RequestStateBinding as RequestStateBinding
 from ._protocol._request_state import RequestStateCodec as RequestStateCodec
+from ._protocol._request_state import RequestStateReason as RequestStateReason
 from ._protocol._request_state import UsedStates as UsedStates
 from ._protocol._request_state import UsedStatesStatistics as UsedStatesStatistics
 from ._ratelimit import RateLimit as RateLimit

@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidRequestState",
     "OpenedRequestState",
-    "Reason",
     "RequestStateBinding",
     "RequestStateCodec",
+    "RequestStateReason",
     "RequestStateTooLarge",
     "TooManyRounds",
     "UsedStates",
@@ -52,7 +52,7 @@ __all__ = [
     "params_digest",
 ]
 
-Reason: TypeAlias = Literal[
+RequestStateReason: TypeAlias = Literal[
     "malformed",
     "tampered",
     "unknown_key",
@@ -64,7 +64,7 @@ Reason: TypeAlias = Literal[
     "replay_cache_full",
 ]
 
-_MESSAGES: Final[Mapping[Reason, str]] = {
+_MESSAGES: Final[Mapping[RequestStateReason, str]] = {
     "malformed": "requestState is not one we issued",
     "tampered": "requestState failed verification",
     "unknown_key": "requestState was signed with a key this server does not hold",
@@ -85,14 +85,14 @@ _MAX_NONCE: Final = 64
 class InvalidRequestState(Exception):
     """A ``requestState`` we refuse; answer JSON-RPC -32602 (see :meth:`to_protocol_error`).
 
-    ``reason`` is one of :data:`Reason`; ``message`` is safe to send and never
+    ``reason`` is one of :data:`RequestStateReason`; ``message`` is safe to send and never
     echoes the token.
     """
 
     code: Final = INVALID_PARAMS
 
-    def __init__(self, reason: Reason) -> None:
-        self.reason: Reason = reason
+    def __init__(self, reason: RequestStateReason) -> None:
+        self.reason: RequestStateReason = reason
         self.message = _MESSAGES[reason]
         super().__init__(self.message)
 
