@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_mcp_sessions._protocol._era import (
+    ADVERTISED_VERSIONS,
     HEADER_MISMATCH,
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
@@ -157,7 +158,9 @@ def test_rung_3_an_unsupported_version_lists_ours() -> None:
         400,
         4,
     )
-    assert error.data == {"supported": ["2026-07-28"], "requested": "v999.0.0"}
+    # What server/discover lists: every revision we serve, both eras.
+    assert error.data == {"supported": list(ADVERTISED_VERSIONS), "requested": "v999.0.0"}
+    assert ADVERTISED_VERSIONS[0] == "2026-07-28"
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from _harness import (
     parse_sse,
     start,
 )
-from trio_mcp_sessions import SUPPORTED_PROTOCOL_VERSIONS
+from trio_mcp_sessions._protocol._era import ADVERTISED_VERSIONS
 
 if TYPE_CHECKING:
     import httpx
@@ -81,7 +81,7 @@ async def test_get_unsupported_version_header_is_400(
         session_id = await h.initialize()
         r = await h.get(session_id, "1999-01-01")
         body = assert_error(r, 400, UNSUPPORTED_PROTOCOL_VERSION)
-        assert body["error"]["data"]["supported"] == list(SUPPORTED_PROTOCOL_VERSIONS)
+        assert body["error"]["data"]["supported"] == list(ADVERTISED_VERSIONS)
 
 
 async def test_get_opens_an_sse_stream(start_server: StartServer, http: httpx.AsyncClient) -> None:

@@ -35,6 +35,7 @@ from _harness import (
 )
 from conftest import initialize_body
 from trio_mcp_sessions import SUPPORTED_PROTOCOL_VERSIONS
+from trio_mcp_sessions._protocol._era import ADVERTISED_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -277,7 +278,7 @@ async def test_post_unsupported_version_header_is_400(
         before = h.stats()
         r = await h.post(ping(4), session_id, "1999-01-01")
         body = assert_error(r, 400, UNSUPPORTED_PROTOCOL_VERSION, maybe_id=4)
-        assert body["error"]["data"]["supported"] == list(SUPPORTED_PROTOCOL_VERSIONS)
+        assert body["error"]["data"]["supported"] == list(ADVERTISED_VERSIONS)
         assert body["error"]["data"]["requested"] == "1999-01-01"
         h.assert_nothing_allocated(before)
         assert h.inflight(session_id) == 0

@@ -28,11 +28,11 @@ from trio_mcp_sessions import (
     ToolResult,
 )
 from trio_mcp_sessions._protocol._era import (
+    ADVERTISED_VERSIONS,
     HEADER_MISMATCH,
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
-    MODERN_VERSIONS,
     RoutingHeaders,
     check_modern,
     check_param_headers,
@@ -290,7 +290,7 @@ async def test_discover_lists_versions_capabilities_identity_and_hints() -> None
     result = await modern(server, "server/discover")
     assert result == {
         "resultType": "complete",
-        "supportedVersions": list(MODERN_VERSIONS),
+        "supportedVersions": list(ADVERTISED_VERSIONS),
         "capabilities": {
             "logging": {},
             "tools": {"listChanged": True},

@@ -44,6 +44,7 @@ from ._jsonrpc import (
 from ._lifecycle import SUPPORTED_PROTOCOL_VERSIONS
 
 __all__ = [
+    "ADVERTISED_VERSIONS",
     "HEADER_MISMATCH",
     "META_CLIENT_CAPABILITIES",
     "META_CLIENT_INFO",
@@ -67,8 +68,12 @@ __all__ = [
     "param_headers_of",
 ]
 
-#: The sessionless revisions we serve, newest first (what ``server/discover`` lists).
+#: The sessionless revisions we serve, newest first.
 MODERN_VERSIONS: Final = ("2026-07-28",)
+#: Every revision we serve, newest first: what ``server/discover`` lists and what
+#: every -32022 answer names as ``supported``, in both eras (one list, so a client
+#: never sees two stories).
+ADVERTISED_VERSIONS: Final = (*MODERN_VERSIONS, *SUPPORTED_PROTOCOL_VERSIONS)
 
 META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
 META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
@@ -268,6 +273,7 @@ def check_modern(
     headers: RoutingHeaders,
     *,
     supported: Sequence[str] = MODERN_VERSIONS,
+    advertised: Sequence[str] = ADVERTISED_VERSIONS,
     log_levels: Sequence[str] = (),
 ) -> ModernRequest:
     """Climb the ladder for one modern POST body; raise :class:`ProtocolError` off it.
@@ -275,7 +281,8 @@ def check_modern(
     Args:
         messages: The parsed body (a modern body is exactly one message).
         headers: Its routing headers.
-        supported: The modern versions served (the -32022 answer lists them).
+        supported: The modern versions served.
+        advertised: What a -32022 answer lists as ``supported``.
         log_levels: The valid ``logLevel`` values (empty: any string).
     """
     if len(messages) != 1 or not isinstance(messages[0], (Request, Notification)):
@@ -352,7 +359,7 @@ def check_modern(
             UNSUPPORTED_PROTOCOL_VERSION,
             f"Unsupported protocol version {version[:64]!r}",
             request_id=request_id,
-            data={"supported": list(supported), "requested": version},
+            data={"supported": list(advertised), "requested": version},
         )
     # Rung 4: what this revision removed is "not found", whoever serves it.
     if message.method in REMOVED_METHODS:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, final, get_type_hints
 import trio
 
 from .._protocol._era import (
+    ADVERTISED_VERSIONS,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
-    MODERN_VERSIONS,
     REMOVED_METHODS,
     is_modern_version,
     param_headers_of,
@@ -488,7 +488,7 @@ class McpServer:
         answer the probe with it before any session-like machinery runs.
         """
         result: dict[str, Any] = {
-            "supportedVersions": list(MODERN_VERSIONS),
+            "supportedVersions": list(ADVERTISED_VERSIONS),
             "capabilities": self.capabilities(),
         }
         if self.instructions is not None:

@@ -20,6 +20,7 @@ from .._errors import (
     StoreUnavailable,
     UnknownEventId,
 )
+from .._protocol._era import ADVERTISED_VERSIONS
 from .._protocol._jsonrpc import (
     INVALID_REQUEST,
     SERVER_ERROR,
@@ -29,7 +30,6 @@ from .._protocol._jsonrpc import (
     ProtocolError,
     encode,
 )
-from .._protocol._lifecycle import SUPPORTED_PROTOCOL_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -113,8 +113,8 @@ def _unsupported_version(version: str, request_id: str | int | None = None) -> _
         400,
         UNSUPPORTED_PROTOCOL_VERSION,
         f"Bad Request: unsupported protocol version {shown!r} "
-        f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})",
-        data={"supported": list(SUPPORTED_PROTOCOL_VERSIONS), "requested": shown},
+        f"(supported: {', '.join(ADVERTISED_VERSIONS)})",
+        data={"supported": list(ADVERTISED_VERSIONS), "requested": shown},
         request_id=request_id,
     )
 
