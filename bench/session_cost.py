@@ -62,6 +62,21 @@ async def open_one(manager: BoundedSessionManager, info: RequestInfo) -> str:
     return session_id
 
 
+async def churn_with_a_call(
+    manager: BoundedSessionManager, info: RequestInfo, call: list[Request], cycles: int
+) -> None:
+    """*cycles* whole sessions: open, one ``tools/call`` read from its stream, close."""
+    for _ in range(cycles):
+        session_id = await open_one(manager, info)
+        stream = await manager.create_stream(session_id, call, info, "sse")
+        try:
+            async for _event in stream:
+                pass
+        finally:
+            stream.detach()
+        await manager.close_session(session_id, CloseReason.DELETED)
+
+
 class StepCounter(trio.abc.Instrument):
     """Scheduling rounds and task steps while it is installed."""
 
@@ -125,29 +140,13 @@ async def measure(size: int, cycles: int, rounds: int) -> dict[str, Any]:
         full: list[float] = []
         for _ in range(rounds):
             start = time.process_time()
-            for _ in range(cycles):
-                session_id = await open_one(manager, info)
-                stream = await manager.create_stream(session_id, call, info, "sse")
-                try:
-                    async for _event in stream:
-                        pass
-                finally:
-                    stream.detach()
-                await manager.close_session(session_id, CloseReason.DELETED)
+            await churn_with_a_call(manager, info, call, cycles)
             full.append((time.process_time() - start) / cycles * 1e6)
         result["session_with_call_us"] = round(statistics.median(full), 1)
         counter = StepCounter()
         trio.lowlevel.add_instrument(counter)
         try:
-            for _ in range(cycles):
-                session_id = await open_one(manager, info)
-                stream = await manager.create_stream(session_id, call, info, "sse")
-                try:
-                    async for _event in stream:
-                        pass
-                finally:
-                    stream.detach()
-                await manager.close_session(session_id, CloseReason.DELETED)
+            await churn_with_a_call(manager, info, call, cycles)
         finally:
             trio.lowlevel.remove_instrument(counter)
         result["rounds_per_session"] = round(counter.rounds / cycles, 2)
