@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
+from _peers import FakePeer
 from trio_mcp_sessions import (
-    ClientInfo,
     Context,
-    InputRequest,
     McpError,
     McpServer,
-    Notification,
     Peer,
     Request,
-    RequestId,
     ToolError,
     ToolResult,
 )
 from trio_mcp_sessions._protocol._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._server._schema import parse_docstring, schema_for_type, validate
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from collections.abc import Set as AbstractSet
 
 
 class Color(enum.Enum):
@@ -100,68 +93,6 @@ async def handle(server: McpServer, method: str, params: dict[str, Any] | None =
     peer = FakePeer()
     ctx = Context(peer, 1, None)
     return await server.handle_request(Request(1, method, params), ctx, peer)
-
-
-class FakePeer:
-    """A :class:`Peer` written with the public API: handlers run without a server.
-
-    It never talks back to the client; the state it keeps counts its changes.
-    """
-
-    session_id = "s"
-    is_restored = False
-
-    def __init__(self) -> None:
-        self._subscriptions: set[str] = set()
-        self.log_level: str | None = None
-        self.changes = 0
-
-    @property
-    def subscriptions(self) -> AbstractSet[str]:
-        return self._subscriptions
-
-    def set_log_level(self, level: str) -> None:
-        self.log_level = level
-        self.changes += 1
-
-    def subscribe(self, uri: str) -> None:
-        self._subscriptions.add(uri)
-        self.changes += 1
-
-    def unsubscribe(self, uri: str) -> None:
-        self._subscriptions.discard(uri)
-        self.changes += 1
-
-    @property
-    def client(self) -> ClientInfo:
-        raise AssertionError("not used")
-
-    async def send_notification(
-        self, notification: Notification, *, related_request: RequestId | None
-    ) -> None:
-        raise AssertionError("not used")
-
-    async def send_request(
-        self,
-        method: str,
-        params: dict[str, Any] | None,
-        *,
-        related_request: RequestId | None,
-        timeout: float,
-    ) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def close_request_stream(self, request_id: RequestId) -> None:
-        raise AssertionError("not used")
-
-    async def request_input(
-        self,
-        requests: Mapping[str, InputRequest],
-        *,
-        related_request: RequestId | None,
-        timeout: float,
-    ) -> dict[str, dict[str, Any]]:
-        raise AssertionError("not used")
 
 
 def test_docstring_parsing() -> None:

@@ -8,23 +8,21 @@ or a handshake-era one.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _peers import FakePeer
 from trio_mcp_sessions import (
     CacheHint,
-    ClientInfo,
     Context,
     McpError,
     McpHeader,
     McpServer,
-    Notification,
     ProtocolError,
     Request,
-    RequestId,
     ToolResult,
 )
 from trio_mcp_sessions._protocol._era import (
@@ -43,12 +41,6 @@ from trio_mcp_sessions._protocol._jsonrpc import (
     RESOURCE_NOT_FOUND,
 )
 from trio_mcp_sessions._server._errors import InputRequired, MissingClientCapability
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from collections.abc import Set as AbstractSet
-
-    from trio_mcp_sessions import InputRequest
 
 MODERN = "2026-07-28"
 HANDSHAKE = "2025-11-25"
@@ -82,71 +74,6 @@ SCHEMA_2020_12: dict[str, Any] = {
     "else": {"required": []},
     "additionalProperties": False,
 }
-
-
-class FakePeer:
-    """A :class:`Peer` written with the public API, for one era's client.
-
-    Talking back to the client is not needed here, so it refuses to.
-    """
-
-    session_id = ""
-    is_restored = False
-    log_level: str | None = None
-
-    def __init__(self, version: str, capabilities: dict[str, Any] | None = None) -> None:
-        self._client = ClientInfo(
-            requested_version=version,
-            protocol_version=version,
-            capabilities=capabilities or {},
-            client_info={"name": "test-client", "version": "1"},
-            raw_params={},
-        )
-        self._subscriptions: set[str] = set()
-
-    @property
-    def client(self) -> ClientInfo:
-        return self._client
-
-    @property
-    def subscriptions(self) -> AbstractSet[str]:
-        return self._subscriptions
-
-    def set_log_level(self, level: str) -> None:
-        self.log_level = level
-
-    def subscribe(self, uri: str) -> None:
-        self._subscriptions.add(uri)
-
-    def unsubscribe(self, uri: str) -> None:
-        self._subscriptions.discard(uri)
-
-    async def send_notification(
-        self, notification: Notification, *, related_request: RequestId | None
-    ) -> None:
-        raise AssertionError("not used")
-
-    async def send_request(
-        self,
-        method: str,
-        params: dict[str, Any] | None,
-        *,
-        related_request: RequestId | None,
-        timeout: float,
-    ) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def close_request_stream(self, request_id: RequestId) -> None:
-        raise AssertionError("not used")
-
-    async def request_input(
-        self,
-        requests: Mapping[str, InputRequest],
-        *,
-        related_request: RequestId | None,
-        timeout: float,
-    ) -> dict[str, dict[str, Any]]:
-        raise AssertionError("not used")
 
 
 def modern_meta(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -371,18 +298,10 @@ async def test_the_peer_decides_the_era_not_the_claim_alone() -> None:
     assert set(result) == {"tools"}
 
 
-class UninitializedPeer(FakePeer):
-    """A session before its ``initialize`` is answered: no client yet."""
-
-    @property
-    def client(self) -> ClientInfo:
-        raise AssertionError("the client is not known yet")
-
-
 async def test_a_request_without_a_claim_never_asks_the_peer() -> None:
     """A session may serve ``ping`` before it knows its client; the era needs no client then."""
     server = make_server()
-    peer = UninitializedPeer(HANDSHAKE)
+    peer = FakePeer()  # a session before its initialize is answered: no client yet
     ctx = Context(peer, 1, None)
     assert await server.handle_request(Request(1, "ping"), ctx, peer) == {}
     assert (
