@@ -3,9 +3,12 @@
 Run it with::
 
     python examples/conformance_server.py --port 3311
-    # or: python -m trio_mcp_sessions serve examples/conformance_server.py:server
+    # or: python -m trio_mcp_sessions serve examples/conformance_server.py:app
 
-The names and data follow the suite's reference ("everything") server.
+The names and data follow the suite's reference ("everything") servers. Every
+handler serves both eras: in a session (2025 revisions) ``ctx.elicit``,
+``ctx.sample`` and ``ctx.list_roots`` are server-to-client requests; at
+2026-07-28 they become input-required rounds, with the same code.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import trio
 
 from trio_mcp_sessions import (
+    BoundedSessionManager,
     Context,
+    InputRequest,
+    McpHeader,
     McpServer,
+    StreamableHTTPApp,
     ToolError,
     audio_content,
     embedded_resource,
@@ -35,6 +42,8 @@ TEST_IMAGE_BASE64 = (
 TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 
 server = McpServer("trio-mcp-conformance-server", "1.0.0")
+#: The app that serves ``server``: the list-change tools notify through its manager.
+app = StreamableHTTPApp(server, retry_ms=100)
 
 
 def _describe(prefix: str, result: dict[str, Any]) -> str:
@@ -235,23 +244,210 @@ async def test_reconnection(ctx: Context) -> str:
     return "Reconnection test completed"
 
 
-@server.tool(
-    input_schema={
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "$defs": {
-            "address": {
-                "type": "object",
-                "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
-            }
-        },
-        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
-        "additionalProperties": False,
-    }
-)
+JSON_SCHEMA_2020_12_INPUT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "$anchor": "addressDef",
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
+    "additionalProperties": False,
+}
+
+
+@server.tool(input_schema=JSON_SCHEMA_2020_12_INPUT_SCHEMA)
 def json_schema_2020_12_tool(name: str = "", address: dict[str, Any] | None = None) -> str:
-    """A tool whose input schema uses JSON Schema 2020-12 features."""
+    """A tool whose input schema uses JSON Schema 2020-12 features (kept as written)."""
     return f"Hello {name or 'anonymous'} from {(address or {}).get('city', 'nowhere')}"
+
+
+# -- 2026-07-28 diagnostics (server-stateless, http-custom-header-server-validation) ----
+
+
+@server.tool()
+def test_x_mcp_header(region: Annotated[str, McpHeader("Region")] = "<none>") -> str:  # noqa: PT028
+    """Mirrors its argument into the Mcp-Param-Region header (SEP-2243).
+
+    Args:
+        region: A region name, also sent as the Mcp-Param-Region header.
+    """
+    return f"region={region}"
+
+
+@server.tool()
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's sampling capability: without it the call fails with -32021."""
+    result = await ctx.sample("Say hello", max_tokens=20, key="sample")
+    return f"Client declared sampling; the model said: {_sampled_text(result)}"
+
+
+@server.tool()
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Reports progress, then asks the user: never a request on the response stream."""
+    await ctx.report_progress(0, 1, "asking the user")
+    answer = await ctx.elicit("What is your name?", NAME_SCHEMA, key="user_name")
+    await ctx.report_progress(1, 1, "answered")
+    return f"Hello, {_content(answer).get('name', 'stranger')}!"
+
+
+@server.tool()
+async def test_logging_tool(ctx: Context) -> str:
+    """Logs three messages: only a request that asked for a log level gets them."""
+    for text in ("Logging tool started", "Logging tool working", "Logging tool done"):
+        await ctx.info(text)
+    return "Logging tool finished"
+
+
+def _dynamic() -> str:
+    """Registered and removed again by the list-change tools."""
+    return "dynamic"
+
+
+async def _notify_all(method: str) -> None:
+    manager = app.manager
+    if isinstance(manager, BoundedSessionManager):
+        await manager.notify_all(method)
+
+
+@server.tool()
+async def test_trigger_tool_change() -> str:
+    """Changes the tool list, then tells every session and listen stream (SEP-2575)."""
+    server.tool("test_dynamic_tool")(_dynamic)
+    server.remove_tool("test_dynamic_tool")
+    await _notify_all("notifications/tools/list_changed")
+    return "tool list changed"
+
+
+@server.tool()
+async def test_trigger_prompt_change() -> str:
+    """Changes the prompt list, then tells every session and listen stream (SEP-2575)."""
+    server.prompt("test_dynamic_prompt")(_dynamic)
+    server.remove_prompt("test_dynamic_prompt")
+    await _notify_all("notifications/prompts/list_changed")
+    return "prompt list changed"
+
+
+# -- input-required results (SEP-2322): one handler per fixture, both eras --------------
+
+NAME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}},
+    "required": ["name"],
+}
+CONFIRM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+}
+
+
+def _content(elicit_result: dict[str, Any]) -> dict[str, Any]:
+    content = elicit_result.get("content")
+    return content if isinstance(content, dict) else {}
+
+
+def _sampled_text(result: dict[str, Any]) -> str:
+    content = result.get("content")
+    if isinstance(content, list):
+        content = content[0] if content else {}
+    text = content.get("text") if isinstance(content, dict) else None
+    return text if isinstance(text, str) else "?"
+
+
+@server.tool()
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """Asks the user for their name (one elicitation)."""
+    answer = await ctx.elicit("What is your name?", NAME_SCHEMA, key="user_name")
+    return f"Hello, {_content(answer).get('name', 'stranger')}!"
+
+
+@server.tool()
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """Asks the client's model a question (one sampling request)."""
+    answer = await ctx.sample(
+        "What is the capital of France?", max_tokens=100, key="capital_question"
+    )
+    return f"Model said: {_sampled_text(answer)}"
+
+
+@server.tool()
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """Asks for the client's roots."""
+    roots = await ctx.list_roots(key="client_roots")
+    uris = ", ".join(str(root.get("uri")) for root in roots if isinstance(root, dict))
+    return f"Client exposed {len(roots)} root(s): {uris}"
+
+
+@server.tool()
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """Asks for a confirmation; the answer comes back with our sealed requestState."""
+    answer = await ctx.elicit("Please confirm", CONFIRM_SCHEMA, key="confirm")
+    return f"state-ok: confirmed={_content(answer).get('ok')}"
+
+
+@server.tool()
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """Asks three questions at once: an elicitation, a sampling and roots."""
+    answers = await ctx.request_input(
+        {
+            "user_name": InputRequest.elicitation("What is your name?", NAME_SCHEMA),
+            "greeting": InputRequest.sampling("Generate a greeting", max_tokens=50),
+            "client_roots": InputRequest.roots(),
+        }
+    )
+    name = _content(answers["user_name"]).get("name", "stranger")
+    greeting = _sampled_text(answers["greeting"])
+    roots = answers["client_roots"].get("roots", [])
+    count = len(roots) if isinstance(roots, list) else 0
+    return f"All inputs received: {greeting} {name} ({count} root(s))"
+
+
+@server.tool()
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Asks two questions one after the other (two rounds, then the answer)."""
+    name = _content(await ctx.elicit("Step 1: What is your name?", NAME_SCHEMA, key="step1"))
+    color_schema = {
+        "type": "object",
+        "properties": {"color": {"type": "string"}},
+        "required": ["color"],
+    }
+    color = _content(
+        await ctx.elicit("Step 2: What is your favorite color?", color_schema, key="step2")
+    )
+    return f"{name.get('name')} likes {color.get('color')}."
+
+
+@server.tool()
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """Asks for a confirmation; a tampered requestState is refused before this runs again."""
+    answer = await ctx.elicit("Please confirm", CONFIRM_SCHEMA, key="confirm")
+    return f"state-ok: confirmed={_content(answer).get('ok')}"
+
+
+@server.tool()
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Asks only what the client can answer: sampling and elicitation as declared."""
+    requests: dict[str, InputRequest] = {}
+    if ctx.client.has_capability("sampling"):
+        requests["sample"] = InputRequest.sampling("Say hello", max_tokens=50)
+    if ctx.client.has_capability("elicitation", "form"):
+        requests["ask"] = InputRequest.elicitation("What is your name?", NAME_SCHEMA)
+    answers = await ctx.request_input(requests) if requests else {}
+    return f"Answered: {', '.join(sorted(answers)) or 'nothing to ask'}"
 
 
 # -- resources -------------------------------------------------------------------------
@@ -325,6 +521,17 @@ def test_prompt_with_image() -> list[dict[str, Any]]:
     ]
 
 
+@server.prompt()
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that asks the user for its context first (input required on prompts/get)."""
+    answer = await ctx.elicit(
+        "What context should the prompt use?",
+        {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]},
+        key="user_context",
+    )
+    return f"Use the following context: {_content(answer).get('context', '?')}"
+
+
 @server.completion()
 def complete(ref: dict[str, Any], argument: dict[str, Any], context: Any) -> list[str]:
     """Suggests values for prompt arguments that start with what was typed."""
@@ -344,7 +551,7 @@ def main() -> None:
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(
                 lambda task_status: serve(
-                    server, bind=f"{args.host}:{args.port}", retry_ms=100, task_status=task_status
+                    app, bind=f"{args.host}:{args.port}", task_status=task_status
                 )
             )
             print(f"conformance server on {urls[0]}/mcp", flush=True)

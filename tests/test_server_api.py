@@ -271,6 +271,23 @@ async def test_prompts() -> None:
         assert caught.value.code == INVALID_PARAMS
 
 
+async def test_remove_tool_and_prompt() -> None:
+    """A removed tool or prompt leaves the list and can no longer be called."""
+    server = make_server()
+    assert server.remove_tool("area") is True
+    assert server.remove_tool("area") is False
+    listed = await handle(server, "tools/list")
+    assert "area" not in [t["name"] for t in listed["tools"]]
+    with pytest.raises(McpError) as caught:
+        await handle(server, "tools/call", {"name": "area", "arguments": {"width": 1}})
+    assert caught.value.code == INVALID_PARAMS
+    assert server.remove_prompt("review") is True
+    assert server.remove_prompt("review") is False
+    assert (await handle(server, "prompts/list"))["prompts"] == []
+    with pytest.raises(McpError):
+        await handle(server, "prompts/get", {"name": "review", "arguments": {"code": "x"}})
+
+
 async def test_logging_subscriptions_completion_ping_and_unknown_methods() -> None:
     server = make_server()
     session: Peer = FakePeer()

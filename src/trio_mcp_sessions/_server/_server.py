@@ -275,6 +275,14 @@ class McpServer:
 
         return register
 
+    def remove_tool(self, name: str) -> bool:
+        """Unregister a tool; whether it was there. Tell clients with ``notify_all``."""
+        return self._tools.pop(name, None) is not None
+
+    def remove_prompt(self, name: str) -> bool:
+        """Unregister a prompt; whether it was there. Tell clients with ``notify_all``."""
+        return self._prompts.pop(name, None) is not None
+
     def resource(
         self,
         uri: str,
