@@ -42,7 +42,16 @@ class StatelessPeer:
         write_timeout: Seconds a notification may wait for a stalled reader.
     """
 
-    __slots__ = ("_answers", "_client", "_method", "_stream", "_write_timeout", "asked", "modern")
+    __slots__ = (
+        "_answers",
+        "_client",
+        "_method",
+        "_stream",
+        "_write_timeout",
+        "asked",
+        "modern",
+        "used",
+    )
 
     def __init__(
         self,
@@ -66,6 +75,8 @@ class StatelessPeer:
         )
         #: Input requests the handler made that have no answer yet.
         self.asked: dict[str, dict[str, Any]] = {}
+        #: The answers the handler read: all that the next round's state carries.
+        self.used: dict[str, dict[str, Any]] = {}
 
     # -- who is asking ---------------------------------------------------------------
 
@@ -163,4 +174,6 @@ class StatelessPeer:
         if missing:
             self.asked.update(missing)
             raise InputRequired(missing)
-        return {key: self._answers[key] for key in requests}
+        answers = {key: self._answers[key] for key in requests}
+        self.used.update(answers)
+        return answers

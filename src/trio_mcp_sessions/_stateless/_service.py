@@ -269,7 +269,9 @@ class SessionlessService:
             if not peer.asked:
                 self._answered += 1
                 return Response(message.id, result)
-        return self._ask_for_input(message.id, peer.asked, answers, binding, round_ + 1)
+        # Only what the handler read rides along: answers it never asked for
+        # (a client's extras) are not sealed into the next state.
+        return self._ask_for_input(message.id, peer.asked, peer.used, binding, round_ + 1)
 
     def _gathered(
         self, params: dict[str, Any], binding: RequestStateBinding
