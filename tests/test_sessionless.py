@@ -211,3 +211,20 @@ async def test_shutdown_cancels_what_still_runs_and_refuses_new_work(
         await trio.testing.wait_all_tasks_blocked()
         assert service.statistics().requests_in_flight == 0
         await service.aclose()
+
+
+async def test_extras_sent_without_a_request_state_are_not_sealed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, _ = make_server()
+    service = SessionlessService(server, wall_clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        step1 = {"action": "accept", "content": {"v": "a"}}
+        call = {"name": "two_steps", "inputResponses": {"step1": step1, "junk": {"x": 1}}}
+        [reply] = await answer(service, modern("tools/call", call))
+        result = reply["result"]
+        assert list(result["inputRequests"]) == ["step2"]
+        sealed = state_payload(result["requestState"])["s"]
+        assert sealed == {"answers": {"step1": step1}, "asked": ["step2"]}
+        await service.aclose()
