@@ -27,7 +27,7 @@ import functools
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import httpx2
@@ -49,6 +49,7 @@ from trio_mcp_sessions import (
     ClientRequestError,
     Context,
     InputRequest,
+    McpHeader,
     McpServer,
     StreamableHTTPApp,
     ToolError,
@@ -239,6 +240,14 @@ def make_server(probe: Probe | None = None) -> McpServer:
     def whoami(ctx: Context) -> str:
         """The MCP session id this call arrived on."""
         return ctx.session_id or "none"
+
+    @server.tool()
+    def routed(
+        region: Annotated[str, McpHeader("Region")],
+        replicas: Annotated[int, McpHeader("Replicas")] = 1,
+    ) -> str:
+        """Mirrors its parameters into Mcp-Param-* headers (2026-07-28)."""
+        return f"{region} x{replicas}"
 
     @server.tool()
     async def slow_add(a: int, b: int, delay: float) -> int:
@@ -1301,8 +1310,18 @@ class HttpLog:
 
     exchanges: list[tuple[str, int, str | None]] = field(default_factory=list)
     issued_session_ids: set[str] = field(default_factory=set)
+    #: Each POST's ``Mcp-Method`` and ``Mcp-Param-*`` headers, and the status it got.
+    posts: list[tuple[str | None, dict[str, str], int]] = field(default_factory=list)
 
     async def on_response(self, response: httpx2.Response) -> None:
+        request = response.request
+        if request.method == "POST":
+            params = {
+                name.removeprefix("mcp-param-"): value
+                for name, value in request.headers.items()
+                if name.startswith("mcp-param-")
+            }
+            self.posts.append((request.headers.get("mcp-method"), params, response.status_code))
         issued = response.headers.get("mcp-session-id")
         if issued:
             self.issued_session_ids.add(issued)
@@ -1376,6 +1395,39 @@ async def test_modern_client_never_gets_a_session(
     assert log.exchanges
     assert {(method, status, sid) for method, status, sid in log.exchanges} == {("POST", 200, None)}
     await wait_all_closed(app, 0, "auto")
+    assert not tracebacks.records, tracebacks.describe()
+
+
+@MODES
+async def test_param_headers_and_the_header_mismatch_recovery(
+    start_server: StartServer, tracebacks: TracebackRecorder, mode: Mode
+) -> None:
+    """``x-mcp-header`` parameters travel in ``Mcp-Param-*`` at 2026-07-28.
+
+    A call to a tool the client has not listed lacks the headers: we answer
+    400 + -32020, and the SDK lists the tools and sends the call again.
+    Values that are not plain ASCII travel base64-encoded; we decode them.
+    """
+    _, url = await serve(start_server)
+    log = HttpLog()
+    with trio.fail_after(TIMEOUT):
+        async with sdk_client(recording_transport(url, log), mode) as client:
+            first = await client.call_tool("routed", {"region": "eu-west"})
+            encoded = await client.call_tool("routed", {"region": " Zoë\n", "replicas": 3})
+    assert only_text(first) == "eu-west x1"
+    assert only_text(encoded) == " Zoë\n x3"
+    calls = [(method, params, status) for method, params, status in log.posts if method]
+    if mode == "legacy":
+        # A session's requests carry no routing headers.
+        assert calls == []
+    else:
+        assert calls == [
+            ("server/discover", {}, 200),
+            ("tools/call", {}, 400),  # not listed yet: no Mcp-Param-Region
+            ("tools/list", {}, 200),
+            ("tools/call", {"region": "eu-west"}, 200),
+            ("tools/call", {"region": "=?base64?IFpvw6sK?=", "replicas": "3"}, 200),
+        ]
     assert not tracebacks.records, tracebacks.describe()
 
 
