@@ -17,21 +17,17 @@ stream: questions are results, and notifications (progress, logs) need an
 SSE response, which ``json`` reply mode never gives.
 
 The same scenario also runs with the client on anyio's asyncio backend
-(:func:`test_end_to_end_on_each_backend`), and the TypeScript SDK's 1.32.2
-client (session era; Node 22 and the SDK come with the pinned conformance
-toolchain) runs ``interop_ts_client.cjs`` against the same server
-(:func:`test_typescript_sdk_client`).
+(:func:`test_end_to_end_on_each_backend`). The TypeScript SDK's client is
+tests/test_interop_ts.py's.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import json
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -47,7 +43,6 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.exceptions import MCPError as SdkError
 from pydantic import FileUrl
 
-from _conformance_tools import ConformanceTools, ensure_conformance_tools
 from _harness import manager_of, wait_until
 from conftest import INIT_HEADERS, StartServer, TracebackRecorder
 from trio_mcp_sessions import (
@@ -1503,61 +1498,4 @@ async def test_concurrent_clients(
         assert peak_in_flight > 1
         assert sessionless(app).answered >= clients * 8
     await wait_all_closed(app, clients, mode)
-    assert not tracebacks.records, tracebacks.describe()
-
-
-# -- 10. the TypeScript SDK's client (session era) ----------------------------------
-
-TS_CLIENT = Path(__file__).with_name("interop_ts_client.cjs")
-
-
-@pytest.fixture(scope="session")
-def node_tools() -> ConformanceTools:
-    """Node 22, and the TypeScript SDK that the pinned conformance toolchain installs."""
-    return ensure_conformance_tools()
-
-
-@REPLY_MODES
-async def test_typescript_sdk_client(
-    start_server: StartServer,
-    tracebacks: TracebackRecorder,
-    node_tools: ConformanceTools,
-    reply_mode: ReplyMode,
-) -> None:
-    """The TypeScript SDK 1.32.2 client still gets a 2025-11-25 session and everything in it."""
-    app, url = await serve(start_server, reply_mode)
-    node_modules = node_tools.node.parents[2]
-    with trio.fail_after(30):
-        done = await trio.run_process(
-            [str(node_tools.node), str(TS_CLIENT), str(node_modules), url, reply_mode],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr.decode()
-    seen = json.loads(done.stdout)
-    assert seen["sdkVersion"] == "1.32.2"
-    assert seen["protocolVersion"] == HANDSHAKE
-    assert seen["serverVersion"] == {"name": "interop-server", "version": "1.2.3"}
-    assert seen["instructions"] == "Be nice."
-    assert {"tools", "resources", "prompts", "logging"} <= set(seen["capabilities"])
-    assert {"add", "count_up", "ask_model", "ask_user", "roots"} <= set(seen["tools"])
-    assert seen["results"] == [
-        "42",
-        "counted to 3",
-        "logged",
-        "ts-model says forty-two",
-        '{"action":"accept","content":{"name":"Ada"}}',
-        "project=file:///work/project",
-        seen["sessionId"],
-        "hello, world",
-        "Say hello to Ada in a plain style.",
-        "error -32602",
-    ]
-    assert seen["progress"] == [1, 2, 3]
-    assert seen["logs"] == ['info:"info line"', 'warning:{"code":7}']
-    assert seen["asked"] == ["sample:hi", "elicit:Your name?", "roots"]
-    # One session, ended by the client's DELETE; nothing went the sessionless way.
-    await wait_all_closed(app, 1, "legacy")
-    assert sessionless(app).answered == 0
     assert not tracebacks.records, tracebacks.describe()
