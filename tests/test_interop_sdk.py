@@ -529,10 +529,10 @@ def notifications_arrive(mode: Mode, reply_mode: ReplyMode) -> bool:
     """Whether progress and logs reach the client.
 
     A session's travel on the POST's SSE response or on the GET stream. At
-    2026-07-28 they can only travel on the request's own SSE response, and
-    ``json`` reply mode never answers with SSE: they are dropped there.
+    2026-07-28 they travel on the request's own SSE response, which a
+    notification opens whatever the session era's ``reply_mode``.
     """
-    return mode == "legacy" or reply_mode == "sse"
+    return True
 
 
 @MODES
@@ -709,22 +709,16 @@ async def test_closed_sse_stream_is_resumed_by_the_client(
 async def test_server_pings_client(
     start_server: StartServer, tracebacks: TracebackRecorder, mode: Mode, reply_mode: ReplyMode
 ) -> None:
-    """``ctx.ping`` is a server-to-client request: a session's only (no ``ping`` at 2026-07-28)."""
+    """``ctx.ping`` is a server-to-client ``ping`` in a session; at 2026-07-28 (no ``ping``,
+    no back-channel) it answers at once: the client is alive, it waits for this call."""
     app, url = await serve(start_server, reply_mode)
     inbox = Inbox()
     with trio.fail_after(TIMEOUT):
         async with sdk_client(url, mode, inbox) as client:
             await connected(app, reply_mode, inbox, client)
-            if mode == "legacy":
-                result = await client.call_tool("ping_client", {})
-            else:
-                with pytest.raises(SdkError) as no_ping:
-                    await client.call_tool("ping_client", {})
-                assert no_ping.value.code == -32603
-                assert "a server sends no requests at 2026-07-28" in no_ping.value.error.message
-    if mode == "legacy":
-        assert not result.is_error, result
-        assert only_text(result) == "pong"
+            result = await client.call_tool("ping_client", {})
+    assert not result.is_error, result
+    assert only_text(result) == "pong"
     assert not tracebacks.records, tracebacks.describe()
 
 
@@ -1160,12 +1154,11 @@ async def test_questions_in_a_row_with_progress(
     assert_input_rounds(app, mode, 2)
     if mode == "legacy":
         assert values == [1.0, 2.0, 3.0]
-    elif reply_mode == "sse":
+    else:
         # Each round runs the handler again from the start, under a new
         # request id (a new progress token): each round's progress increases.
+        # In either reply mode: progress opens the round's SSE response.
         assert values == [1.0, 1.0, 2.0, 1.0, 2.0, 3.0]
-    else:
-        assert values == []
     assert not tracebacks.records, tracebacks.describe()
 
 

@@ -503,7 +503,6 @@ class StreamableHTTPApp:
                 headers,
                 info,
                 messages,
-                sse_allowed=self.reply_mode == "sse",
             )
             return None
         # Echo the request's id in error answers when there is exactly one.

@@ -47,10 +47,12 @@ async def post_modern(
     headers: dict[str, str],
     info: RequestInfo,
     messages: Sequence[Message],
-    *,
-    sse_allowed: bool,
 ) -> None:
     """Answer one modern POST body (already parsed) on *send*.
+
+    The reply is JSON unless the handler sends a notification first and the
+    client accepts SSE, whatever the session era's ``reply_mode``: with no
+    GET stream at 2026-07-28, a JSON-only reply would lose progress and logs.
 
     Raises:
         _HTTPError: An answer before any handler ran (the ladder, 405/406...).
@@ -78,7 +80,7 @@ async def post_modern(
     except ProtocolError as exc:
         raise _from_protocol_error(exc) from None
     request_id = request.id if isinstance(request, Request) else None
-    sse = sse_allowed and accepts(headers.get("accept"), "text/event-stream")
+    sse = accepts(headers.get("accept"), "text/event-stream")
     try:
         exchange = service.open_request(modern, info, notifications=sse)
     except ServiceUnavailable as exc:
