@@ -340,3 +340,25 @@ async def test_listen_is_a_stream_in_json_reply_mode_too(
     async with listening(h, listen_body(1, toolsListChanged=True)) as (r, sse):
         assert r.headers["content-type"].startswith("text/event-stream")
         assert (await next_message(sse))["method"] == "notifications/subscriptions/acknowledged"
+
+
+async def test_the_listen_bounds_and_counts_are_exported_as_metrics(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    h = await start(
+        start_server, http, metrics_path="/metrics", listen_limits=ListenLimits(max_streams=1)
+    )
+    metrics_url = h.url.removesuffix("/mcp") + "/metrics"
+    async with listening(h, listen_body(1, toolsListChanged=True)) as (_, sse):
+        await next_message(sse)
+        r = await h.post(listen_body(2), headers=modern_headers("subscriptions/listen"))
+        assert_error(r, 503, SERVER_ERROR, request_id=2)
+        text = (await http.get(metrics_url)).text
+    for line in (
+        "mcp_listen_streams 1.0",
+        "mcp_listen_streams_max 1.0",
+        "mcp_listen_opened_total 1.0",
+        "mcp_listen_refused_total 1.0",
+        "mcp_listen_ended_slow_total 0.0",
+    ):
+        assert line in text.splitlines(), line

@@ -273,3 +273,17 @@ async def test_a_quiet_listen_stream_gets_a_keepalive_every_15_seconds(
     assert b"tools/list_changed" in bodies[3]
     assert b'"resultType":"complete"' in bodies[4]
     assert hub.statistics().open_streams == 0
+
+
+def test_the_command_line_sets_the_listen_limits() -> None:
+    from trio_mcp_sessions._cli import _parser, listen_limits_from
+
+    args = _parser().parse_args(["serve", "m:s"])
+    assert listen_limits_from(args) == ListenLimits()
+    args = _parser().parse_args(
+        ["serve", "m:s", "--max-listen-streams", "5", "--listen-buffer", "7"]
+    )
+    assert listen_limits_from(args) == ListenLimits(max_streams=5, max_buffered_events=7)
+    args = _parser().parse_args(["serve", "m:s", "--max-listen-streams", "0"])
+    with pytest.raises(SystemExit, match="error: max_streams must be at least 1"):
+        listen_limits_from(args)

@@ -47,6 +47,8 @@ PUBLIC = {
     "ProtocolError",
     "RateLimit",
     "RateLimited",
+    "RedisBroadcast",
+    "RedisBroadcastStatistics",
     "RedisEventStore",
     "RedisRateLimiter",
     "RedisSessionStore",

@@ -67,6 +67,8 @@ from ._stores._base import StoredEvent as StoredEvent
 from ._stores._guard import StoreGuardStatistics as StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
+from ._stores._redis import RedisBroadcast as RedisBroadcast
+from ._stores._redis import RedisBroadcastStatistics as RedisBroadcastStatistics
 from ._stores._redis import RedisEventStore as RedisEventStore
 from ._stores._redis import RedisRateLimiter as RedisRateLimiter
 from ._stores._redis import RedisSessionStore as RedisSessionStore
