@@ -185,3 +185,23 @@ async def test_redis_on_the_command_line_relays_changes(
     relay = stores.get("relay")
     assert isinstance(relay, RedisBroadcast)
     assert relay.channel == b"mcp:changes"
+
+
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
+async def test_publishes_to_a_dead_redis_open_a_circuit_and_then_fail_at_once(
+    start_server: StartServer,
+    http: httpx.AsyncClient,
+    nursery: trio.Nursery,
+    redis_server: RedisServer,
+) -> None:
+    a, _, relay_a, _ = await two_instances(start_server, http, nursery, redis_server)
+    redis_server.stop()
+    try:
+        for _ in range(4):
+            with trio.fail_after(3):
+                await a.manager.notify_all("notifications/tools/list_changed")
+        stats = relay_a.statistics()
+        assert (stats.publish_failures, stats.published, stats.circuit) == (4, 0, "open")
+    finally:
+        redis_server.start()
+        gc.collect()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from ..._errors import StoreUnavailable
+from .._guard import StoreGuard
 from ._client import _backend_errors, _check_prefix, _map_backend_errors, _require_bytes_client
 
 if TYPE_CHECKING:
@@ -44,8 +45,11 @@ class RedisBroadcastStatistics:
 
     Attributes:
         connected: Whether its subscription is established now.
+        circuit: The publish circuit (``closed``; ``open`` while Redis counts
+            as down: publishes then fail at once, one probe every few seconds).
         published: Changes sent to the other instances.
-        publish_failures: Changes that could not be sent (Redis down or slow).
+        publish_failures: Changes that could not be sent (Redis down, slow,
+            or the circuit open).
         too_large: Changes not sent because they exceed ``max_message_bytes``.
         received: Changes of other instances delivered here.
         ignored: Messages on the channel that were not a change (too large,
@@ -54,6 +58,7 @@ class RedisBroadcastStatistics:
     """
 
     connected: bool
+    circuit: str
     published: int
     publish_failures: int
     too_large: int
@@ -75,7 +80,10 @@ class RedisBroadcast:
             (the pub/sub subscription takes a connection of its own).
         prefix: Namespace of the channel (``<prefix>:changes``); instances
             that share it share their changes.
-        publish_timeout: Seconds a publish may take before it counts as failed.
+        publish_timeout: Seconds a publish may take before it counts as failed;
+            two failures in a row open a circuit (later publishes fail at once
+            until a probe succeeds), so a frozen Redis does not slow every
+            broadcast by this much.
         max_message_bytes: A larger change is not published (counted in
             ``too_large``), and a larger message received is ignored.
         reconnect_delay: Seconds before the first reconnection attempt; it
@@ -119,7 +127,7 @@ class RedisBroadcast:
         self._too_large = 0
         self._received = 0
         self._ignored = 0
-        self._failing = False
+        self._guard = StoreGuard("broadcast", timeout=publish_timeout)
 
     async def publish(self, method: str, params: Mapping[str, Any] | None) -> None:
         """Send one change to the other instances; a failure is counted, never raised."""
@@ -138,16 +146,16 @@ class RedisBroadcast:
             await trio.lowlevel.checkpoint()
             return
         try:
-            with trio.fail_after(self.publish_timeout), _map_backend_errors("publish"):
-                await self._client.publish(self.channel, data)
-        except (StoreUnavailable, trio.TooSlowError) as exc:
+            # Bounded, counted and logged there (not per change while the circuit is open).
+            await self._guard.call("broadcast publish", self._publish, data)
+        except StoreUnavailable:
             self._publish_failures += 1
-            if not self._failing:  # once per outage, not once per change
-                logger.warning("changes do not reach other instances: %s", str(exc) or "timeout")
-            self._failing = True
             return
-        self._failing = False
         self._published += 1
+
+    async def _publish(self, data: bytes) -> None:
+        with _map_backend_errors("publish"):
+            await self._client.publish(self.channel, data)
 
     async def run(
         self,
@@ -221,6 +229,7 @@ class RedisBroadcast:
     def statistics(self) -> RedisBroadcastStatistics:
         return RedisBroadcastStatistics(
             connected=self._connected,
+            circuit=self._guard.statistics().state,
             published=self._published,
             publish_failures=self._publish_failures,
             too_large=self._too_large,
