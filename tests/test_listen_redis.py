@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import gc
 import json
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
 
 from _harness import Harness, Probe, wait_until
 from _redis_server import redis_client
@@ -22,40 +26,66 @@ from test_listen import listen_body, listening, make_server, next_message
 from trio_mcp_sessions import RedisBroadcast, StreamableHTTPApp
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import httpx
 
     from _redis_server import RedisServer
-    from conftest import StartServer
 
 SUB = "io.modelcontextprotocol/subscriptionId"
 
+# coredis 6.9 leaks the anyio memory streams of a connection whose connect
+# failed (see test_store_redis.py); each test collects them before it ends.
+pytestmark = pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 
-async def two_instances(
-    start_server: StartServer,
-    http: httpx.AsyncClient,
-    nursery: trio.Nursery,
-    redis: RedisServer,
-    **relay_options: Any,
-) -> tuple[Harness, Harness, RedisBroadcast, RedisBroadcast]:
-    relays = []
-    harnesses = []
-    for _ in range(2):
-        client = await redis_client(nursery, redis)  # one client per instance
-        relay = RedisBroadcast(client, prefix="listen-test", **relay_options)
-        app = StreamableHTTPApp(make_server(), relay=relay)
-        harnesses.append(Harness(app, await start_server(app), http, Probe()))
-        relays.append(relay)
-    await wait_until(lambda: all(r.statistics().connected for r in relays))
-    return harnesses[0], harnesses[1], relays[0], relays[1]
+Instances = tuple[Harness, Harness, RedisBroadcast, RedisBroadcast]
+
+
+@asynccontextmanager
+async def instances(
+    http: httpx.AsyncClient, redis: RedisServer, **relay_options: Any
+) -> AsyncIterator[Instances]:
+    """Two apps (instances A and B) on Hypercorn, each with its own client of *redis*.
+
+    Everything is stopped, and coredis' leaked connections collected, before
+    the block's test ends (not in a later test).
+    """
+    relays: list[RedisBroadcast] = []
+    harnesses: list[Harness] = []
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            client = await redis_client(nursery, redis)
+            relay = RedisBroadcast(client, prefix="listen-test", **relay_options)
+            app = StreamableHTTPApp(make_server(), relay=relay)
+            config = Config()
+            config.bind = ["127.0.0.1:0"]
+            config.accesslog = None
+            config.graceful_timeout = 0.5
+            serve = partial(
+                hypercorn_serve,
+                app,  # type: ignore[arg-type]
+                config,
+                shutdown_trigger=trio.sleep_forever,
+            )
+            binds = await nursery.start(serve)
+            harnesses.append(Harness(app, f"{binds[0]}{app.path}", http, Probe()))
+            relays.append(relay)
+        await wait_until(lambda: all(r.statistics().connected for r in relays))
+        yield harnesses[0], harnesses[1], relays[0], relays[1]
+        nursery.cancel_scope.cancel()
+    gc.collect()
 
 
 async def test_a_change_on_one_instance_reaches_listeners_on_the_other(
-    start_server: StartServer,
-    http: httpx.AsyncClient,
-    nursery: trio.Nursery,
-    redis_server: RedisServer,
+    http: httpx.AsyncClient, redis_server: RedisServer
 ) -> None:
-    a, b, relay_a, relay_b = await two_instances(start_server, http, nursery, redis_server)
+    async with instances(http, redis_server) as (a, b, relay_a, relay_b):
+        await crossing(a, b, relay_a, relay_b)
+
+
+async def crossing(
+    a: Harness, b: Harness, relay_a: RedisBroadcast, relay_b: RedisBroadcast
+) -> None:
     session_id = await b.initialize()
     subscribe = {
         "jsonrpc": "2.0",
@@ -117,59 +147,64 @@ async def test_a_change_on_one_instance_reaches_listeners_on_the_other(
     assert a.stats().created == 0
 
 
-# coredis 6.9 leaks the anyio memory streams of a connection whose connect
-# failed (see test_store_redis.py); they are collected in this test.
-@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 async def test_the_relay_survives_a_redis_restart_and_never_fails_a_broadcast(
-    start_server: StartServer,
-    http: httpx.AsyncClient,
-    nursery: trio.Nursery,
-    redis_server: RedisServer,
+    http: httpx.AsyncClient, redis_server: RedisServer
 ) -> None:
-    a, b, relay_a, relay_b = await two_instances(
-        start_server, http, nursery, redis_server, max_reconnect_delay=0.3
-    )
-    async with listening(a, listen_body(1, toolsListChanged=True)) as (_, listen_a):
-        await next_message(listen_a)
+    async with instances(http, redis_server, max_reconnect_delay=0.3) as (a, b, relay_a, relay_b):
+        async with listening(a, listen_body(1, toolsListChanged=True)) as (_, listen_a):
+            await next_message(listen_a)
+            redis_server.stop()
+            await wait_until(lambda: not relay_b.statistics().connected)
+            # Redis is gone: the local listener is served, the publish fails fast.
+            with trio.fail_after(3):
+                assert await a.manager.notify_all("notifications/tools/list_changed") == 1
+            assert (await next_message(listen_a))["method"] == "notifications/tools/list_changed"
+            assert relay_a.statistics().publish_failures == 1
+            redis_server.start()
+            await wait_until(
+                lambda: relay_a.statistics().connected and relay_b.statistics().connected
+            )
+        assert relay_b.statistics().reconnects >= 1
+        async with listening(b, listen_body(2, toolsListChanged=True)) as (_, listen_b):
+            await next_message(listen_b)
+            await a.manager.notify_all("notifications/tools/list_changed", {"after": "restart"})
+            heard = await next_message(listen_b)
+        assert heard["params"] == {"after": "restart", "_meta": {SUB: 2}}
+
+
+async def test_publishes_to_a_dead_redis_open_a_circuit_and_then_fail_at_once(
+    http: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    async with instances(http, redis_server) as (a, _, relay_a, _):
         redis_server.stop()
-        await wait_until(lambda: not relay_b.statistics().connected)
-        # Redis is gone: the local listener is served, the publish fails fast.
-        with trio.fail_after(3):
-            assert await a.manager.notify_all("notifications/tools/list_changed") == 1
-        assert (await next_message(listen_a))["method"] == "notifications/tools/list_changed"
-        assert relay_a.statistics().publish_failures == 1
-        redis_server.start()
-        await wait_until(lambda: relay_a.statistics().connected and relay_b.statistics().connected)
-    assert relay_b.statistics().reconnects >= 1
-    async with listening(b, listen_body(2, toolsListChanged=True)) as (_, listen_b):
-        await next_message(listen_b)
-        await a.manager.notify_all("notifications/tools/list_changed", {"after": "restart"})
-        heard = await next_message(listen_b)
-    assert heard["params"] == {"after": "restart", "_meta": {SUB: 2}}
-    gc.collect()
+        try:
+            for _ in range(4):
+                with trio.fail_after(3):
+                    await a.manager.notify_all("notifications/tools/list_changed")
+            stats = relay_a.statistics()
+            assert (stats.publish_failures, stats.published, stats.circuit) == (4, 0, "open")
+        finally:
+            redis_server.start()
 
 
 async def test_oversized_and_foreign_messages_are_counted_not_delivered(
-    start_server: StartServer,
-    http: httpx.AsyncClient,
-    nursery: trio.Nursery,
-    redis_server: RedisServer,
+    http: httpx.AsyncClient, nursery: trio.Nursery, redis_server: RedisServer
 ) -> None:
-    a, b, relay_a, relay_b = await two_instances(
-        start_server, http, nursery, redis_server, max_message_bytes=512
-    )
     client = await redis_client(nursery, redis_server)
-    async with listening(b, listen_body(1, toolsListChanged=True)) as (_, listen_b):
-        await next_message(listen_b)
-        assert await a.manager.notify_all("notifications/tools/list_changed", {"p": "x" * 600}) == 0
-        assert relay_a.statistics().too_large == 1
-        for junk in (b"not json", b"[1]", json.dumps({"o": "x", "m": 5}).encode(), b"x" * 600):
-            await client.publish(relay_b.channel, junk)
-        await a.manager.notify_all("notifications/tools/list_changed", {"ok": True})
-        heard = await next_message(listen_b)
-    assert heard["params"] == {"ok": True, "_meta": {SUB: 1}}
-    await wait_until(lambda: relay_b.statistics().ignored == 4)
-    assert relay_b.statistics().received == 1
+    async with instances(http, redis_server, max_message_bytes=512) as (a, b, relay_a, relay_b):
+        async with listening(b, listen_body(1, toolsListChanged=True)) as (_, listen_b):
+            await next_message(listen_b)
+            big: dict[str, object] = {"p": "x" * 600}
+            assert await a.manager.notify_all("notifications/tools/list_changed", big) == 0
+            assert relay_a.statistics().too_large == 1
+            junk = (b"not json", b"[1]", json.dumps({"o": "x", "m": 5}).encode(), b"x" * 600)
+            for message in junk:
+                await client.publish(relay_b.channel, message)
+            await a.manager.notify_all("notifications/tools/list_changed", {"ok": True})
+            heard = await next_message(listen_b)
+        assert heard["params"] == {"ok": True, "_meta": {SUB: 1}}
+        await wait_until(lambda: relay_b.statistics().ignored == 4)
+        assert relay_b.statistics().received == 1
 
 
 async def test_redis_on_the_command_line_relays_changes(
@@ -185,23 +220,3 @@ async def test_redis_on_the_command_line_relays_changes(
     relay = stores.get("relay")
     assert isinstance(relay, RedisBroadcast)
     assert relay.channel == b"mcp:changes"
-
-
-@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
-async def test_publishes_to_a_dead_redis_open_a_circuit_and_then_fail_at_once(
-    start_server: StartServer,
-    http: httpx.AsyncClient,
-    nursery: trio.Nursery,
-    redis_server: RedisServer,
-) -> None:
-    a, _, relay_a, _ = await two_instances(start_server, http, nursery, redis_server)
-    redis_server.stop()
-    try:
-        for _ in range(4):
-            with trio.fail_after(3):
-                await a.manager.notify_all("notifications/tools/list_changed")
-        stats = relay_a.statistics()
-        assert (stats.publish_failures, stats.published, stats.circuit) == (4, 0, "open")
-    finally:
-        redis_server.start()
-        gc.collect()
