@@ -78,7 +78,14 @@ class Broadcast:
         self._listeners.append(listener)
 
     async def notify_all(self, method: str, params: Mapping[str, Any] | None = None) -> int:
-        """*method* to every ready session and every listener that wants it; then the relay."""
+        """*method* to every ready session and every listener that wants it; then the relay.
+
+        Only the changes a listen stream can ask for go to the relay (other
+        notifications, e.g. ``notifications/message``, stay on this instance).
+
+        Returns:
+            How many sessions and listen streams of this instance got it.
+        """
         count = await self._deliver_here(method, params, everyone=True)
         if self.relay is not None and method in CHANGE_METHODS:
             await self.relay.publish(method, params)
@@ -86,7 +93,14 @@ class Broadcast:
         return count
 
     async def notify_resource_updated(self, uri: str) -> int:
-        """``notifications/resources/updated`` to whoever subscribed to *uri*, here and beyond."""
+        """``notifications/resources/updated`` to whoever subscribed to *uri*, here and beyond.
+
+        Sessions that ``resources/subscribe``d to *uri* and listen streams
+        with *uri* in their ``resourceSubscriptions`` (exact match).
+
+        Returns:
+            How many sessions and listen streams of this instance got it.
+        """
         params = {"uri": uri}
         count = await self._deliver_here(RESOURCE_UPDATED, params, everyone=False)
         if self.relay is not None:

@@ -531,18 +531,11 @@ class BoundedSessionManager:
     # -- broadcast: the Broadcast component (sessions, listen streams, other instances) --
 
     async def notify_resource_updated(self, uri: str) -> int:
-        """``notifications/resources/updated`` to *uri*'s subscribers (sessions, listen streams).
-
-        Returns how many of this instance got it; a *relay* takes it to the others.
-        """
+        """``notifications/resources/updated`` to *uri*'s subscribers here, and via the relay."""
         return await self.broadcast.notify_resource_updated(uri)
 
     async def notify_all(self, method: str, params: dict[str, object] | None = None) -> int:
-        """A notification (e.g. ``notifications/tools/list_changed``) to every session.
-
-        A list change also reaches the listen streams that asked for it, and,
-        with a *relay*, every instance. Returns how many of this instance got it.
-        """
+        """A notification to every session and to the listen streams that want it; count here."""
         return await self.broadcast.notify_all(method, params)
 
     # -- observability ----------------------------------------------------------------
