@@ -362,3 +362,31 @@ async def test_the_listen_bounds_and_counts_are_exported_as_metrics(
         "mcp_listen_ended_slow_total 0.0",
     ):
         assert line in text.splitlines(), line
+
+
+async def test_the_cap_is_exact_under_concurrent_listens(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    h = await start(start_server, http, listen_limits=ListenLimits(max_streams=5))
+    listen = h.app.sessionless.listen  # type: ignore[union-attr]
+    statuses: list[int] = []
+    all_in = trio.Event()
+
+    async def one(request_id: int) -> None:
+        async with listening(h, listen_body(request_id, toolsListChanged=True)) as (r, sse):
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                await next_message(sse)
+                await all_in.wait()  # hold the slot until every request was answered
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for request_id in range(20):
+                nursery.start_soon(one, request_id)
+            await wait_until(lambda: len(statuses) == 20)
+            assert listen.statistics().open_streams == 5
+            all_in.set()
+    assert sorted(statuses) == [200] * 5 + [503] * 15
+    stats = listen.statistics()
+    assert (stats.opened, stats.refused) == (5, 15)
+    await wait_until(lambda: listen.statistics().open_streams == 0)
