@@ -24,6 +24,7 @@ from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
+from ._manager._broadcast import ChangeRelay as ChangeRelay
 from ._options import ServerOptions as ServerOptions
 from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits
@@ -64,6 +65,7 @@ from ._server._errors import ToolError as ToolError
 from ._server._schema import McpHeader as McpHeader
 from ._server._server import McpServer as McpServer
 from ._session import SessionStatistics as SessionStatistics
+from ._stateless._listen import ListenLimits as ListenLimits
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
 from ._stores._base import SessionStateUpdates as SessionStateUpdates
@@ -72,6 +74,8 @@ from ._stores._base import StoredEvent as StoredEvent
 from ._stores._guard import StoreGuardStatistics as StoreGuardStatistics
 from ._stores._memory import InMemoryEventStore as InMemoryEventStore
 from ._stores._memory_sessions import InMemorySessionStore as InMemorySessionStore
+from ._stores._redis import RedisBroadcast as RedisBroadcast
+from ._stores._redis import RedisBroadcastStatistics as RedisBroadcastStatistics
 from ._stores._redis import RedisEventStore as RedisEventStore
 from ._stores._redis import RedisRateLimiter as RedisRateLimiter
 from ._stores._redis import RedisSessionStore as RedisSessionStore

@@ -23,10 +23,11 @@ from ._protocol._request_state import RequestStateCodec
 from ._ratelimit import RateLimit
 from ._serve import BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
+from ._stateless._listen import ListenLimits
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
 
-__all__ = ["load_target", "main", "options_from"]
+__all__ = ["listen_limits_from", "load_target", "main", "options_from"]
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
@@ -86,13 +87,21 @@ async def _open_stores(
         sessions = SqliteSessionStore(args.sqlite, busy_timeout=args.store_timeout)
         stack.push_async_callback(sessions.aclose)
         return {"event_store": events, "session_store": sessions}
-    from ._stores._redis import RedisEventStore, RedisRateLimiter, RedisSessionStore, open_redis
+    from ._stores._redis import (
+        RedisBroadcast,
+        RedisEventStore,
+        RedisRateLimiter,
+        RedisSessionStore,
+        open_redis,
+    )
 
     client = await open_redis(args.redis, nursery)
     prefix = args.store_prefix
     stores: AppArguments = {
         "event_store": RedisEventStore(client, prefix=prefix),
         "session_store": RedisSessionStore(client, prefix=prefix),
+        # List changes and resource updates reach the listeners of every instance.
+        "relay": RedisBroadcast(client, prefix=prefix),
     }
     if args.rate_limit or args.rate_limit_per_client:
         stores["rate_limiter"] = RedisRateLimiter(
@@ -166,6 +175,19 @@ def _parser() -> argparse.ArgumentParser:
         default=options.input_limits.max_batch_size,
         help="messages in one JSON-RPC batch (2025-03-26) at most; larger get 400",
     )
+    listen = ListenLimits()
+    run.add_argument(
+        "--max-listen-streams",
+        type=int,
+        default=listen.max_streams,
+        help="subscriptions/listen streams (2026-07-28) open at once; more get 503",
+    )
+    run.add_argument(
+        "--listen-buffer",
+        type=int,
+        default=listen.max_buffered_events,
+        help="notifications a listen stream may have unread before it is ended",
+    )
     run.add_argument(
         "--request-state-keys",
         metavar="FILE",
@@ -189,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=None,
         help="keep events and sessions in Redis (redis://host:port/db), shared by instances; "
-        "creation rate limits are then shared too",
+        "creation rate limits and change notifications (pub/sub) are then shared too",
     )
     run.add_argument("--store-prefix", default="mcp", help="Redis key prefix (default mcp)")
     run.add_argument(
@@ -269,6 +291,16 @@ def _read_keys(path: str) -> list[bytes]:
     return keys
 
 
+def listen_limits_from(args: argparse.Namespace) -> ListenLimits:
+    """The :class:`ListenLimits` the command line asks for (invalid values: ``error:``)."""
+    try:
+        return ListenLimits(
+            max_streams=args.max_listen_streams, max_buffered_events=args.listen_buffer
+        )
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -283,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments: AppArguments = {}
     if isinstance(target, McpServer):
         options = options_from(args)
+        arguments["listen_limits"] = listen_limits_from(args)
         path = options.path
         if args.no_event_store:
             arguments["event_store"] = None

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._manager import ManagerStatistics
+    from ._stateless._listen import ListenStatistics
     from ._transport._asgi import TransportStatistics
 
 __all__ = ["MetricsExporter"]
@@ -30,6 +31,7 @@ class MetricsExporter:
         statistics: Callable[[], ManagerStatistics],
         *,
         transport: Callable[[], TransportStatistics] | None = None,
+        listen: Callable[[], ListenStatistics] | None = None,
         prefix: str = "mcp",
     ) -> None:
         try:
@@ -41,6 +43,7 @@ class MetricsExporter:
             ) from exc
         self._statistics = statistics
         self._transport = transport
+        self._listen = listen
         self._prefix = prefix
         self.content_type = CONTENT_TYPE_LATEST
         self._registry = CollectorRegistry(auto_describe=False)
@@ -106,6 +109,8 @@ class MetricsExporter:
                 "Connections reset: a write lasted over write_timeout, or outlasted the grace.",
                 value=transport.connections_cut,
             )
+        if self._listen is not None:
+            yield from self._listen_metrics(self._listen())
         yield GaugeMetricFamily(
             f"{p}_subscriptions",
             "resources/subscribe URIs held by live sessions.",
@@ -147,6 +152,24 @@ class MetricsExporter:
             counters["circuit_opened"].add_metric([store], guard.opened)
         yield state
         yield from counters.values()
+
+    def _listen_metrics(self, listen: ListenStatistics) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        yield GaugeMetricFamily(
+            f"{p}_listen_streams", "Open subscriptions/listen streams.", value=listen.open_streams
+        )
+        yield GaugeMetricFamily(
+            f"{p}_listen_streams_max", "The listen-stream cap.", value=listen.max_streams
+        )
+        for name, text, value in (
+            ("opened", "Listen streams acknowledged.", listen.opened),
+            ("refused", "Listen requests refused (cap, draining).", listen.refused),
+            ("ended_slow", "Listen streams ended: their reader fell behind.", listen.ended_slow),
+            ("delivered", "Notifications put on listen streams.", listen.delivered),
+        ):
+            yield CounterMetricFamily(f"{p}_listen_{name}", text, value=value)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

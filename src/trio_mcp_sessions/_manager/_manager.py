@@ -41,6 +41,7 @@ from .._session import Session, SessionStatistics
 from .._stores._guard import StoreGuard
 from .._stores._memory import InMemoryEventStore
 from ._admission import Admission, Receipt
+from ._broadcast import Broadcast
 from ._persistence import SessionRecords
 from ._restore import Restorer
 from ._statistics import ManagerCounters, ManagerStatistics
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from .._server._server import McpServer
     from .._stores._base import EventStore, SessionStore
     from .._streams import EventStream
+    from ._broadcast import ChangeRelay
     from ._limits import SessionLimits
 
 __all__ = ["BoundedSessionManager", "ManagerStatistics", "new_session_id"]
@@ -120,6 +122,8 @@ class BoundedSessionManager:
         on_session_created: Called as ``fn(session_id, info)`` once ``initialize``
             succeeded (not for restores).
         on_session_closed: Called as ``fn(session_id, reason)`` after a close.
+        relay: Carries changes (``notify_all``, ``notify_resource_updated``)
+            to the other instances, e.g. :class:`RedisBroadcast`.
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class BoundedSessionManager:
         retry_ms: int | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
+        relay: ChangeRelay | None = None,
     ) -> None:
         options = with_overrides(  # validated there, once
             options,
@@ -180,6 +185,8 @@ class BoundedSessionManager:
             self._spawn,
         )
         self._counters = ManagerCounters()
+        #: Where ``notify_all`` goes: sessions, attached listeners, the relay.
+        self.broadcast = Broadcast(self._table, relay)
         self._events = _ManagerEvents(self)
         self._restorer = Restorer(self, self._records, self._admission, self._counters)
         self._nursery: trio.Nursery | None = None
@@ -209,11 +216,13 @@ class BoundedSessionManager:
                         self._table.busy,
                         self._table.get,
                     )
+                nursery.start_soon(self.broadcast.run)
                 task_status.started(self)
                 try:
                     await self._stopped.wait()
                 finally:
                     refresher.cancel()
+                    self.broadcast.stop()
                     with trio.CancelScope(shield=True):
                         await self._records.persist_for_restart(
                             self._table.sessions.values(), self.store_timeout
@@ -519,31 +528,15 @@ class BoundedSessionManager:
         """
         return await self._restorer.restore(session_id, info)
 
-    # -- broadcast --------------------------------------------------------------------
+    # -- broadcast: the Broadcast component (sessions, listen streams, other instances) --
 
     async def notify_resource_updated(self, uri: str) -> int:
-        """Send ``notifications/resources/updated`` to every session subscribed to *uri*.
-
-        Returns:
-            How many sessions were notified.
-        """
-        count = 0
-        for session in list(self._table.sessions.values()):
-            if session.is_open and uri in session.subscriptions:
-                await session.notify("notifications/resources/updated", {"uri": uri})
-                count += 1
-        await trio.lowlevel.checkpoint()
-        return count
+        """``notifications/resources/updated`` to *uri*'s subscribers here, and via the relay."""
+        return await self.broadcast.notify_resource_updated(uri)
 
     async def notify_all(self, method: str, params: dict[str, object] | None = None) -> int:
-        """Send a notification (e.g. ``notifications/tools/list_changed``) to every session."""
-        count = 0
-        for session in list(self._table.sessions.values()):
-            if session.is_open and session.client_info is not None:
-                await session.notify(method, dict(params) if params else None)
-                count += 1
-        await trio.lowlevel.checkpoint()
-        return count
+        """A notification to every session and to the listen streams that want it; count here."""
+        return await self.broadcast.notify_all(method, params)
 
     # -- observability ----------------------------------------------------------------
 

@@ -34,9 +34,11 @@ from .._protocol._request_state import (
     RequestStateCodec,
     UsedStates,
 )
+from .._protocol._subscriptions import SubscriptionFilter
 from .._server._context import Context
 from .._server._errors import InputRequired, failure
 from .._streams import EventStream, SseEvent
+from ._listen import ListenHub, ListenLimits
 from ._peer import INPUT_METHODS, StatelessPeer
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class SessionlessService:
         wall_clock: Seconds since the epoch: a ``requestState`` outlives the
             process and travels between instances, so its age is wall-clock
             time, not trio's (tests pass their own).
+        listen_limits: The bounds of ``subscriptions/listen`` streams (held by
+            :attr:`listen`).
     """
 
     def __init__(
@@ -115,8 +119,11 @@ class SessionlessService:
         used_states: UsedStates | None = None,
         write_timeout: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
+        listen_limits: ListenLimits | None = None,
     ) -> None:
         self.server = server
+        #: The open ``subscriptions/listen`` streams (a broadcast's change listener).
+        self.listen = ListenHub(listen_limits)
         self._now = wall_clock
         self.request_states = request_states if request_states is not None else RequestStateCodec()
         self.used_states = used_states if used_states is not None else UsedStates()
@@ -148,12 +155,19 @@ class SessionlessService:
         await trio.lowlevel.checkpoint()
 
     def begin_drain(self) -> None:
-        """Start nothing new; what runs gets the grace period."""
+        """Start nothing new; what runs gets the grace period; listen streams end now.
+
+        A listen stream never finishes on its own: like a GET stream it ends
+        at once, gracefully (its ``SubscriptionsListenResult``), so its
+        client listens again elsewhere.
+        """
         self._draining = True
+        self.listen.close_all()
 
     def finish_drain(self) -> None:
         """The grace period is over: cancel what still runs."""
         self._draining = True
+        self.listen.close_all()
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -190,6 +204,27 @@ class SessionlessService:
         self._scopes.add(scope)
         nursery.start_soon(self._serve, request, info, exchange, scope, notifications)
         return exchange
+
+    def open_listen(self, request: ModernRequest) -> EventStream:
+        """Open a ``subscriptions/listen`` stream: its acknowledgement is already on it.
+
+        Raises:
+            ProtocolError: An invalid filter (-32602).
+            ServiceUnavailable: Not running, draining, or at the stream cap.
+        """
+        message = request.message
+        assert isinstance(message, Request)
+        if self._nursery is None or self._draining:
+            raise ServiceUnavailable("the server is shutting down", retry_after=5.0)
+        server = self.server
+        requested = SubscriptionFilter.parse(
+            message.params,
+            max_uris=server.max_subscriptions,
+            max_uri_length=server.max_uri_length,
+            request_id=message.id,
+        )
+        honoured = requested.honoured(server.capabilities())
+        return self.listen.open(message.id, honoured, server_info=server.server_info())
 
     async def _serve(
         self,

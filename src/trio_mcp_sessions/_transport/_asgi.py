@@ -71,10 +71,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._manager import SessionLimits
+    from .._manager._broadcast import ChangeRelay
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
     from .._server._server import McpServer
+    from .._stateless._listen import ListenLimits
     from .._stores._base import EventStore, SessionStore
     from .._streams import EventStream
     from ._replies import Receive, Scope, Send
@@ -145,6 +147,8 @@ class AppArguments(TypedDict, total=False):
     store_probe_after: float | None
     metrics_path: str | None
     host_policy: HostPolicy | None
+    relay: ChangeRelay | None
+    listen_limits: ListenLimits | None
 
 
 @final
@@ -186,6 +190,10 @@ class StreamableHTTPApp:
             (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
             path="/x")`` is ``StreamableHTTPApp(server,
             options=ServerOptions(path="/x"))``.
+        relay: Carries ``notify_all`` / ``notify_resource_updated`` changes to
+            the other instances (built-in manager), e.g. :class:`RedisBroadcast`.
+        listen_limits: The bounds of ``subscriptions/listen`` streams
+            (2026-07-28): :class:`ListenLimits`.
     """
 
     def __init__(
@@ -212,6 +220,8 @@ class StreamableHTTPApp:
         store_probe_after: float | None = None,
         metrics_path: str | None = None,
         host_policy: HostPolicy | None = None,
+        relay: ChangeRelay | None = None,
+        listen_limits: ListenLimits | None = None,
     ) -> None:
         #: The settings in force: *options* with the keywords given applied over it.
         self.options: ServerOptions = with_overrides(
@@ -248,6 +258,7 @@ class StreamableHTTPApp:
                 rate_limiter=rate_limiter,
                 on_session_created=on_session_created,
                 on_session_closed=on_session_closed,
+                relay=relay,
             )
         self.manager: SessionManager = manager
         #: Serves 2026-07-28 requests (no sessions) with *server*'s handlers;
@@ -258,10 +269,14 @@ class StreamableHTTPApp:
                 server,
                 request_states=request_states,
                 write_timeout=options.limits.write_timeout,
+                listen_limits=listen_limits,
             )
             if server is not None
             else None
         )
+        if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
+            # The manager's broadcasts reach the listen streams too.
+            manager.broadcast.add_listener(self.sessionless.listen)
         #: Seconds a connection may make no progress on a write (a client that
         #: stopped reading) before :func:`serve` cuts it: the manager's, unless
         #: *limits* is given here.
@@ -277,7 +292,11 @@ class StreamableHTTPApp:
             statistics = getattr(manager, "statistics", None)
             if statistics is None:
                 raise TypeError("metrics_path needs a manager with statistics()")
-            self._metrics = MetricsExporter(statistics, transport=self.statistics)
+            self._metrics = MetricsExporter(
+                statistics,
+                transport=self.statistics,
+                listen=self.sessionless.listen.statistics if self.sessionless else None,
+            )
 
     # -- running the manager ---------------------------------------------------------
 

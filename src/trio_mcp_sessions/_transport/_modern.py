@@ -18,7 +18,8 @@ from .._protocol._era import (
     check_param_headers,
     http_status_for,
 )
-from .._protocol._jsonrpc import Notification, ProtocolError, Request
+from .._protocol._jsonrpc import SERVER_ERROR, Notification, ProtocolError, Request
+from .._protocol._subscriptions import LISTEN
 from ._answers import _answer_for, _from_protocol_error, _HTTPError
 from ._http import accepts
 from ._replies import _reply_modern, _send_simple
@@ -61,6 +62,17 @@ async def post_modern(
         # This revision defines no client notifications over HTTP: accept, drop.
         await _send_simple(send, 202, b"", [])
         return
+    first = messages[0] if len(messages) == 1 else None
+    listen = isinstance(first, Request) and first.method == LISTEN
+    if listen and not accepts(headers.get("accept"), "text/event-stream"):
+        # Its answer is a stream, in either reply mode (as the SDKs do).
+        raise _HTTPError(
+            406,
+            SERVER_ERROR,
+            "Not Acceptable: subscriptions/listen answers with an event stream; "
+            "the client must accept text/event-stream",
+            request_id=first.id if isinstance(first, Request) else None,
+        )
     routing = RoutingHeaders.from_asgi(scope.get("headers", ()))
     try:
         modern = check_modern(messages, routing, supported=MODERN_VERSIONS, log_levels=_LOG_LEVELS)
@@ -80,6 +92,15 @@ async def post_modern(
     except ProtocolError as exc:
         raise _from_protocol_error(exc) from None
     request_id = request.id if isinstance(request, Request) else None
+    if listen:
+        try:
+            stream = service.open_listen(modern)
+        except ServiceUnavailable as exc:  # the cap, draining
+            raise _answer_for(exc, request_id) from None
+        except ProtocolError as exc:  # the filter
+            raise _from_protocol_error(exc) from None
+        await _reply_modern(receive, send, stream, lambda: 200, sse=True)
+        return
     sse = accepts(headers.get("accept"), "text/event-stream")
     try:
         exchange = service.open_request(modern, info, notifications=sse)

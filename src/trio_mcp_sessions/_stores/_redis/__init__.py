@@ -44,12 +44,22 @@ a Cluster.
 Split by job: ``_scripts`` (the key layout and the Lua scripts), ``_client``
 (:func:`open_redis`, the checks of a caller's client, and the one mapping of
 backend errors), ``_events`` (:class:`RedisEventStore`), ``_sessions``
-(:class:`RedisSessionStore`) and ``_limiter`` (:class:`RedisRateLimiter`).
+(:class:`RedisSessionStore`), ``_limiter`` (:class:`RedisRateLimiter`) and
+``_broadcast`` (:class:`RedisBroadcast`: changes to every instance over
+pub/sub, for the listen streams and sessions of each).
 """
 
+from ._broadcast import RedisBroadcast, RedisBroadcastStatistics
 from ._client import open_redis
 from ._events import RedisEventStore
 from ._limiter import RedisRateLimiter
 from ._sessions import RedisSessionStore
 
-__all__ = ["RedisEventStore", "RedisRateLimiter", "RedisSessionStore", "open_redis"]
+__all__ = [
+    "RedisBroadcast",
+    "RedisBroadcastStatistics",
+    "RedisEventStore",
+    "RedisRateLimiter",
+    "RedisSessionStore",
+    "open_redis",
+]
