@@ -832,7 +832,6 @@ async def test_resource_subscribe_is_removed_at_2026(
     assert not tracebacks.records, tracebacks.describe()
 
 
-@pytest.mark.skip(reason="subscriptions/listen is not served on this branch yet (issue 11)")
 async def test_listen_receives_changes(
     start_server: StartServer, tracebacks: TracebackRecorder
 ) -> None:
