@@ -295,19 +295,8 @@ class BoundedSessionManager:
         self._admission.settle(session_id)
         reason = session.close_reason or CloseReason.ERROR
         self._records.closed(session_id, reason)
-        self._counters.session_closed(session, reason, evicted=reason is CloseReason.EVICTED)
-        logger.info(
-            "session closed session_id=%s reason=%s lifetime=%.3fs",
-            session_id,
-            reason.value,
-            trio.current_time() - session.created_at,
-            extra={"session_id": session_id, "reason": reason.value},
-        )
-        if self._on_session_closed is not None:
-            try:
-                self._on_session_closed(session_id, reason)
-            except Exception:
-                logger.exception("on_session_closed hook failed")
+        self._counters.session_closed(session, reason, now=trio.current_time())
+        _call_hook(self._on_session_closed, "on_session_closed", session_id, reason)
 
     # -- admission ------------------------------------------------------------------
 
@@ -392,26 +381,12 @@ class BoundedSessionManager:
             await self.close_session(session_id, CloseReason.ERROR)
             return reply
         self._admission.settle(session_id)
-        logger.info(
-            "session created session_id=%s protocol_version=%s client=%s",
-            session_id,
-            client.protocol_version,
-            client.client_info.get("name"),
-            extra={
-                "session_id": session_id,
-                "protocol_version": client.protocol_version,
-                "client": client.client_info.get("name"),
-            },
-        )
+        self._counters.session_initialized(session_id, client)
         if self.session_store is not None:
             # Awaited, so a client's very next request can be restored
             # elsewhere; a failing store only costs restorability (degraded).
             await self._records.save(session)
-        if self._on_session_created is not None:
-            try:
-                self._on_session_created(session_id, info)
-            except Exception:
-                logger.exception("on_session_created hook failed")
+        _call_hook(self._on_session_created, "on_session_created", session_id, info)
         return reply
 
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -559,6 +534,16 @@ class BoundedSessionManager:
             stacklevel=2,
         )
         return self._table.limiter
+
+
+def _call_hook(hook: Callable[..., object] | None, name: str, *args: object) -> None:
+    """An application's hook: its failure is logged, never raised into the manager."""
+    if hook is None:
+        return
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("%s hook failed", name)
 
 
 def _documented_like(protocol: type, cls: type) -> None:

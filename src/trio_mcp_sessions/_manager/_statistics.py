@@ -1,12 +1,14 @@
-"""The manager's counters and their snapshot: one owner, so ``statistics()`` only reads.
+"""The manager's counters, its lifecycle log lines, and their snapshot.
 
-Counters change where the event happens (a close, a refusal, a restore); the
-gauges (live, busy, in flight, subscriptions) are read from their owners
-when a snapshot is taken.
+One owner of "what happened": counters change, and the log line is written,
+where the event happens (a creation, a close, a refusal, a restore); the
+gauges (live, busy, in flight, subscriptions) are read from their owners when
+a snapshot is taken, so ``statistics()`` only reads.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, final
@@ -15,12 +17,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from .._interface import CloseReason
+    from .._protocol._lifecycle import ClientInfo
     from .._session import Session
     from .._stores._guard import StoreGuard, StoreGuardStatistics
     from ._admission import Admission
     from ._table import SessionTable
 
 __all__ = ["ManagerCounters", "ManagerStatistics"]
+
+logger = logging.getLogger("trio_mcp_sessions.manager")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +94,32 @@ class ManagerCounters:
         #: Refusals counted here; the table and admission count their own.
         self.refused: Counter[str] = Counter()
 
-    def session_closed(self, session: Session, reason: CloseReason, *, evicted: bool) -> None:
+    def session_initialized(self, session_id: str, client: ClientInfo) -> None:
+        name = client.client_info.get("name")
+        logger.info(
+            "session created session_id=%s protocol_version=%s client=%s",
+            session_id,
+            client.protocol_version,
+            name,
+            extra={
+                "session_id": session_id,
+                "protocol_version": client.protocol_version,
+                "client": name,
+            },
+        )
+
+    def session_closed(self, session: Session, reason: CloseReason, *, now: float) -> None:
         self.dropped_readers += session.dropped_readers
         self.closed_by_reason[reason.value] += 1
-        if evicted:
+        if reason.value == "evicted":
             self.evicted += 1
+        logger.info(
+            "session closed session_id=%s reason=%s lifetime=%.3fs",
+            session.session_id,
+            reason.value,
+            now - session.created_at,
+            extra={"session_id": session.session_id, "reason": reason.value},
+        )
 
     def snapshot(
         self,
