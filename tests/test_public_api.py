@@ -19,6 +19,7 @@ PUBLIC = {
     "AppArguments",
     "BoundedSessionManager",
     "CacheHint",
+    "CallLimits",
     "CapabilityNotSupported",
     "ChangeRelay",
     "ClientInfo",

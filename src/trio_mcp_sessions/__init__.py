@@ -21,6 +21,7 @@ from ._interface import RestoreOutcome as RestoreOutcome
 from ._interface import SessionInfo as SessionInfo
 from ._interface import SessionManager as SessionManager
 from ._manager import BoundedSessionManager as BoundedSessionManager
+from ._manager import CallLimits as CallLimits
 from ._manager import EvictionPolicy as EvictionPolicy
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits

@@ -16,7 +16,7 @@ from typing import Any, get_args
 import trio
 
 from ._interface import ReplyMode
-from ._manager import EvictionPolicy, SessionLimits
+from ._manager import CallLimits, EvictionPolicy, SessionLimits
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._protocol._request_state import RequestStateCodec
@@ -158,6 +158,18 @@ def _parser() -> argparse.ArgumentParser:
         help="creation limit per client address, e.g. 10/60",
     )
     run.add_argument(
+        "--call-rate-limit",
+        type=_rate,
+        default=None,
+        help="2026-07-28 requests from all clients, e.g. 1000/60 (server/discover is free)",
+    )
+    run.add_argument(
+        "--call-rate-limit-per-client",
+        type=_rate,
+        default=None,
+        help="2026-07-28 requests per client key, e.g. 100/60 (over it: 429)",
+    )
+    run.add_argument(
         "--max-inflight-per-session",
         type=int,
         default=defaults.max_inflight_per_session,
@@ -262,6 +274,10 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
                 rate_limit_per_client=args.rate_limit_per_client,
                 max_inflight_per_session=args.max_inflight_per_session,
                 write_timeout=args.write_timeout,
+            ),
+            call_limits=CallLimits(
+                rate_limit=args.call_rate_limit,
+                rate_limit_per_client=args.call_rate_limit_per_client,
             ),
             store_timeout=args.store_timeout,
             store_failure_threshold=args.store_failure_threshold,

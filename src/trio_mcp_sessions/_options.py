@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, get_args
 
 from ._interface import ReplyMode
-from ._manager._limits import SessionLimits, positive_seconds
+from ._manager._limits import CallLimits, SessionLimits, positive_seconds
 from ._protocol._jsonrpc import DEFAULT_INPUT_LIMITS, InputLimits
 from ._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT
 from ._transport._http import HostPolicy
@@ -65,6 +65,8 @@ class ServerOptions:
         retry_ms: The ``retry`` hint (milliseconds) on SSE streams and when
             draining.
         limits: :class:`SessionLimits` for the built-in manager.
+        call_limits: :class:`CallLimits`: the budget of 2026-07-28 requests
+            (``server/discover`` is never charged).
         store_timeout: Seconds any store call may take before it counts as a
             failure.
         store_failure_threshold: Consecutive failures of one store after
@@ -84,6 +86,7 @@ class ServerOptions:
     input_limits: InputLimits = DEFAULT_INPUT_LIMITS
     retry_ms: int = 1000
     limits: SessionLimits = field(default_factory=SessionLimits)
+    call_limits: CallLimits = field(default_factory=CallLimits)
     store_timeout: float = STORE_TIMEOUT
     store_failure_threshold: int = FAILURE_THRESHOLD
     store_probe_after: float = PROBE_AFTER
@@ -101,6 +104,8 @@ class ServerOptions:
         _count("retry_ms", self.retry_ms, minimum=0)
         if not isinstance(self.limits, SessionLimits):
             raise TypeError(f"limits must be a SessionLimits, not {self.limits!r}")
+        if not isinstance(self.call_limits, CallLimits):
+            raise TypeError(f"call_limits must be a CallLimits, not {self.call_limits!r}")
         positive_seconds("store_timeout", self.store_timeout)
         _count("store_failure_threshold", self.store_failure_threshold, minimum=1)
         positive_seconds("store_probe_after", self.store_probe_after)

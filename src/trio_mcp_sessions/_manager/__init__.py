@@ -8,12 +8,15 @@ below are what ``trio_mcp_sessions._manager`` has always exported.
 """
 
 from .._interface import RestoreOutcome, SessionInfo, SessionManager
-from ._limits import EvictionPolicy, SessionLimits
+from ._admission import Admission
+from ._limits import CallLimits, EvictionPolicy, SessionLimits
 from ._manager import BoundedSessionManager, new_session_id
 from ._statistics import ManagerStatistics
 
 __all__ = [
+    "Admission",
     "BoundedSessionManager",
+    "CallLimits",
     "EvictionPolicy",
     "ManagerStatistics",
     "RestoreOutcome",

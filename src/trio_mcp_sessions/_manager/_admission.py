@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -23,9 +23,22 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .._interface import RequestInfo
-    from .._ratelimit import SharedRateLimiter, SlidingWindow
+    from .._ratelimit import RateLimit, SharedRateLimiter, SlidingWindow
     from .._stores._guard import StoreGuard
-    from ._limits import SessionLimits
+
+
+class RateLimits(Protocol):
+    """What a budget is made of: :class:`SessionLimits` and :class:`CallLimits` both are."""
+
+    @property
+    def rate_limit(self) -> RateLimit | None: ...
+
+    @property
+    def rate_limit_per_client(self) -> RateLimit | None: ...
+
+    @property
+    def rate_limit_key(self) -> Callable[[RequestInfo], str | None]: ...
+
 
 __all__ = ["Admission", "Receipt"]
 
@@ -43,11 +56,12 @@ class Admission:
 
     Args:
         limits: Where the local windows and the client-key function come from.
+        what: What is spent, for the refusal's message (``"sessions created"``).
         shared: A limiter shared by several instances; while it is
             unreachable the local windows apply (with its limits, unless
             *limits* sets its own).
-        guard: The bounded path to the shared limiter's backend.
-        spawn: Starts a background task (for a shared refund).
+        guard: The bounded path to the shared limiter's backend (with *shared*).
+        spawn: Starts a background task, for a shared refund (with *shared*).
     """
 
     __slots__ = (
@@ -59,15 +73,21 @@ class Admission:
         "guard",
         "rate_limited",
         "spawn",
+        "what",
     )
 
     def __init__(
         self,
-        limits: SessionLimits,
-        shared: SharedRateLimiter | None,
-        guard: StoreGuard,
-        spawn: Callable[..., None],
+        limits: RateLimits,
+        shared: SharedRateLimiter | None = None,
+        guard: StoreGuard | None = None,
+        spawn: Callable[..., None] | None = None,
+        *,
+        what: str = "sessions created",
     ) -> None:
+        if shared is not None and (guard is None or spawn is None):
+            raise TypeError("a shared limiter needs a guard and a spawn (for its refunds)")
+        self.what = what
         self._local = SlidingWindowLimiter(
             limits.rate_limit or (shared.global_limit if shared else None),
             limits.rate_limit_per_client or (shared.per_client if shared else None),
@@ -81,8 +101,13 @@ class Admission:
         #: Admissions refused by a rate limit.
         self.rate_limited = 0
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any budget applies (else :meth:`admit` spends nothing)."""
+        return self._shared is not None or self._local.enabled
+
     async def admit(self, info: RequestInfo) -> Receipt:
-        """Spend one creation from the budget of *info*'s client, or raise :class:`RateLimited`."""
+        """Spend one from the budget of *info*'s client, or raise :class:`RateLimited`."""
         receipt = Receipt()
         shared = self._shared
         if shared is None and not self._local.enabled:
@@ -90,6 +115,7 @@ class Admission:
         key = self._key(info) if self._per_client is not None else None
         wait = 0.0
         if shared is not None:
+            assert self.guard is not None  # checked when built
             try:
                 wait, receipt.shared = await self.guard.call("rate limit", shared.acquire, key)
             except StoreUnavailable:
@@ -99,7 +125,7 @@ class Admission:
         if wait > 0:
             self.rate_limited += 1
             raise RateLimited(
-                "too many sessions created; slow down", retry_after=max(1.0, math.ceil(wait))
+                f"too many {self.what}; slow down", retry_after=max(1.0, math.ceil(wait))
             )
         return receipt
 
@@ -120,10 +146,12 @@ class Admission:
             return
         self._local.refund(receipt.local)
         if receipt.shared is not None and self._shared is not None:
+            assert self.spawn is not None  # checked when built
             self.spawn(self._refund_shared, self._shared.refund, receipt.shared)
 
     async def _refund_shared(
         self, refund: Callable[[object], Awaitable[None]], token: object
     ) -> None:
+        assert self.guard is not None  # checked when built
         with contextlib.suppress(StoreUnavailable):
             await self.guard.call("rate refund", refund, token)

@@ -1,4 +1,4 @@
-"""Every bound on sessions, validated once: :class:`SessionLimits` and :class:`EvictionPolicy`.
+"""Every bound, validated once: SessionLimits, EvictionPolicy and CallLimits.
 
 Plain data (no trio): the table, admission and the coordinator read these
 values; invalid ones are refused here, when the limits are built.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .._interface import RequestInfo
 
-__all__ = ["EvictionPolicy", "SessionLimits", "positive_seconds"]
+__all__ = ["CallLimits", "EvictionPolicy", "SessionLimits", "positive_seconds"]
 
 
 class EvictionPolicy(enum.Enum):
@@ -129,4 +129,34 @@ class SessionLimits:
             if value is not None and not isinstance(value, RateLimit):
                 raise TypeError(
                     f"{name} must be a RateLimit(max_creations, window) or None, not {value!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    """Bounds on 2026-07-28 requests, which no session holds. Invalid values are refused here.
+
+    The same admission that budgets session creations budgets these calls
+    (keyed by the same client key). ``server/discover`` is never charged: a
+    refused probe sends a dual-era client back to the handshake for good.
+
+    Attributes:
+        rate_limit: A :class:`RateLimit` on sessionless requests from all
+            clients together (``None``: none).
+        rate_limit_per_client: A :class:`RateLimit` applied to each client key.
+        rate_limit_key: ``fn(RequestInfo) -> str | None``: the client key (the
+            peer address by default; the authenticated principal is better).
+            Never the client's self-reported ``clientInfo``.
+    """
+
+    rate_limit: RateLimit | None = None
+    rate_limit_per_client: RateLimit | None = None
+    rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
+
+    def __post_init__(self) -> None:
+        for name in ("rate_limit", "rate_limit_per_client"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, RateLimit):
+                raise TypeError(
+                    f"{name} must be a RateLimit(max_calls, window) or None, not {value!r}"
                 )

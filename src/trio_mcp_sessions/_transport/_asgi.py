@@ -32,7 +32,7 @@ from .._interface import (
     SessionInfo,
     SessionManager,
 )
-from .._manager import BoundedSessionManager  # the default manager, built here
+from .._manager import Admission, BoundedSessionManager  # the defaults, built here
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
 from .._protocol._era import Era, classify_other, classify_post
@@ -70,7 +70,7 @@ from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._manager import SessionLimits
+    from .._manager import CallLimits, SessionLimits
     from .._manager._broadcast import ChangeRelay
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
@@ -142,6 +142,7 @@ class AppArguments(TypedDict, total=False):
     input_limits: InputLimits | None
     retry_ms: int | None
     limits: SessionLimits | None
+    call_limits: CallLimits | None
     store_timeout: float | None
     store_failure_threshold: int | None
     store_probe_after: float | None
@@ -185,7 +186,7 @@ class StreamableHTTPApp:
             behind one endpoint must share its keys; the default makes a
             random key per process.
         path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
-        store_timeout, store_failure_threshold, store_probe_after,
+        call_limits, store_timeout, store_failure_threshold, store_probe_after,
         metrics_path, host_policy: Each overrides that field of *options*
             (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
             path="/x")`` is ``StreamableHTTPApp(server,
@@ -215,6 +216,7 @@ class StreamableHTTPApp:
         input_limits: InputLimits | None = None,
         retry_ms: int | None = None,
         limits: SessionLimits | None = None,
+        call_limits: CallLimits | None = None,
         store_timeout: float | None = None,
         store_failure_threshold: int | None = None,
         store_probe_after: float | None = None,
@@ -232,6 +234,7 @@ class StreamableHTTPApp:
             input_limits=input_limits,
             retry_ms=retry_ms,
             limits=limits,
+            call_limits=call_limits,
             store_timeout=store_timeout,
             store_failure_threshold=store_failure_threshold,
             store_probe_after=store_probe_after,
@@ -274,6 +277,8 @@ class StreamableHTTPApp:
             if server is not None
             else None
         )
+        #: The budget of 2026-07-28 requests (:class:`CallLimits`), local windows.
+        self._calls = Admission(options.call_limits, what="requests")
         if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
             # The manager's broadcasts reach the listen streams too.
             manager.broadcast.add_listener(self.sessionless.listen)
@@ -522,6 +527,7 @@ class StreamableHTTPApp:
                 headers,
                 info,
                 messages,
+                self._calls if self._calls.enabled else None,
             )
             return None
         # Echo the request's id in error answers when there is exactly one.

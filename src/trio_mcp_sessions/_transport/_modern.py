@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._interface import RequestInfo
+    from .._manager import Admission
     from .._protocol._jsonrpc import Message
     from .._server._server import McpServer
     from .._stateless import SessionlessService
@@ -48,8 +49,12 @@ async def post_modern(
     headers: dict[str, str],
     info: RequestInfo,
     messages: Sequence[Message],
+    calls: Admission | None = None,
 ) -> None:
     """Answer one modern POST body (already parsed) on *send*.
+
+    *calls* is the budget every request but ``server/discover`` spends from
+    (:class:`CallLimits`); over it the answer is 429 with ``Retry-After``.
 
     The reply is JSON unless the handler sends a notification first and the
     client accepts SSE, whatever the session era's ``reply_mode``: with no
@@ -92,6 +97,14 @@ async def post_modern(
     except ProtocolError as exc:
         raise _from_protocol_error(exc) from None
     request_id = request.id if isinstance(request, Request) else None
+    if calls is not None and request.method != "server/discover":
+        # The call budget, after the headers were checked against the body (so a
+        # key built from them can be trusted). server/discover is free: a refused
+        # probe would send a dual-era client back to the handshake for good.
+        try:
+            await calls.admit(info)
+        except ServiceUnavailable as exc:  # RateLimited: 429 + Retry-After
+            raise _answer_for(exc, request_id) from None
     if listen:
         try:
             stream = service.open_listen(modern)
