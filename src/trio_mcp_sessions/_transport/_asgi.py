@@ -3,9 +3,11 @@
 Every request is validated completely (Host, Origin, method, Accept,
 Content-Type, size, JSON, JSON-RPC, version header, session header) before
 the session manager allocates anything, so a refused request never leaves a
-session, a task or a slot behind. This module is the entry and the dispatch;
-which error gets which answer is :mod:`._answers`, writing answers (JSON,
-SSE, noticing a gone client) is :mod:`._replies`.
+session, a task or a slot behind. This module is the entry, the checks every
+request shares and the split between the eras: a session-era request goes on
+in :mod:`._sessions`, a 2026-07-28 one in :mod:`._modern`. Which error gets
+which answer is :mod:`._answers`, writing answers (JSON, SSE, noticing a gone
+client) is :mod:`._replies`.
 """
 
 from __future__ import annotations
@@ -13,25 +15,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypedDict, final
+from typing import TYPE_CHECKING, Literal, TypedDict, final
 
 import trio
 
-from .._errors import (
-    EventsPurged,
-    ServiceUnavailable,
-    SessionNotFound,
-    StoreUnavailable,
-    UnknownEventId,
-)
-from .._interface import (
-    CloseReason,
-    ReplyMode,
-    RequestInfo,
-    RestoreOutcome,
-    SessionInfo,
-    SessionManager,
-)
+from .._interface import CloseReason, ReplyMode, RequestInfo, SessionManager
 from .._manager import Admission, BoundedSessionManager  # the defaults, built here
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
@@ -39,33 +27,17 @@ from .._protocol._era import Era, classify_other, classify_post
 from .._protocol._jsonrpc import (
     INVALID_REQUEST,
     SERVER_ERROR,
-    ErrorResponse,
     InputLimits,
     ProtocolError,
-    Request,
     decode_body,
-    encode,
-)
-from .._protocol._lifecycle import (
-    SUPPORTED_PROTOCOL_VERSIONS,
-    parse_initialize,
-    supports_batches,
 )
 from .._stateless import SessionlessService  # the 2026-07-28 half, built here
 from . import _hypercorn_h2
-from ._answers import (
-    SESSION_HEADER,
-    _answer_for,
-    _from_protocol_error,
-    _HTTPError,
-    _session_header,
-    _session_not_found,
-    _too_large,
-    _unsupported_version,
-)
+from ._answers import SESSION_HEADER, _from_protocol_error, _HTTPError, _too_large
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
 from ._modern import method_not_allowed, post_modern
-from ._replies import _JSON, _reply_json, _reply_sse, _send_simple
+from ._replies import _JSON, _reply_sse, _send_simple
+from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, post_session
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,7 +50,6 @@ if TYPE_CHECKING:
     from .._server._server import McpServer
     from .._stateless._listen import ListenLimits
     from .._stores._base import EventStore, SessionStore
-    from .._streams import EventStream
     from ._replies import Receive, Scope, Send
 
 __all__ = ["AppArguments", "StreamableHTTPApp", "TransportStatistics"]
@@ -88,11 +59,6 @@ logger = logging.getLogger("trio_mcp_sessions.transport")
 # Early answers (413, refusals of a request with a body) must not let a
 # client's late HTTP/2 DATA frame crash Hypercorn's serve(): see the module.
 _hypercorn_h2.install()
-
-VERSION_HEADER: Final = "mcp-protocol-version"
-
-#: An SSE answer to write: the stream and the extra response headers.
-_SseReply: TypeAlias = "tuple[EventStream, list[tuple[bytes, bytes]]]"
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -401,7 +367,7 @@ class StreamableHTTPApp:
             # server holds one of these per open SSE response.
             await _reply_sse(receive, send, *stream)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> _SseReply | None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> SseReply | None:
         """Validate and dispatch; an SSE answer comes back to be written by the caller."""
         path = scope.get("path", "").rstrip("/")
         is_metrics = self._metrics is not None and path == self.metrics_path
@@ -443,40 +409,13 @@ class StreamableHTTPApp:
         if method == "POST":
             return await self._post(scope, receive, send, headers, info)
         if method == "GET":
-            return await self._get(headers, info)
+            return await get_stream(self.manager, headers, info)
         if method == "DELETE":
-            await self._delete(send, headers, info)
+            await delete_session(self.manager, send, headers, info)
             return None
         raise _HTTPError(
             405, SERVER_ERROR, "Method Not Allowed", headers=[(b"allow", b"GET, POST, DELETE")]
         )
-
-    # -- shared checks ---------------------------------------------------------------
-
-    async def _require_session(
-        self, session_id: str, info: RequestInfo, request_id: str | int | None = None
-    ) -> SessionInfo:
-        """The caller's live session, restored from the store if need be; else 404.
-
-        The one lookup of a request: what it returns is the session's state
-        when the caller next runs (no checkpoint in between).
-        """
-        live = self.manager.get_session(session_id)
-        if live is None:
-            outcome = RestoreOutcome.NOT_FOUND
-            if _plausible_session_id(session_id):
-                try:
-                    outcome = await self.manager.restore_session(session_id, info)
-                except (ServiceUnavailable, StoreUnavailable) as exc:  # limits, draining, store
-                    raise _answer_for(exc, request_id) from None
-            if outcome not in (RestoreOutcome.RESTORED, RestoreOutcome.ALREADY_PRESENT):
-                raise _session_not_found(request_id)
-            live = self.manager.get_session(session_id)
-        if live is None or live.principal != info.principal:
-            # A session is bound to the credential that created it; anyone
-            # else is told exactly what an unknown id gets.
-            raise _session_not_found(request_id)
-        return live
 
     # -- POST ------------------------------------------------------------------------
 
@@ -487,7 +426,8 @@ class StreamableHTTPApp:
         send: Send,
         headers: dict[str, str],
         info: RequestInfo,
-    ) -> _SseReply | None:
+    ) -> SseReply | None:
+        """The checks every POST shares, the body, then the era's half of the endpoint."""
         accept = headers.get("accept")
         json_ok = accepts(accept, "application/json")
         sse_ok = accepts(accept, "text/event-stream")
@@ -530,147 +470,21 @@ class StreamableHTTPApp:
                 self._calls if self._calls.enabled else None,
             )
             return None
-        # Echo the request's id in error answers when there is exactly one.
-        only_id = messages[0].id if not is_batch and isinstance(messages[0], Request) else None
-        _check_version_header(headers, only_id)
-        initialize = [m for m in messages if isinstance(m, Request) and m.method == "initialize"]
-        if initialize:
-            if is_batch:
-                raise _HTTPError(
-                    400, INVALID_REQUEST, "Invalid Request: initialize cannot be part of a batch"
-                )
-            if SESSION_HEADER in headers:
-                raise _HTTPError(
-                    400,
-                    INVALID_REQUEST,
-                    "Invalid Request: initialize must not carry Mcp-Session-Id",
-                    request_id=initialize[0].id,
-                )
-            await self._initialize(send, initialize[0], info)
-            return None
-        session_id = headers.get(SESSION_HEADER)
-        if session_id is None:
-            first = messages[0]
-            raise _HTTPError(
-                400,
-                INVALID_REQUEST,
-                "Bad Request: Mcp-Session-Id header is required (send initialize first)",
-                request_id=first.id if isinstance(first, Request) else None,
-            )
-        session = await self._require_session(session_id, info, only_id)
-        if is_batch and not supports_batches(session.protocol_version or ""):
-            raise _HTTPError(
-                400,
-                INVALID_REQUEST,
-                f"Invalid Request: batches are not allowed in protocol {session.protocol_version}",
-            )
-        requests = [m for m in messages if isinstance(m, Request)]
-        others = [m for m in messages if not isinstance(m, Request)]
-        try:
-            if others:
-                await self.manager.accept_messages(session_id, others, info)
-            if not requests:
-                await _send_simple(send, 202, b"", [])
-                return None
-            stream = await self.manager.create_stream(session_id, requests, info, self.reply_mode)
-        except (SessionNotFound, ServiceUnavailable, ProtocolError) as exc:
-            # ServiceUnavailable: the in-flight cap (429), draining (503).
-            raise _answer_for(exc, only_id) from None
-        session_header = _session_header(session_id)
-        if self.reply_mode == "json":
-            await _reply_json(receive, send, stream, len(requests), is_batch, session_header)
-            return None
-        return stream, [session_header]
-
-    async def _initialize(self, send: Send, request: Request, info: RequestInfo) -> None:
-        try:
-            client = parse_initialize(request, self.input_limits)
-        except ProtocolError as exc:
-            raise _from_protocol_error(exc, status=400, request_id=request.id) from None
-        try:
-            session_id = await self.manager.create_session(info)
-        except ServiceUnavailable as exc:  # TooManySessions, RateLimited, draining
-            raise _answer_for(exc, request.id) from None
-        try:
-            reply = await self.manager.initialize_session(session_id, request, client, info)
-        except SessionNotFound:
-            raise _HTTPError(
-                503, SERVER_ERROR, "Session closed during initialize", request_id=request.id
-            ) from None
-        if isinstance(reply, ErrorResponse):
-            await _send_simple(send, 200, encode(reply), [_JSON])
-            return
-        await _send_simple(send, 200, encode(reply), [_JSON, _session_header(session_id)])
-
-    # -- GET and DELETE --------------------------------------------------------------
-
-    async def _get(self, headers: dict[str, str], info: RequestInfo) -> _SseReply:
-        if not accepts(headers.get("accept"), "text/event-stream"):
-            raise _HTTPError(
-                406, SERVER_ERROR, "Not Acceptable: client must accept text/event-stream"
-            )
-        _check_version_header(headers)
-        session_id = _session_id(headers)
-        await self._require_session(session_id, info)
-        last_event_id = headers.get("last-event-id")
-        try:
-            if last_event_id:
-                stream: EventStream | None = await self.manager.resume(session_id, last_event_id)
-            else:
-                stream = await self.manager.create_standalone_stream(session_id)
-        except (
-            SessionNotFound,
-            UnknownEventId,
-            EventsPurged,
-            StoreUnavailable,
-            trio.TooSlowError,
-            ServiceUnavailable,  # draining
-        ) as exc:
-            raise _answer_for(exc, unreachable="the event store is unreachable") from None
-        if stream is None:
-            raise _HTTPError(
-                409, SERVER_ERROR, "Conflict: this session already has an open GET stream"
-            )
-        return stream, [_session_header(session_id)]
-
-    async def _delete(self, send: Send, headers: dict[str, str], info: RequestInfo) -> None:
-        _check_version_header(headers)
-        session_id = _session_id(headers)
-        await self._require_session(session_id, info)
-        try:
-            await self.manager.close_session(session_id, CloseReason.DELETED)
-        except (SessionNotFound, ServiceUnavailable, StoreUnavailable) as exc:
-            # Not deleted on StoreUnavailable (its record would let a restart
-            # restore it): the session stays as it was, and the client retries.
-            raise _answer_for(
-                exc, unreachable="the session store is unreachable; the session was not deleted"
-            ) from None
-        await _send_simple(send, 200, b"", [])
+        return await post_session(
+            self.manager,
+            self.reply_mode,
+            self.input_limits,
+            receive,
+            send,
+            headers,
+            info,
+            messages,
+            is_batch,
+        )
 
 
 class _ClientGone(Exception):
     pass
-
-
-def _check_version_header(
-    headers: dict[str, str], request_id: str | int | None = None
-) -> str | None:
-    """The ``Mcp-Protocol-Version`` header, which may be absent but not unknown."""
-    version = headers.get(VERSION_HEADER)
-    if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
-        raise _unsupported_version(version, request_id)
-    return version
-
-
-def _session_id(headers: dict[str, str]) -> str:
-    session_id = headers.get(SESSION_HEADER)
-    if session_id is None:
-        raise _HTTPError(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
-    return session_id
-
-
-def _plausible_session_id(session_id: str) -> bool:
-    return 0 < len(session_id) <= 256 and all(0x21 <= ord(c) <= 0x7E for c in session_id)
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
