@@ -6,17 +6,16 @@ as it always was; at 2026-07-28 (:func:`~.._protocol._era.is_modern_version`)
 every result also says ``resultType`` and who answered (``_meta`` serverInfo),
 the cacheable ones carry caching hints, ``server/discover`` replaces the
 handshake, and a method whose capability discovery does not declare is "not
-found".
+found". The records a decorator registers are built, and the built-in
+methods run, by :mod:`._dispatch`.
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final, get_type_hints
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import trio
 
@@ -26,7 +25,6 @@ from .._protocol._era import (
     META_SERVER_INFO,
     REMOVED_METHODS,
     is_modern_version,
-    param_headers_of,
 )
 from .._protocol._jsonrpc import (
     INVALID_PARAMS,
@@ -44,10 +42,12 @@ from ._dispatch import (
     call_tool,
     complete,
     get_prompt,
+    prompt_record,
     read_resource,
+    resource_record,
+    tool_record,
 )
 from ._errors import McpError
-from ._schema import parse_docstring, signature_schema
 
 if TYPE_CHECKING:
     from .._protocol._lifecycle import ClientInfo
@@ -57,26 +57,6 @@ __all__ = ["McpServer"]
 F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
-
-
-def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
-    try:
-        hints = get_type_hints(fn, localns={"Context": Context})
-    except Exception:  # unresolvable annotations: fall back to the raw ones
-        hints = getattr(fn, "__annotations__", {})
-    return frozenset(name for name, hint in hints.items() if hint is Context or hint == "Context")
-
-
-def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
-    try:
-        hints = get_type_hints(fn)
-    except Exception:
-        return {}
-    return {
-        name: hint
-        for name, hint in hints.items()
-        if isinstance(hint, type) and issubclass(hint, enum.Enum)
-    }
 
 
 #: At 2026-07-28 a method is "not found" unless discovery declares its capability.
@@ -102,21 +82,6 @@ def _claims_modern(request: Request) -> bool:
     params = request.params
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and meta.get(META_PROTOCOL_VERSION) is not None
-
-
-_TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    pos = 0
-    parts: list[str] = []
-    for match in _TEMPLATE_VAR.finditer(template):
-        parts.append(re.escape(template[pos : match.start()]))
-        body = ".+" if match.group(1) else "[^/?#]+"
-        parts.append(f"(?P<{match.group(2)}>{body})")
-        pos = match.end()
-    parts.append(re.escape(template[pos:]))
-    return re.compile("".join(parts) + r"\Z")
 
 
 @final
@@ -240,37 +205,17 @@ class McpServer:
         """
 
         def register(fn: F) -> F:
-            tool_name = name or fn.__name__
-            doc, arg_docs = parse_docstring(fn.__doc__)
-            ctx_params = _context_params(fn)
-            schema, params = signature_schema(fn, skip=ctx_params, arg_docs=arg_docs)
-            definition: dict[str, Any] = {
-                "name": tool_name,
-                "description": description if description is not None else doc,
-                "inputSchema": input_schema if input_schema is not None else schema,
-            }
-            if title is not None:
-                definition["title"] = title
-            if output_schema is not None:
-                definition["outputSchema"] = output_schema
-            if annotations is not None:
-                definition["annotations"] = annotations
-            if meta is not None:
-                definition["_meta"] = meta
-            try:
-                param_headers = param_headers_of(definition["inputSchema"])
-            except ValueError as exc:
-                raise ValueError(f"tool {tool_name!r}: {exc}") from None
-            self._tools[tool_name] = RegisteredTool(
-                tool_name,
+            tool = tool_record(
                 fn,
-                definition,
-                ctx_params,
-                input_schema is None,
-                frozenset(params),
-                _enum_params(fn),
-                param_headers,
+                name,
+                description=description,
+                title=title,
+                input_schema=input_schema,
+                output_schema=output_schema,
+                annotations=annotations,
+                meta=meta,
             )
+            self._tools[tool.name] = tool
             return fn
 
         return register
@@ -304,25 +249,19 @@ class McpServer:
             raise TypeError(f"cache: a CacheHint is required, got {type(cache).__name__}")
 
         def register(fn: F) -> F:
-            doc, _ = parse_docstring(fn.__doc__)
-            definition: dict[str, Any] = {"name": name or fn.__name__}
-            if title is not None:
-                definition["title"] = title
-            if description is not None or doc:
-                definition["description"] = description if description is not None else doc
-            if mime_type is not None:
-                definition["mimeType"] = mime_type
-            ctx_params = _context_params(fn)
-            if _TEMPLATE_VAR.search(uri):
-                definition["uriTemplate"] = uri
-                self._templates.append(
-                    RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri), cache)
-                )
+            resource = resource_record(
+                fn,
+                uri,
+                name=name,
+                description=description,
+                mime_type=mime_type,
+                title=title,
+                cache=cache,
+            )
+            if resource.pattern is not None:
+                self._templates.append(resource)
             else:
-                definition["uri"] = uri
-                self._resources[uri] = RegisteredResource(
-                    uri, fn, definition, ctx_params, cache=cache
-                )
+                self._resources[uri] = resource
             return fn
 
         return register
@@ -341,35 +280,8 @@ class McpServer:
         """
 
         def register(fn: F) -> F:
-            prompt_name = name or fn.__name__
-            doc, arg_docs = parse_docstring(fn.__doc__)
-            ctx_params = _context_params(fn)
-            arguments: list[dict[str, Any]] = []
-            names: list[str] = []
-            for param in inspect.signature(fn).parameters.values():
-                if param.name in ctx_params or param.kind in (
-                    param.VAR_POSITIONAL,
-                    param.VAR_KEYWORD,
-                ):
-                    continue
-                argument: dict[str, Any] = {
-                    "name": param.name,
-                    "required": param.default is param.empty,
-                }
-                if param.name in arg_docs:
-                    argument["description"] = arg_docs[param.name]
-                arguments.append(argument)
-                names.append(param.name)
-            definition: dict[str, Any] = {
-                "name": prompt_name,
-                "description": description if description is not None else doc,
-                "arguments": arguments,
-            }
-            if title is not None:
-                definition["title"] = title
-            self._prompts[prompt_name] = RegisteredPrompt(
-                prompt_name, fn, definition, ctx_params, names
-            )
+            prompt = prompt_record(fn, name, description=description, title=title)
+            self._prompts[prompt.name] = prompt
             return fn
 
         return register
