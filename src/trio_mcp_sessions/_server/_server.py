@@ -6,8 +6,8 @@ as it always was; at 2026-07-28 (:func:`~.._protocol._era.is_modern_version`)
 every result also says ``resultType`` and who answered (``_meta`` serverInfo),
 the cacheable ones carry caching hints, ``server/discover`` replaces the
 handshake, and a method whose capability discovery does not declare is "not
-found". The records a decorator registers are built, and the built-in
-methods run, by :mod:`._dispatch`.
+found" (those rules are :mod:`._modern`'s). The records a decorator registers
+are built, and the built-in methods run, by :mod:`._dispatch`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,11 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
 
-from .._protocol._era import (
-    ADVERTISED_VERSIONS,
-    META_PROTOCOL_VERSION,
-    META_SERVER_INFO,
-    REMOVED_METHODS,
-    is_modern_version,
-)
+from .._protocol._era import is_modern_version
 from .._protocol._jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -33,7 +27,7 @@ from .._protocol._jsonrpc import (
     Notification,
     Request,
 )
-from ._caching import CACHEABLE_METHODS, DEFAULT_CACHE_HINT, CacheHint
+from ._caching import DEFAULT_CACHE_HINT, CacheHint
 from ._context import LOG_LEVELS, Context, Peer
 from ._dispatch import (
     RegisteredPrompt,
@@ -48,6 +42,14 @@ from ._dispatch import (
     tool_record,
 )
 from ._errors import McpError
+from ._modern import (
+    check_cache_hints,
+    check_declared,
+    claims_modern,
+    complete_result,
+    discover_fields,
+    missing_resource,
+)
 
 if TYPE_CHECKING:
     from .._protocol._lifecycle import ClientInfo
@@ -57,31 +59,6 @@ __all__ = ["McpServer"]
 F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
-
-
-#: At 2026-07-28 a method is "not found" unless discovery declares its capability.
-_CAPABILITY_OF: Final = {
-    "tools/list": "tools",
-    "tools/call": "tools",
-    "prompts/list": "prompts",
-    "prompts/get": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resources",
-    "resources/read": "resources",
-    "completion/complete": "completions",
-}
-
-
-def _claims_modern(request: Request) -> bool:
-    """Whether *request* carries a ``_meta`` version claim (as every 2026-07-28 request does).
-
-    The transport routes a request with a claim to the sessionless path, so
-    a session never sees one; without a claim the request is the handshake
-    era's and the peer is not even asked.
-    """
-    params = request.params
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and meta.get(META_PROTOCOL_VERSION) is not None
 
 
 @final
@@ -135,18 +112,8 @@ class McpServer:
         cache: CacheHint = DEFAULT_CACHE_HINT,
         cache_hints: Mapping[str, CacheHint] | None = None,
     ) -> None:
-        hints = dict(cache_hints or {})
-        for method, hint in (("cache", cache), *hints.items()):
-            if not isinstance(hint, CacheHint):
-                raise TypeError(f"{method}: a CacheHint is required, got {type(hint).__name__}")
-        unknown = sorted(set(hints) - CACHEABLE_METHODS)
-        if unknown:
-            raise ValueError(
-                f"cache_hints: {', '.join(unknown)} has no caching hints; "
-                f"cacheable are {', '.join(sorted(CACHEABLE_METHODS))}"
-            )
+        self._cache_hints = check_cache_hints(cache, cache_hints)
         self.cache = cache
-        self._cache_hints = hints
         for option, value in (
             ("max_subscriptions", max_subscriptions),
             ("max_uri_length", max_uri_length),
@@ -370,11 +337,9 @@ class McpServer:
                     maybe = hook(client, is_restored)
                     if inspect.isawaitable(maybe):
                         await maybe
-        server_info: dict[str, Any] = {"name": self.name, "version": self.version}
-        if self.title is not None:
-            server_info["title"] = self.title
-        if self.description is not None and client.protocol_version >= "2025-11-25":
-            server_info["description"] = self.description
+        server_info = self.server_info()
+        if client.protocol_version < "2025-11-25":
+            server_info.pop("description", None)  # newer than the client's version
         result: dict[str, Any] = {
             "protocolVersion": client.protocol_version,
             "capabilities": self.capabilities(),
@@ -407,12 +372,7 @@ class McpServer:
         too; ``capabilities`` match what is registered. A transport may
         answer the probe with it before any session-like machinery runs.
         """
-        result: dict[str, Any] = {
-            "supportedVersions": list(ADVERTISED_VERSIONS),
-            "capabilities": self.capabilities(),
-        }
-        if self.instructions is not None:
-            result["instructions"] = self.instructions
+        result = discover_fields(self.capabilities(), self.instructions)
         return self._complete("server/discover", result, None)
 
     def param_headers(self, tool_name: str) -> dict[tuple[str, ...], tuple[str, str]]:
@@ -440,7 +400,7 @@ class McpServer:
             InputRequired: Handler code needs the client's input first
                 (2026-07-28); whoever runs the request answers it.
         """
-        if _claims_modern(request) and is_modern_version(session.client.protocol_version):
+        if claims_modern(request) and is_modern_version(session.client.protocol_version):
             return await self._handle_modern(request, ctx, session)
         return await self._handle(request, ctx, session)
 
@@ -448,11 +408,7 @@ class McpServer:
         method = request.method
         if method == "server/discover":
             return self.discover_result()
-        needed = _CAPABILITY_OF.get(method)
-        if method in REMOVED_METHODS or (needed is not None and needed not in self.capabilities()):
-            # What discovery does not declare is not there (the conformance
-            # suite checks both directions), whatever the handshake era did.
-            raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        check_declared(method, self.capabilities())
         params = request.params or {}
         hint: CacheHint | None = None
         try:
@@ -466,31 +422,16 @@ class McpServer:
         except McpError as exc:
             if exc.code != RESOURCE_NOT_FOUND:
                 raise
-            # 2026-07-28 retired -32002: a missing resource is an invalid
-            # param, with the URI in data (resources.mdx#error-handling).
-            data = exc.data
-            uri = params.get("uri")
-            if method == "resources/read" and isinstance(uri, str):
-                data = {"uri": uri, **(data if isinstance(data, dict) else {})}
-            raise McpError(INVALID_PARAMS, exc.message, data) from exc
+            raise missing_resource(exc, method, params) from exc
         return self._complete(method, result, hint)
 
     def _complete(
         self, method: str, result: Mapping[str, Any], hint: CacheHint | None
     ) -> dict[str, Any]:
-        """*result* as a 2026-07-28 result: a new dict, the handler's own left as it was."""
-        out: dict[str, Any] = {"resultType": "complete", **result}
-        meta = result.get("_meta")
-        out["_meta"] = {
-            META_SERVER_INFO: self.server_info(),
-            **(meta if isinstance(meta, dict) else {}),
-        }
-        # Never on an input_required (or other) result: only complete ones are cacheable.
-        if out["resultType"] == "complete" and method in CACHEABLE_METHODS:
-            if hint is None:
-                hint = self._cache_hints.get(method, self.cache)
-            out.update(hint.to_json())
-        return out
+        """*result* completed for 2026-07-28; *hint* ``None``: the server's for *method*."""
+        if hint is None:
+            hint = self._cache_hints.get(method, self.cache)
+        return complete_result(method, result, self.server_info(), hint)
 
     async def _handle(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
         """The methods of both eras, answered as the handshake era always did."""
