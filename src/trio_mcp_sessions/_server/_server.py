@@ -61,6 +61,38 @@ RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
 
+def _subscription(
+    method: str, params: dict[str, Any], peer: Peer, max_uri_length: int, max_subscriptions: int
+) -> dict[str, Any]:
+    """``resources/subscribe`` and ``resources/unsubscribe`` on *peer*, bounded.
+
+    What a session subscribes to is held (and stored) for as long as the
+    session lives: a URI has at most *max_uri_length* characters, a session
+    at most *max_subscriptions* of them.
+    """
+    uri = params.get("uri")
+    if not isinstance(uri, str):
+        raise McpError(INVALID_PARAMS, f"{method}: uri must be a string")
+    if method == "resources/unsubscribe":
+        peer.unsubscribe(uri)
+        return {}
+    if len(uri) > max_uri_length:
+        raise McpError(
+            INVALID_PARAMS,
+            f"resources/subscribe: uri longer than {max_uri_length} characters",
+            {"max_uri_length": max_uri_length},
+        )
+    if uri not in peer.subscriptions and len(peer.subscriptions) >= max_subscriptions:
+        raise McpError(
+            INVALID_PARAMS,
+            f"resources/subscribe: this session already holds the most "
+            f"subscriptions allowed ({max_subscriptions}); unsubscribe from one first",
+            {"max_subscriptions": max_subscriptions},
+        )
+    peer.subscribe(uri)
+    return {}
+
+
 @final
 class McpServer:
     """An MCP server: what it offers, independent of any transport.
@@ -451,34 +483,9 @@ class McpServer:
                 result, _ = await read_resource(self._resources, self._templates, ctx, params)
                 return result
             case "resources/subscribe" | "resources/unsubscribe":
-                uri = params.get("uri")
-                if not isinstance(uri, str):
-                    raise McpError(INVALID_PARAMS, f"{request.method}: uri must be a string")
-                if request.method == "resources/subscribe":
-                    # Bounded: what a session subscribes to is held (and
-                    # stored) for as long as the session lives.
-                    if len(uri) > self.max_uri_length:
-                        raise McpError(
-                            INVALID_PARAMS,
-                            "resources/subscribe: uri longer than "
-                            f"{self.max_uri_length} characters",
-                            {"max_uri_length": self.max_uri_length},
-                        )
-                    if (
-                        uri not in session.subscriptions
-                        and len(session.subscriptions) >= self.max_subscriptions
-                    ):
-                        raise McpError(
-                            INVALID_PARAMS,
-                            f"resources/subscribe: this session already holds the most "
-                            f"subscriptions allowed ({self.max_subscriptions}); "
-                            "unsubscribe from one first",
-                            {"max_subscriptions": self.max_subscriptions},
-                        )
-                    session.subscribe(uri)
-                else:
-                    session.unsubscribe(uri)
-                return {}
+                return _subscription(
+                    request.method, params, session, self.max_uri_length, self.max_subscriptions
+                )
             case "prompts/list":
                 return {"prompts": [p.definition for p in self._prompts.values()]}
             case "prompts/get":
