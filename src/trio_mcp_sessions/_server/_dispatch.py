@@ -1,8 +1,9 @@
 """The built-in methods that call user code: tools, resources, prompts, completions.
 
 :class:`~._server.McpServer` registers what a server offers as the records
-below; these functions find the record a request names, call its function and
-turn what it returns into the MCP result.
+below, built from the user's function by ``*_record`` (its name, docstring,
+signature and ``Context`` parameters); the other functions find the record a
+request names, call its function and turn what it returns into the MCP result.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ import enum
 import inspect
 import json
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
+from .._protocol._era import param_headers_of
 from .._protocol._jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND
 from ._content import CONTENT_TYPES, ToolResult, text_content
+from ._context import Context
 from ._errors import McpError, failure
-from ._schema import validate
+from ._schema import parse_docstring, signature_schema, validate
 
 if TYPE_CHECKING:
-    import re
     from collections.abc import Callable, Mapping, Sequence
 
     from ._caching import CacheHint
-    from ._context import Context
 
 __all__ = [
     "RegisteredPrompt",
@@ -35,7 +37,10 @@ __all__ = [
     "call_tool",
     "complete",
     "get_prompt",
+    "prompt_record",
     "read_resource",
+    "resource_record",
+    "tool_record",
 ]
 
 logger = logging.getLogger("trio_mcp_sessions.server")
@@ -74,6 +79,146 @@ class RegisteredPrompt:
     definition: dict[str, Any]
     context_params: frozenset[str]
     param_names: list[str] = field(default_factory=list)
+
+
+# -- registration: from a user's function to its record -------------------------------
+
+
+def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
+    try:
+        hints = get_type_hints(fn, localns={"Context": Context})
+    except Exception:  # unresolvable annotations: fall back to the raw ones
+        hints = getattr(fn, "__annotations__", {})
+    return frozenset(name for name, hint in hints.items() if hint is Context or hint == "Context")
+
+
+def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        return {}
+    return {
+        name: hint
+        for name, hint in hints.items()
+        if isinstance(hint, type) and issubclass(hint, enum.Enum)
+    }
+
+
+_TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pos = 0
+    parts: list[str] = []
+    for match in _TEMPLATE_VAR.finditer(template):
+        parts.append(re.escape(template[pos : match.start()]))
+        body = ".+" if match.group(1) else "[^/?#]+"
+        parts.append(f"(?P<{match.group(2)}>{body})")
+        pos = match.end()
+    parts.append(re.escape(template[pos:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def _introspect(
+    fn: Callable[..., Any], name: str | None
+) -> tuple[str, str, dict[str, str], frozenset[str]]:
+    """What every record reads from *fn*: its name, docstring, ``Args:`` docs, Context params."""
+    doc, arg_docs = parse_docstring(fn.__doc__)
+    return name or fn.__name__, doc, arg_docs, _context_params(fn)
+
+
+def _put(definition: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """*definition* with the optional *fields* that were given (not ``None``), in order."""
+    definition.update((key, value) for key, value in fields.items() if value is not None)
+    return definition
+
+
+def tool_record(
+    fn: Callable[..., Any],
+    name: str | None,
+    *,
+    description: str | None,
+    title: str | None,
+    input_schema: dict[str, Any] | None,
+    output_schema: dict[str, Any] | None,
+    annotations: dict[str, Any] | None,
+    meta: dict[str, Any] | None,
+) -> RegisteredTool:
+    """The record of ``@server.tool()``; a ValueError for an ``x-mcp-header`` out of the rules."""
+    tool_name, doc, arg_docs, ctx_params = _introspect(fn, name)
+    schema, params = signature_schema(fn, skip=ctx_params, arg_docs=arg_docs)
+    definition: dict[str, Any] = {
+        "name": tool_name,
+        "description": description if description is not None else doc,
+        "inputSchema": input_schema if input_schema is not None else schema,
+    }
+    _put(definition, title=title, outputSchema=output_schema, annotations=annotations, _meta=meta)
+    try:
+        param_headers = param_headers_of(definition["inputSchema"])
+    except ValueError as exc:
+        raise ValueError(f"tool {tool_name!r}: {exc}") from None
+    return RegisteredTool(
+        tool_name,
+        fn,
+        definition,
+        ctx_params,
+        input_schema is None,
+        frozenset(params),
+        _enum_params(fn),
+        param_headers,
+    )
+
+
+def resource_record(
+    fn: Callable[..., Any],
+    uri: str,
+    *,
+    name: str | None,
+    description: str | None,
+    mime_type: str | None,
+    title: str | None,
+    cache: CacheHint | None,
+) -> RegisteredResource:
+    """The record of ``@server.resource()``: a template (with a pattern) if *uri* has variables."""
+    resource_name, doc, _, ctx_params = _introspect(fn, name)
+    definition = _put(
+        {"name": resource_name},
+        title=title,
+        description=description if description is not None else (doc or None),
+        mimeType=mime_type,
+    )
+    if _TEMPLATE_VAR.search(uri):
+        definition["uriTemplate"] = uri
+        return RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri), cache)
+    definition["uri"] = uri
+    return RegisteredResource(uri, fn, definition, ctx_params, cache=cache)
+
+
+def prompt_record(
+    fn: Callable[..., Any], name: str | None, *, description: str | None, title: str | None
+) -> RegisteredPrompt:
+    """The record of ``@server.prompt()``: its parameters (but Context ones) are its arguments."""
+    prompt_name, doc, arg_docs, ctx_params = _introspect(fn, name)
+    arguments: list[dict[str, Any]] = []
+    names: list[str] = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.name in ctx_params or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        argument: dict[str, Any] = {"name": param.name, "required": param.default is param.empty}
+        if param.name in arg_docs:
+            argument["description"] = arg_docs[param.name]
+        arguments.append(argument)
+        names.append(param.name)
+    definition: dict[str, Any] = {
+        "name": prompt_name,
+        "description": description if description is not None else doc,
+        "arguments": arguments,
+    }
+    _put(definition, title=title)
+    return RegisteredPrompt(prompt_name, fn, definition, ctx_params, names)
+
+
+# -- the built-in methods ----------------------------------------------------------------
 
 
 async def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

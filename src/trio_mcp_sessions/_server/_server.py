@@ -6,28 +6,20 @@ as it always was; at 2026-07-28 (:func:`~.._protocol._era.is_modern_version`)
 every result also says ``resultType`` and who answered (``_meta`` serverInfo),
 the cacheable ones carry caching hints, ``server/discover`` replaces the
 handshake, and a method whose capability discovery does not declare is "not
-found".
+found" (those rules are :mod:`._modern`'s). The records a decorator registers
+are built, and the built-in methods run, by :mod:`._dispatch`.
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
 
-from .._protocol._era import (
-    ADVERTISED_VERSIONS,
-    META_PROTOCOL_VERSION,
-    META_SERVER_INFO,
-    REMOVED_METHODS,
-    is_modern_version,
-    param_headers_of,
-)
+from .._protocol._era import is_modern_version
 from .._protocol._jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
@@ -35,7 +27,7 @@ from .._protocol._jsonrpc import (
     Notification,
     Request,
 )
-from ._caching import CACHEABLE_METHODS, DEFAULT_CACHE_HINT, CacheHint
+from ._caching import DEFAULT_CACHE_HINT, CacheHint
 from ._context import LOG_LEVELS, Context, Peer
 from ._dispatch import (
     RegisteredPrompt,
@@ -44,10 +36,20 @@ from ._dispatch import (
     call_tool,
     complete,
     get_prompt,
+    prompt_record,
     read_resource,
+    resource_record,
+    tool_record,
 )
 from ._errors import McpError
-from ._schema import parse_docstring, signature_schema
+from ._modern import (
+    check_cache_hints,
+    check_declared,
+    claims_modern,
+    complete_result,
+    discover_fields,
+    missing_resource,
+)
 
 if TYPE_CHECKING:
     from .._protocol._lifecycle import ClientInfo
@@ -59,64 +61,36 @@ RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
 
-def _context_params(fn: Callable[..., Any]) -> frozenset[str]:
-    try:
-        hints = get_type_hints(fn, localns={"Context": Context})
-    except Exception:  # unresolvable annotations: fall back to the raw ones
-        hints = getattr(fn, "__annotations__", {})
-    return frozenset(name for name, hint in hints.items() if hint is Context or hint == "Context")
+def _subscription(
+    method: str, params: dict[str, Any], peer: Peer, max_uri_length: int, max_subscriptions: int
+) -> dict[str, Any]:
+    """``resources/subscribe`` and ``resources/unsubscribe`` on *peer*, bounded.
 
-
-def _enum_params(fn: Callable[..., Any]) -> dict[str, type[enum.Enum]]:
-    try:
-        hints = get_type_hints(fn)
-    except Exception:
-        return {}
-    return {
-        name: hint
-        for name, hint in hints.items()
-        if isinstance(hint, type) and issubclass(hint, enum.Enum)
-    }
-
-
-#: At 2026-07-28 a method is "not found" unless discovery declares its capability.
-_CAPABILITY_OF: Final = {
-    "tools/list": "tools",
-    "tools/call": "tools",
-    "prompts/list": "prompts",
-    "prompts/get": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resources",
-    "resources/read": "resources",
-    "completion/complete": "completions",
-}
-
-
-def _claims_modern(request: Request) -> bool:
-    """Whether *request* carries a ``_meta`` version claim (as every 2026-07-28 request does).
-
-    The transport routes a request with a claim to the sessionless path, so
-    a session never sees one; without a claim the request is the handshake
-    era's and the peer is not even asked.
+    What a session subscribes to is held (and stored) for as long as the
+    session lives: a URI has at most *max_uri_length* characters, a session
+    at most *max_subscriptions* of them.
     """
-    params = request.params
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and meta.get(META_PROTOCOL_VERSION) is not None
-
-
-_TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    pos = 0
-    parts: list[str] = []
-    for match in _TEMPLATE_VAR.finditer(template):
-        parts.append(re.escape(template[pos : match.start()]))
-        body = ".+" if match.group(1) else "[^/?#]+"
-        parts.append(f"(?P<{match.group(2)}>{body})")
-        pos = match.end()
-    parts.append(re.escape(template[pos:]))
-    return re.compile("".join(parts) + r"\Z")
+    uri = params.get("uri")
+    if not isinstance(uri, str):
+        raise McpError(INVALID_PARAMS, f"{method}: uri must be a string")
+    if method == "resources/unsubscribe":
+        peer.unsubscribe(uri)
+        return {}
+    if len(uri) > max_uri_length:
+        raise McpError(
+            INVALID_PARAMS,
+            f"resources/subscribe: uri longer than {max_uri_length} characters",
+            {"max_uri_length": max_uri_length},
+        )
+    if uri not in peer.subscriptions and len(peer.subscriptions) >= max_subscriptions:
+        raise McpError(
+            INVALID_PARAMS,
+            f"resources/subscribe: this session already holds the most "
+            f"subscriptions allowed ({max_subscriptions}); unsubscribe from one first",
+            {"max_subscriptions": max_subscriptions},
+        )
+    peer.subscribe(uri)
+    return {}
 
 
 @final
@@ -170,18 +144,8 @@ class McpServer:
         cache: CacheHint = DEFAULT_CACHE_HINT,
         cache_hints: Mapping[str, CacheHint] | None = None,
     ) -> None:
-        hints = dict(cache_hints or {})
-        for method, hint in (("cache", cache), *hints.items()):
-            if not isinstance(hint, CacheHint):
-                raise TypeError(f"{method}: a CacheHint is required, got {type(hint).__name__}")
-        unknown = sorted(set(hints) - CACHEABLE_METHODS)
-        if unknown:
-            raise ValueError(
-                f"cache_hints: {', '.join(unknown)} has no caching hints; "
-                f"cacheable are {', '.join(sorted(CACHEABLE_METHODS))}"
-            )
+        self._cache_hints = check_cache_hints(cache, cache_hints)
         self.cache = cache
-        self._cache_hints = hints
         for option, value in (
             ("max_subscriptions", max_subscriptions),
             ("max_uri_length", max_uri_length),
@@ -240,37 +204,17 @@ class McpServer:
         """
 
         def register(fn: F) -> F:
-            tool_name = name or fn.__name__
-            doc, arg_docs = parse_docstring(fn.__doc__)
-            ctx_params = _context_params(fn)
-            schema, params = signature_schema(fn, skip=ctx_params, arg_docs=arg_docs)
-            definition: dict[str, Any] = {
-                "name": tool_name,
-                "description": description if description is not None else doc,
-                "inputSchema": input_schema if input_schema is not None else schema,
-            }
-            if title is not None:
-                definition["title"] = title
-            if output_schema is not None:
-                definition["outputSchema"] = output_schema
-            if annotations is not None:
-                definition["annotations"] = annotations
-            if meta is not None:
-                definition["_meta"] = meta
-            try:
-                param_headers = param_headers_of(definition["inputSchema"])
-            except ValueError as exc:
-                raise ValueError(f"tool {tool_name!r}: {exc}") from None
-            self._tools[tool_name] = RegisteredTool(
-                tool_name,
+            tool = tool_record(
                 fn,
-                definition,
-                ctx_params,
-                input_schema is None,
-                frozenset(params),
-                _enum_params(fn),
-                param_headers,
+                name,
+                description=description,
+                title=title,
+                input_schema=input_schema,
+                output_schema=output_schema,
+                annotations=annotations,
+                meta=meta,
             )
+            self._tools[tool.name] = tool
             return fn
 
         return register
@@ -304,25 +248,19 @@ class McpServer:
             raise TypeError(f"cache: a CacheHint is required, got {type(cache).__name__}")
 
         def register(fn: F) -> F:
-            doc, _ = parse_docstring(fn.__doc__)
-            definition: dict[str, Any] = {"name": name or fn.__name__}
-            if title is not None:
-                definition["title"] = title
-            if description is not None or doc:
-                definition["description"] = description if description is not None else doc
-            if mime_type is not None:
-                definition["mimeType"] = mime_type
-            ctx_params = _context_params(fn)
-            if _TEMPLATE_VAR.search(uri):
-                definition["uriTemplate"] = uri
-                self._templates.append(
-                    RegisteredResource(uri, fn, definition, ctx_params, _template_regex(uri), cache)
-                )
+            resource = resource_record(
+                fn,
+                uri,
+                name=name,
+                description=description,
+                mime_type=mime_type,
+                title=title,
+                cache=cache,
+            )
+            if resource.pattern is not None:
+                self._templates.append(resource)
             else:
-                definition["uri"] = uri
-                self._resources[uri] = RegisteredResource(
-                    uri, fn, definition, ctx_params, cache=cache
-                )
+                self._resources[uri] = resource
             return fn
 
         return register
@@ -341,35 +279,8 @@ class McpServer:
         """
 
         def register(fn: F) -> F:
-            prompt_name = name or fn.__name__
-            doc, arg_docs = parse_docstring(fn.__doc__)
-            ctx_params = _context_params(fn)
-            arguments: list[dict[str, Any]] = []
-            names: list[str] = []
-            for param in inspect.signature(fn).parameters.values():
-                if param.name in ctx_params or param.kind in (
-                    param.VAR_POSITIONAL,
-                    param.VAR_KEYWORD,
-                ):
-                    continue
-                argument: dict[str, Any] = {
-                    "name": param.name,
-                    "required": param.default is param.empty,
-                }
-                if param.name in arg_docs:
-                    argument["description"] = arg_docs[param.name]
-                arguments.append(argument)
-                names.append(param.name)
-            definition: dict[str, Any] = {
-                "name": prompt_name,
-                "description": description if description is not None else doc,
-                "arguments": arguments,
-            }
-            if title is not None:
-                definition["title"] = title
-            self._prompts[prompt_name] = RegisteredPrompt(
-                prompt_name, fn, definition, ctx_params, names
-            )
+            prompt = prompt_record(fn, name, description=description, title=title)
+            self._prompts[prompt.name] = prompt
             return fn
 
         return register
@@ -458,11 +369,9 @@ class McpServer:
                     maybe = hook(client, is_restored)
                     if inspect.isawaitable(maybe):
                         await maybe
-        server_info: dict[str, Any] = {"name": self.name, "version": self.version}
-        if self.title is not None:
-            server_info["title"] = self.title
-        if self.description is not None and client.protocol_version >= "2025-11-25":
-            server_info["description"] = self.description
+        server_info = self.server_info()
+        if client.protocol_version < "2025-11-25":
+            server_info.pop("description", None)  # newer than the client's version
         result: dict[str, Any] = {
             "protocolVersion": client.protocol_version,
             "capabilities": self.capabilities(),
@@ -495,12 +404,7 @@ class McpServer:
         too; ``capabilities`` match what is registered. A transport may
         answer the probe with it before any session-like machinery runs.
         """
-        result: dict[str, Any] = {
-            "supportedVersions": list(ADVERTISED_VERSIONS),
-            "capabilities": self.capabilities(),
-        }
-        if self.instructions is not None:
-            result["instructions"] = self.instructions
+        result = discover_fields(self.capabilities(), self.instructions)
         return self._complete("server/discover", result, None)
 
     def param_headers(self, tool_name: str) -> dict[tuple[str, ...], tuple[str, str]]:
@@ -528,7 +432,7 @@ class McpServer:
             InputRequired: Handler code needs the client's input first
                 (2026-07-28); whoever runs the request answers it.
         """
-        if _claims_modern(request) and is_modern_version(session.client.protocol_version):
+        if claims_modern(request) and is_modern_version(session.client.protocol_version):
             return await self._handle_modern(request, ctx, session)
         return await self._handle(request, ctx, session)
 
@@ -536,11 +440,7 @@ class McpServer:
         method = request.method
         if method == "server/discover":
             return self.discover_result()
-        needed = _CAPABILITY_OF.get(method)
-        if method in REMOVED_METHODS or (needed is not None and needed not in self.capabilities()):
-            # What discovery does not declare is not there (the conformance
-            # suite checks both directions), whatever the handshake era did.
-            raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        check_declared(method, self.capabilities())
         params = request.params or {}
         hint: CacheHint | None = None
         try:
@@ -554,31 +454,16 @@ class McpServer:
         except McpError as exc:
             if exc.code != RESOURCE_NOT_FOUND:
                 raise
-            # 2026-07-28 retired -32002: a missing resource is an invalid
-            # param, with the URI in data (resources.mdx#error-handling).
-            data = exc.data
-            uri = params.get("uri")
-            if method == "resources/read" and isinstance(uri, str):
-                data = {"uri": uri, **(data if isinstance(data, dict) else {})}
-            raise McpError(INVALID_PARAMS, exc.message, data) from exc
+            raise missing_resource(exc, method, params) from exc
         return self._complete(method, result, hint)
 
     def _complete(
         self, method: str, result: Mapping[str, Any], hint: CacheHint | None
     ) -> dict[str, Any]:
-        """*result* as a 2026-07-28 result: a new dict, the handler's own left as it was."""
-        out: dict[str, Any] = {"resultType": "complete", **result}
-        meta = result.get("_meta")
-        out["_meta"] = {
-            META_SERVER_INFO: self.server_info(),
-            **(meta if isinstance(meta, dict) else {}),
-        }
-        # Never on an input_required (or other) result: only complete ones are cacheable.
-        if out["resultType"] == "complete" and method in CACHEABLE_METHODS:
-            if hint is None:
-                hint = self._cache_hints.get(method, self.cache)
-            out.update(hint.to_json())
-        return out
+        """*result* completed for 2026-07-28; *hint* ``None``: the server's for *method*."""
+        if hint is None:
+            hint = self._cache_hints.get(method, self.cache)
+        return complete_result(method, result, self.server_info(), hint)
 
     async def _handle(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
         """The methods of both eras, answered as the handshake era always did."""
@@ -598,34 +483,9 @@ class McpServer:
                 result, _ = await read_resource(self._resources, self._templates, ctx, params)
                 return result
             case "resources/subscribe" | "resources/unsubscribe":
-                uri = params.get("uri")
-                if not isinstance(uri, str):
-                    raise McpError(INVALID_PARAMS, f"{request.method}: uri must be a string")
-                if request.method == "resources/subscribe":
-                    # Bounded: what a session subscribes to is held (and
-                    # stored) for as long as the session lives.
-                    if len(uri) > self.max_uri_length:
-                        raise McpError(
-                            INVALID_PARAMS,
-                            "resources/subscribe: uri longer than "
-                            f"{self.max_uri_length} characters",
-                            {"max_uri_length": self.max_uri_length},
-                        )
-                    if (
-                        uri not in session.subscriptions
-                        and len(session.subscriptions) >= self.max_subscriptions
-                    ):
-                        raise McpError(
-                            INVALID_PARAMS,
-                            f"resources/subscribe: this session already holds the most "
-                            f"subscriptions allowed ({self.max_subscriptions}); "
-                            "unsubscribe from one first",
-                            {"max_subscriptions": self.max_subscriptions},
-                        )
-                    session.subscribe(uri)
-                else:
-                    session.unsubscribe(uri)
-                return {}
+                return _subscription(
+                    request.method, params, session, self.max_uri_length, self.max_subscriptions
+                )
             case "prompts/list":
                 return {"prompts": [p.definition for p in self._prompts.values()]}
             case "prompts/get":
