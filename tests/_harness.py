@@ -7,10 +7,12 @@ one SSE parser, one way to start the server and one shape of an error check.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import trio
@@ -29,6 +31,7 @@ from trio_mcp_sessions import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from types import ModuleType
 
     import httpx
 
@@ -510,3 +513,16 @@ def initialize_with(key: str, value: Any) -> dict[str, Any]:
     body = initialize_body(request_id=11)
     body["params"][key] = value
     return body
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    """A fresh copy of ``examples/<name>.py`` (executed again: its server and app are new)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,7 +9,6 @@ on the same trio loop).  Results are read from the CLI's summary line and from t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
@@ -19,11 +18,11 @@ import pytest
 import trio
 
 from _conformance_tools import (
-    REPO_ROOT,
     ConformanceTools,
     ensure_conformance_tools,
     run_conformance_async,
 )
+from _harness import load_example
 from trio_mcp_sessions import McpServer, StreamableHTTPApp
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
     from conftest import StartServer, TracebackRecorder
 
-EXAMPLE_PATH = REPO_ROOT / "examples" / "conformance_server.py"
 CLI_DEADLINE = 300.0
 """Seconds allowed for one CLI run (the whole active suite takes a few seconds)."""
 TAIL_LINES = 60
@@ -68,11 +66,7 @@ def conformance_server() -> StreamableHTTPApp:
     The app, not only its ``server``: the list-change tools notify through
     the manager of the app that serves them.
     """
-    spec = importlib.util.spec_from_file_location("conformance_server_example", EXAMPLE_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("conformance_server")
     app = module.app
     assert isinstance(app, StreamableHTTPApp)
     assert isinstance(module.server, McpServer)

@@ -8,7 +8,6 @@ server-to-client requests) and at 2026-07-28 (``auto``: the client answers the
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Literal
 
 import mcp_types as types
@@ -17,7 +16,7 @@ import trio
 from mcp.client import Client, ClientRequestContext
 from pydantic import FileUrl
 
-from _conformance_tools import REPO_ROOT
+from _harness import load_example
 from trio_mcp_sessions import StreamableHTTPApp
 
 if TYPE_CHECKING:
@@ -28,18 +27,12 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:Async generator 'httpcore2\.:ResourceWarning"),
 ]
 
-EXAMPLE_PATH = REPO_ROOT / "examples" / "conformance_server.py"
 TIMEOUT = 10.0
 Mode = Literal["legacy", "auto"]
 
 
 def load_app() -> StreamableHTTPApp:
-    spec = importlib.util.spec_from_file_location("conformance_example_eras", EXAMPLE_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app = module.app
+    app = load_example("conformance_server").app
     assert isinstance(app, StreamableHTTPApp)
     return app
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
-from _harness import messages
+from _harness import load_example, messages
 from conftest import initialize_body
 from trio_mcp_sessions import McpServer
 
@@ -27,14 +26,8 @@ META = {
 }
 
 
-def load_example() -> McpServer:
-    path = __file__.rsplit("/tests/", 1)[0] + "/examples/booking_server.py"
-    spec = importlib.util.spec_from_file_location("booking_example", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    server = module.server
+def booking_server() -> McpServer:
+    server = load_example("booking_server").server
     assert isinstance(server, McpServer)
     return server
 
@@ -62,7 +55,7 @@ async def test_the_booking_tool_asks_through_an_input_required_round(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
     with trio.fail_after(10):
-        url = await start_server(load_example())
+        url = await start_server(booking_server())
         call = {"_meta": META, "name": "book", "arguments": {"city": "Lisbon"}}
         first = await post_modern(http, url, 1, call)
         assert first["resultType"] == "input_required"
@@ -90,7 +83,7 @@ async def test_a_session_client_gets_the_same_tool_through_elicitation(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
     with trio.fail_after(10):
-        url = await start_server(load_example())
+        url = await start_server(booking_server())
         init = initialize_body()
         init["params"]["capabilities"] = {"elicitation": {}}
         r = await http.post(
