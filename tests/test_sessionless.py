@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -18,6 +19,9 @@ from trio_mcp_sessions._protocol._era import (
 )
 from trio_mcp_sessions._protocol._jsonrpc import Request
 from trio_mcp_sessions._stateless import SessionlessService
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 MODERN = "2026-07-28"
 CAPS: dict[str, Any] = {"elicitation": {}, "sampling": {}}
@@ -81,6 +85,16 @@ def make_server() -> tuple[McpServer, list[str]]:
     return server, ran
 
 
+@asynccontextmanager
+async def running(server: McpServer, **options: Any) -> AsyncIterator[SessionlessService]:
+    """The service, started; stopped (and every handler with it) on the way out."""
+    service = SessionlessService(server, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        yield service
+        await service.aclose()
+
+
 async def answer(service: SessionlessService, request: ModernRequest) -> list[dict[str, Any]]:
     exchange = service.open_request(request, INFO, notifications=True)
     return [json.loads(event.data) async for event in exchange.stream]
@@ -98,11 +112,9 @@ async def test_rounds_carry_only_the_answers_the_handler_read(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, ran = make_server()
-    service = SessionlessService(
+    async with running(
         server, request_states=RequestStateCodec(), wall_clock=trio.current_time
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    ) as service:
         call = {"name": "two_steps", "arguments": {}}
         [first] = await answer(service, modern("tools/call", call))
         result = first["result"]
@@ -127,32 +139,25 @@ async def test_rounds_carry_only_the_answers_the_handler_read(
         assert ran == ["two_steps"] * 3
         stats = service.statistics()
         assert (stats.input_required, stats.answered, stats.requests_in_flight) == (2, 1, 0)
-        await service.aclose()
 
 
 async def test_a_question_caught_by_the_handler_is_still_asked(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
-    service = SessionlessService(server)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server) as service:
         [reply] = await answer(service, modern("tools/call", {"name": "swallows"}))
         assert reply["result"]["resultType"] == "input_required"
         assert list(reply["result"]["inputRequests"]) == ["name"]
-        await service.aclose()
 
 
 async def test_prompts_may_ask_but_completions_may_not(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
-    service = SessionlessService(server)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server) as service:
         [reply] = await answer(service, modern("prompts/get", {"name": "greeting"}))
         assert reply["result"]["resultType"] == "input_required"
-        await service.aclose()
 
 
 @pytest.mark.parametrize(("log_level", "logged"), [(None, False), ("info", True), ("error", False)])
@@ -160,25 +165,20 @@ async def test_logs_go_out_only_at_the_requested_level(
     autojump_clock: trio.testing.MockClock, log_level: str | None, logged: bool
 ) -> None:
     server, _ = make_server()
-    service = SessionlessService(server)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server) as service:
         events = await answer(
             service, modern("tools/call", {"name": "chatty"}, log_level=log_level)
         )
         methods = [e.get("method") for e in events[:-1]]
         assert methods == (["notifications/message"] if logged else [])
         assert events[-1]["result"]["content"][0]["text"] == "done"
-        await service.aclose()
 
 
 async def test_a_client_that_leaves_cancels_its_handler(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
-    service = SessionlessService(server)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server) as service:
         exchange = service.open_request(
             modern("tools/call", {"name": "hangs"}), INFO, notifications=True
         )
@@ -188,7 +188,6 @@ async def test_a_client_that_leaves_cancels_its_handler(
         await trio.testing.wait_all_tasks_blocked()
         stats = service.statistics()
         assert (stats.requests_in_flight, stats.cancelled) == (0, 1)
-        await service.aclose()
 
 
 async def test_shutdown_cancels_what_still_runs_and_refuses_new_work(
@@ -197,9 +196,7 @@ async def test_shutdown_cancels_what_still_runs_and_refuses_new_work(
     from trio_mcp_sessions import ServiceUnavailable
 
     server, _ = make_server()
-    service = SessionlessService(server)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server) as service:
         exchange = service.open_request(
             modern("tools/call", {"name": "hangs"}), INFO, notifications=True
         )
@@ -210,16 +207,13 @@ async def test_shutdown_cancels_what_still_runs_and_refuses_new_work(
         assert [e async for e in exchange.stream] == []
         await trio.testing.wait_all_tasks_blocked()
         assert service.statistics().requests_in_flight == 0
-        await service.aclose()
 
 
 async def test_extras_sent_without_a_request_state_are_not_sealed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server, _ = make_server()
-    service = SessionlessService(server, wall_clock=trio.current_time)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+    async with running(server, wall_clock=trio.current_time) as service:
         step1 = {"action": "accept", "content": {"v": "a"}}
         call = {"name": "two_steps", "inputResponses": {"step1": step1, "junk": {"x": 1}}}
         [reply] = await answer(service, modern("tools/call", call))
@@ -227,4 +221,3 @@ async def test_extras_sent_without_a_request_state_are_not_sealed(
         assert list(result["inputRequests"]) == ["step2"]
         sealed = state_payload(result["requestState"])["s"]
         assert sealed == {"answers": {"step1": step1}, "asked": ["step2"]}
-        await service.aclose()
