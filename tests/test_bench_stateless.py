@@ -4,11 +4,14 @@ The load generator's ``stateless_calls`` against our benchmark server (the
 tools ``bench/servers/ours.py`` defines) and against the raw ceiling, over
 real Hypercorn on 127.0.0.1: every call must succeed in the shape its
 variant asks for, and a reply in the wrong shape must count as a failure.
+``bench/stateless_cost.py`` (the same request against the ASGI app alone)
+stays runnable.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -76,3 +79,25 @@ async def test_the_raw_ceiling_answers_both_variants(nursery: trio.Nursery) -> N
         result = await _calls(f"{binds[0]}/mcp", reply)
         assert result["failures"] == {}, (reply, result)
         assert result["requests"] == 25
+
+
+def test_stateless_cost_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "stateless_cost.py"), "--requests", "20", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "raw json",
+        "raw sse",
+        "transport json",
+        "ours json",
+        "ours sse",
+    ]
+    assert "application/json" in lines[3]
+    assert "text/event-stream" in lines[4]
