@@ -2,8 +2,9 @@
 
 Any Streamable HTTP server URL on 127.0.0.1 works: it sends ``initialize``,
 ``notifications/initialized``, ``tools/call`` and ``DELETE`` as a client
-would, reads JSON or SSE replies (the JSON-RPC response is taken from the SSE
-events), and records every request's latency. Every workload is bounded both
+would (or 2026-07-28 ``tools/call`` requests with no session at all), reads
+JSON or SSE replies (the JSON-RPC response is taken from the SSE events),
+and records every request's latency. Every workload is bounded both
 in requests and in seconds.
 
 The HTTP client is a small hand-written HTTP/1.1 client on trio sockets
@@ -18,6 +19,7 @@ Used by ``bench/run.py``; on its own::
 
     python bench/loadgen.py http://127.0.0.1:8000/mcp churn --concurrency 8 --seconds 15
     python bench/loadgen.py http://127.0.0.1:8000/mcp calls --concurrency 8 --seconds 10
+    python bench/loadgen.py http://127.0.0.1:8000/mcp stateless --reply sse --seconds 10
     python bench/loadgen.py http://127.0.0.1:8000/mcp flood --rate 500 --seconds 10
 
 Client identities: a workload can bind its sockets to another loopback source
@@ -45,6 +47,10 @@ PROTOCOL_VERSION = "2025-11-25"
 CLIENT_INFO = {"name": "trio-mcp-bench", "version": "1.0"}
 TOOL = "echo"
 TOOL_ARGUMENTS = {"text": "hello"}
+#: The sessionless revision: every request carries its version and capabilities.
+MODERN_VERSION = "2026-07-28"
+#: The tool a 2026-07-28 SSE reply comes from: it reports progress before answering.
+PROGRESS_TOOL = "progress_echo"
 
 
 class ProtocolFailure(Exception):
@@ -298,6 +304,28 @@ class McpHttp:
     def initialized_request(self, session: Session) -> bytes:
         return self.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
 
+    def stateless_call_request(self, tool: str, progress: bool) -> tuple[int, bytes]:
+        """A 2026-07-28 ``tools/call``: no session, version and capabilities in ``_meta``."""
+        request_id = next(self._ids)
+        meta: dict[str, Any] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        if progress:
+            meta["progressToken"] = request_id
+        message = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": TOOL_ARGUMENTS, "_meta": meta},
+        }
+        body = json.dumps(message, separators=(",", ":")).encode()
+        head = (
+            f"MCP-Protocol-Version: {MODERN_VERSION}\r\nMcp-Method: tools/call\r\n"
+            f"Mcp-Name: {tool}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return request_id, self._prefix + head.encode("latin-1") + body
+
     def tool_call_request(self, session: Session) -> tuple[int, bytes]:
         request_id = next(self._ids)
         message = {
@@ -405,6 +433,28 @@ async def call_tool(mcp: McpHttp, conn: Connection, session: Session) -> dict[st
     if reply["result"].get("isError"):
         raise ProtocolFailure("tools/call", 200, "isError")
     return reply
+
+
+async def call_tool_stateless(mcp: McpHttp, conn: Connection, reply: str) -> dict[str, Any]:
+    """One 2026-07-28 ``tools/call``; *reply* ``"json"`` or ``"sse"`` is the answer expected.
+
+    ``"sse"`` calls the tool that reports progress (with a ``progressToken``),
+    so the answer must be an SSE stream carrying the progress and the result.
+    """
+    sse = reply == "sse"
+    request_id, raw = mcp.stateless_call_request(PROGRESS_TOOL if sse else TOOL, progress=sse)
+    response = await conn.request(raw)
+    answer = json_rpc_reply("tools/call", response, request_id)
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith("text/event-stream") != sse:
+        detail = f"{reply} expected, got {content_type}"
+        raise ProtocolFailure("tools/call", response.status, detail)
+    if sse and b"notifications/progress" not in response.body:
+        raise ProtocolFailure("tools/call", response.status, "no progress in the SSE stream")
+    result = answer["result"]
+    if result.get("resultType") != "complete" or result.get("isError"):
+        raise ProtocolFailure("tools/call", response.status, "not a complete result")
+    return answer
 
 
 async def delete(mcp: McpHttp, conn: Connection, session: Session) -> None:
@@ -615,6 +665,58 @@ async def tool_calls(
     }
 
 
+async def stateless_calls(
+    target: Target,
+    *,
+    concurrency: int,
+    count: int,
+    seconds: float,
+    reply: str = "json",
+    kind: str = "tools/call",
+) -> dict[str, Any]:
+    """2026-07-28 ``tools/call`` with no session, *concurrency* connections, closed loop.
+
+    Each request stands alone (version and client capabilities in ``_meta``,
+    the routing headers beside them); each answer is checked: a complete
+    result, as JSON for ``reply="json"`` (the plain echo tool) or as an SSE
+    stream with a progress notification for ``reply="sse"``.
+    """
+    if reply not in ("json", "sse"):
+        raise ValueError(f"reply must be json or sse, not {reply!r}")
+    mcp = McpHttp(target)
+    rec = Recorder()
+    budget = Budget(count, seconds)
+
+    async def worker() -> None:
+        conn = Connection(target)
+        try:
+            while budget.take():
+                start = time.perf_counter()
+                try:
+                    await call_tool_stateless(mcp, conn, reply)
+                except (ProtocolFailure, _ConnectionLost, OSError, ValueError) as exc:
+                    rec.fail(exc)
+                    await conn.aclose()
+                    continue
+                rec.add(kind, time.perf_counter() - start)
+                budget.done += 1
+        finally:
+            await conn.aclose()
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        budget.start()
+        for _ in range(concurrency):
+            nursery.start_soon(worker)
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": budget.done,
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(budget.done / elapsed, 2),
+        **rec.summary(),
+    }
+
+
 async def hold_get_streams(
     target: Target,
     sessions: list[Session],
@@ -724,6 +826,14 @@ async def _cli(args: argparse.Namespace) -> dict[str, Any]:
         return await churn(
             target, concurrency=args.concurrency, count=args.count, seconds=args.seconds
         )
+    if args.workload == "stateless":
+        return await stateless_calls(
+            target,
+            concurrency=args.concurrency,
+            count=args.count,
+            seconds=args.seconds,
+            reply=args.reply,
+        )
     if args.workload == "calls":
         sessions = await open_sessions(target, args.concurrency)
         try:
@@ -742,12 +852,15 @@ async def _cli(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="http://127.0.0.1:PORT/mcp")
-    parser.add_argument("workload", choices=("churn", "calls", "flood"))
+    parser.add_argument("workload", choices=("churn", "calls", "stateless", "flood"))
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--count", type=int, default=100_000, help="at most this many")
     parser.add_argument("--seconds", type=float, default=10.0, help="at most this long")
     parser.add_argument("--rate", type=float, default=500.0, help="flood: initialize per second")
     parser.add_argument("--source", default="127.0.0.2", help="flood: client source address")
+    parser.add_argument(
+        "--reply", choices=("json", "sse"), default="json", help="stateless: the answer expected"
+    )
     args = parser.parse_args()
     cpu = time.process_time()
     result = trio.run(_cli, args)

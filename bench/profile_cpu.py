@@ -11,7 +11,9 @@ functions by inclusive time.
 
 Workloads: ``calls`` (tools/call on open sessions, closed loop), ``churn``
 (whole sessions), ``flood`` (initialize at 500/s from one address against
-``--rate-limit-per-client 10/60``).
+``--rate-limit-per-client 10/60``), ``stateless-json`` / ``stateless-sse``
+(2026-07-28 tools/call with no session, answered as JSON / as SSE; run the
+server with ``--reply-mode sse`` for the SSE variant).
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ async def workload(
 ) -> dict[str, float]:
     """Run the load until the recording ends; count operations and CPU during the recording."""
     target = server.target
-    sessions = await loadgen.open_sessions(target, args.concurrency)
+    stateless = args.workload.startswith("stateless-")
+    sessions = [] if stateless else await loadgen.open_sessions(target, args.concurrency)
     stats: dict[str, float] = {}
     start: dict[str, float] = {}
 
@@ -136,6 +139,15 @@ async def workload(
             if args.workload == "calls":
                 r = await loadgen.tool_calls(
                     target, sessions, concurrency=args.concurrency, count=10**7, seconds=0.5
+                )
+                done["ops"] += r["requests"]
+            elif args.workload.startswith("stateless-"):
+                r = await loadgen.stateless_calls(
+                    target,
+                    concurrency=args.concurrency,
+                    count=10**7,
+                    seconds=0.5,
+                    reply=args.workload.removeprefix("stateless-"),
                 )
                 done["ops"] += r["requests"]
             elif args.workload == "churn":
@@ -160,7 +172,11 @@ async def workload(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=runner.SERVER_NAMES, default="ours")
-    parser.add_argument("--workload", choices=("calls", "churn", "flood"), default="calls")
+    parser.add_argument(
+        "--workload",
+        choices=("calls", "churn", "flood", "stateless-json", "stateless-sse"),
+        default="calls",
+    )
     parser.add_argument("--reply-mode", choices=("json", "sse"), default="json")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)

@@ -17,7 +17,7 @@ trio worker, on 127.0.0.1, access log off.
     .venv/bin/python bench/run.py --quick         # smaller and shorter, under 2 minutes
     .venv/bin/python bench/run.py --scenarios scale --scale-sizes 100 10000 100000
 
-Scenarios: churn, throughput, memory, scale, flood (see docs/benchmarks.md).
+Scenarios: churn, throughput, memory, scale, flood, stateless (see docs/benchmarks.md).
 Everything is bounded: each measurement in requests and seconds, each server
 start and stop in seconds, the SDK's session opening in the scale scenario in
 seconds, and the whole run by ``--budget`` (remaining steps are skipped and
@@ -99,6 +99,7 @@ class Server:
     url: str
     log: Path
     process: subprocess.Popen[bytes]
+    reply_mode: str = "sse"
 
     @property
     def target(self) -> Target:
@@ -174,7 +175,7 @@ def running_server(
             match = _URL.search(log.read_bytes())
             if match:
                 url = match.group().decode()
-                server = Server(name, process.pid, url + "/mcp", log, process)
+                server = Server(name, process.pid, url + "/mcp", log, process, reply_mode)
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
@@ -320,7 +321,7 @@ def interleaved(
     label: str,
     configs: list[tuple[str, str]] | list[tuple[str, str, str]],
     prepare: Callable[[Server], Awaitable[Any]],
-    measure: Callable[[Server, Any, Any], Awaitable[dict[str, Any]]],
+    measure: Callable[[Server, Any, Any], Awaitable[dict[str, Any] | None]],
     variants: list[Any],
     describe: Callable[[str, str, Any, dict[str, Any]], str],
     ours_args: list[str] | None = None,
@@ -367,6 +368,8 @@ def interleaved(
                         if key not in state:
                             continue
                         result = await measure(server, state[key], variant)
+                        if result is None:
+                            continue  # this variant does not apply to this server
                         rounds.setdefault((*key, variant), []).append(result)
             for key, measured_rounds in rounds.items():
                 combined = median_of(measured_rounds)
@@ -751,12 +754,107 @@ def scenario_flood(run: Run) -> dict[str, Any]:
     return out
 
 
+# -- scenario 6: stateless (2026-07-28) tools/call ----------------------------------------
+
+#: (server, the server's reply mode) -> its row in the stateless scenario. The
+#: main rows run in SSE mode, where a 2026-07-28 reply is JSON unless the
+#: handler sends a notification first (so one server answers both variants);
+#: the ":json-mode" rows are references for the JSON variant only (ours with
+#: --reply-mode json, the SDK with json_response=True: never SSE).
+STATELESS_LABELS = {
+    "raw": LABELS["raw"],
+    "ours": LABELS["ours"],
+    "sdk": LABELS["sdk"],
+    "ours:json-mode": "trio-mcp-sessions, `--reply-mode json`",
+    "sdk:json-mode": "mcp SDK 2.3.0, `json_response=True`",
+}
+STATELESS_ROWS = {
+    ("raw", "sse"): "raw",
+    ("ours", "sse"): "ours",
+    ("sdk", "sse"): "sdk",
+    ("ours", "json"): "ours:json-mode",
+    ("sdk", "json"): "sdk:json-mode",
+}
+
+
+def scenario_stateless(run: Run) -> dict[str, Any]:
+    a = run.args
+    out: dict[str, Any] = {
+        "method": f"2026-07-28 tools/call with no session (version and client capabilities in "
+        f"_meta, MCP-Protocol-Version / Mcp-Method / Mcp-Name headers) over {a.concurrency} "
+        f"keep-alive connections, closed loop, every answer checked; JSON: the echo tool, "
+        f"answered as JSON; SSE: a tool that reports one progress step (progressToken in "
+        f"_meta), answered as an SSE stream; all servers up at once, measured in turn, "
+        f"{a.rounds} rounds of {a.calls_seconds} s per server and variant (medians over the "
+        f"rounds), after a {a.warmup} s warm-up per variant",
+        "json": {},
+        "sse": {},
+    }
+
+    def applies(server: Server, reply: str) -> bool:
+        # A JSON-mode server never streams; the raw server's mode is for the session era.
+        return reply == "json" or server.name == "raw" or server.reply_mode == "sse"
+
+    async def prepare(server: Server) -> None:
+        for reply in ("json", "sse"):
+            if applies(server, reply):
+                await loadgen.stateless_calls(
+                    server.target,
+                    concurrency=a.concurrency,
+                    count=10**7,
+                    seconds=a.warmup,
+                    reply=reply,
+                )
+
+    async def measure(server: Server, _state: None, reply: str) -> dict[str, Any] | None:
+        if not applies(server, reply):
+            return None
+        result = await measured(
+            server,
+            lambda: loadgen.stateless_calls(
+                server.target,
+                concurrency=a.concurrency,
+                count=10**7,
+                seconds=a.calls_seconds,
+                reply=reply,
+            ),
+        )
+        per_op(result, "requests")
+        return result
+
+    def describe(name: str, mode: str, reply: str, r: dict[str, Any]) -> str:
+        lat = r["latency_ms"].get("tools/call", {})
+        return (
+            f"  stateless {reply} {STATELESS_ROWS[(name, mode)]}: {r['requests_per_s']} calls/s, "
+            f"p50 {lat.get('p50')} p99 {lat.get('p99')} ms, server "
+            f"{r.get('server_cpu_ms_per_op')} ms CPU/call ({r['server_cpu_pct']}%), "
+            f"client {r.get('client_cpu_ms_per_op')} ({r['client_cpu_pct']}%), "
+            f"failures {r['failures']}"
+        )
+
+    configs = [(name, mode) for (name, mode) in STATELESS_ROWS if name in a.servers]
+    measured_ = interleaved(run, "stateless", configs, prepare, measure, ["json", "sse"], describe)
+    for (name, mode, reply), result in measured_.items():
+        out[reply][STATELESS_ROWS[(name, mode)]] = result
+    for reply in ("json", "sse"):
+        ours = _get(out, reply, "ours", "requests_per_s")
+        line = ", ".join(
+            f"ours/{other} {_fmt(_ratio(ours, _get(out, reply, other, 'requests_per_s')), 3)}"
+            for other in ("raw", "sdk", "sdk:json-mode")
+            if other in out[reply]
+        )
+        if ours is not None and line:
+            print(f"  stateless {reply}: {line}", flush=True)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "churn": scenario_churn,
     "throughput": scenario_throughput,
     "memory": scenario_memory,
     "scale": scenario_scale,
     "flood": scenario_flood,
+    "stateless": scenario_stateless,
 }
 
 
@@ -866,6 +964,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             False,
             f"{_fmt(ours, 0)} vs {_fmt(raw, 0)} req/s",
         )
+    st = results.get("stateless", {})
+    for reply in ("json", "sse"):
+        ours = _get(st, reply, "ours", "requests_per_s")
+        raw = _get(st, reply, "raw", "requests_per_s")
+        if ours is not None or raw is not None:
+            add(
+                f"stateless 2026-07-28 tools/call, {reply.upper()} replies, ours/raw",
+                _ratio(ours, raw),
+                0.80,
+                False,
+                f"{_fmt(ours, 0)} vs {_fmt(raw, 0)} calls/s",
+            )
     mem = results.get("memory", {}).get("ours")
     if mem:
         add("KiB per idle session (ours)", mem["kib_per_idle_session"], 8.0, True, "")
@@ -960,6 +1070,34 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {_fmt(r.get('client_cpu_ms_per_op'), 3)} "
                     f"| {_fmt(_ratio(ours, r['requests_per_s']))} "
                     f"| {_fmt(_ratio(r['requests_per_s'], raw_json))} |"
+                )
+        parts.append("")
+
+    st = results.get("stateless")
+    if st:
+        parts.append("### Stateless tools/call (2026-07-28, no session)\n")
+        parts.append(
+            "| reply | server | calls/s | p50 (ms) | p99 (ms) | server CPU ms/call "
+            "| server CPU % | client CPU ms/call | ours/this calls/s | this/raw calls/s |"
+        )
+        parts.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for reply in ("json", "sse"):
+            raw = _get(st, reply, "raw", "requests_per_s")
+            ours = _get(st, reply, "ours", "requests_per_s")
+            for row in ("raw", "ours", "sdk", "ours:json-mode", "sdk:json-mode"):
+                r = _get(st, reply, row)
+                if not r:
+                    continue
+                lat = _get(r, "latency_ms", "tools/call") or {}
+                fails = f" (failures: {json.dumps(r['failures'])})" if r.get("failures") else ""
+                parts.append(
+                    f"| {reply.upper()} | {STATELESS_LABELS[row]}{fails} "
+                    f"| {_fmt(r['requests_per_s'], 0)} "
+                    f"| {_fmt(lat.get('p50'))} | {_fmt(lat.get('p99'))} "
+                    f"| {_fmt(r.get('server_cpu_ms_per_op'), 3)} | {_fmt(r['server_cpu_pct'], 0)} "
+                    f"| {_fmt(r.get('client_cpu_ms_per_op'), 3)} "
+                    f"| {_fmt(_ratio(ours, r['requests_per_s']))} "
+                    f"| {_fmt(_ratio(r['requests_per_s'], raw))} |"
                 )
         parts.append("")
 
@@ -1076,7 +1214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--servers", nargs="+", choices=SERVER_NAMES, default=list(SERVER_NAMES))
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per server (2)")
     parser.add_argument(
-        "--rounds", type=int, help="interleaved rounds: churn, throughput, flood (3)"
+        "--rounds", type=int, help="interleaved rounds: churn, throughput, flood, stateless (3)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="throughput connections (8)")
     parser.add_argument(
@@ -1088,7 +1226,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--churn-levels", type=int, nargs="+", help="concurrency levels (1 8)")
     parser.add_argument("--churn-seconds", type=float, help="seconds per churn round (4)")
     parser.add_argument("--churn-count", type=int, help="sessions per churn level at most (5000)")
-    parser.add_argument("--calls-seconds", type=float, help="seconds per throughput round (4)")
+    parser.add_argument(
+        "--calls-seconds", type=float, help="seconds per throughput and stateless round (4)"
+    )
     parser.add_argument("--memory-sessions", type=int, help="idle sessions to open (2000)")
     parser.add_argument(
         "--scale-sizes", type=int, nargs="+", help="live sessions (100 10000 100000)"

@@ -1,15 +1,19 @@
-"""trio-mcp-sessions with the benchmark tool, served by the project's own command line.
+"""trio-mcp-sessions with the benchmark tools, served by the project's own command line.
 
 Served in-process on Hypercorn's trio worker by ``trio_mcp_sessions.serve``
 (SIGTERM drains and stops it; access log off)::
 
     python -m trio_mcp_sessions serve bench/servers/ours.py:server --bind 127.0.0.1:0 \\
         --reply-mode json --log-level warning [--rate-limit-per-client 10/60] ...
+
+``echo`` answers at once; ``progress_echo`` reports one progress step first
+(when the request asks for progress), which turns a 2026-07-28 reply into an
+SSE stream: the stateless scenario's SSE variant.
 """
 
 from __future__ import annotations
 
-from trio_mcp_sessions import McpServer
+from trio_mcp_sessions import Context, McpServer
 
 server = McpServer("bench", "1.0.0")
 
@@ -21,4 +25,15 @@ def echo(text: str) -> str:
     Args:
         text: The text.
     """
+    return text
+
+
+@server.tool()
+async def progress_echo(text: str, ctx: Context) -> str:
+    """Report one progress step, then echo the text back.
+
+    Args:
+        text: The text.
+    """
+    await ctx.report_progress(1, 1)
     return text

@@ -6,6 +6,12 @@ or 202 for a notification); DELETE answers 200. ``RAW_REPLY_MODE=sse`` answers
 requests with a one-event SSE stream instead of a JSON body. It implements the
 ASGI lifespan (the trio worker needs it).
 
+A 2026-07-28 request (``_meta`` names the version; no session) gets what a
+modern server answers: a result with ``resultType`` and the server's info in
+``_meta``, as JSON; when the request asks for progress (a ``progressToken``)
+the answer is an SSE stream with one progress notification, written on its
+own, then the result. No checks at all: the ceiling for the stateless scenario.
+
     python bench/servers/raw_asgi.py --bind 127.0.0.1:0
 """
 
@@ -24,6 +30,8 @@ SSE = os.environ.get("RAW_REPLY_MODE", "json") == "sse"
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _SESSION = (b"mcp-session-id", b"raw-session-0123456789abcdef")
+_MODERN = "io.modelcontextprotocol/protocolVersion"
+_SERVER_INFO = {"io.modelcontextprotocol/serverInfo": {"name": "raw", "version": "1"}}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -63,7 +71,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
         await _reply(send, 200, body, [*_JSON, _SESSION])
         return
-    text = request.get("params", {}).get("arguments", {}).get("text", "")
+    params = request.get("params", {})
+    meta = params.get("_meta") or {}
+    if _MODERN in meta:
+        await _modern(send, request, params, meta)
+        return
+    text = params.get("arguments", {}).get("text", "")
     result = {"content": [{"type": "text", "text": text}], "isError": False}
     body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
     if SSE:
@@ -73,6 +86,30 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     else:
         await _reply(send, 200, body, _JSON)
+
+
+async def _modern(send: Any, request: Any, params: Any, meta: Any) -> None:
+    text = params.get("arguments", {}).get("text", "")
+    result = {
+        "resultType": "complete",
+        "content": [{"type": "text", "text": text}],
+        "_meta": _SERVER_INFO,
+    }
+    body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+    token = meta.get("progressToken")
+    if token is None:
+        await _reply(send, 200, body, _JSON)
+        return
+    progress = {
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {"progressToken": token, "progress": 1, "total": 1},
+    }
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+    event = b"event: message\ndata: " + json.dumps(progress).encode() + b"\n\n"
+    await send({"type": "http.response.body", "body": event, "more_body": True})
+    event = b"event: message\ndata: " + body + b"\n\n"
+    await send({"type": "http.response.body", "body": event, "more_body": False})
 
 
 async def _reply(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

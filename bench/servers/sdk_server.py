@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hypercorn import run
@@ -28,6 +28,13 @@ server = MCPServer("bench", version="1.0.0", log_level="WARNING")
 @server.tool()
 def echo(text: str) -> str:
     """Echo the text back."""
+    return text
+
+
+@server.tool()
+async def progress_echo(text: str, ctx: Context) -> str:
+    """Report one progress step, then echo the text back."""
+    await ctx.report_progress(1, 1)
     return text
 
 
