@@ -760,7 +760,8 @@ def scenario_flood(run: Run) -> dict[str, Any]:
 #: main rows run in SSE mode, where a 2026-07-28 reply is JSON unless the
 #: handler sends a notification first (so one server answers both variants);
 #: the ":json-mode" rows are references for the JSON variant only (ours with
-#: --reply-mode json, the SDK with json_response=True: never SSE).
+#: --reply-mode json, which still streams a 2026-07-28 call's progress, but the
+#: row is about JSON; the SDK with json_response=True: never SSE).
 STATELESS_LABELS = {
     "raw": LABELS["raw"],
     "ours": LABELS["ours"],
@@ -792,7 +793,8 @@ def scenario_stateless(run: Run) -> dict[str, Any]:
     }
 
     def applies(server: Server, reply: str) -> bool:
-        # A JSON-mode server never streams; the raw server's mode is for the session era.
+        # The JSON-mode rows are references for JSON answers only; the raw server's
+        # mode is for the session era.
         return reply == "json" or server.name == "raw" or server.reply_mode == "sse"
 
     async def prepare(server: Server) -> None:
