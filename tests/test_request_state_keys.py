@@ -105,3 +105,23 @@ def test_a_bad_key_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
         _read_keys(str(path))
     with pytest.raises(SystemExit, match="error: --request-state-keys"):
         _read_keys(str(tmp_path / "missing"))
+
+
+async def test_rounds_and_refused_states_are_exported_as_metrics(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    pytest.importorskip("prometheus_client")
+    with trio.fail_after(10):
+        url = await start_server(StreamableHTTPApp(make_server(), metrics_path="/metrics"))
+        params = {"_meta": META, "name": "ask", "arguments": {}}
+        [first] = messages(await call(http, url, params))
+        tampered = {**params, "requestState": first["result"]["requestState"] + "x"}
+        assert (await call(http, url, tampered)).status_code == 400
+        text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text.splitlines()
+    for line in (
+        "mcp_sessionless_in_flight 0.0",
+        "mcp_sessionless_input_required_total 1.0",
+        "mcp_sessionless_refused_request_states_total 1.0",
+        "mcp_sessionless_errors_total 1.0",
+    ):
+        assert line in text, line

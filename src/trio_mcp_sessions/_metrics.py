@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ._manager import ManagerStatistics
     from ._stateless._listen import ListenStatistics
+    from ._stateless._service import SessionlessStatistics
     from ._transport._asgi import TransportStatistics
 
 __all__ = ["MetricsExporter"]
@@ -32,6 +33,7 @@ class MetricsExporter:
         *,
         transport: Callable[[], TransportStatistics] | None = None,
         listen: Callable[[], ListenStatistics] | None = None,
+        sessionless: Callable[[], SessionlessStatistics] | None = None,
         prefix: str = "mcp",
     ) -> None:
         try:
@@ -44,6 +46,7 @@ class MetricsExporter:
         self._statistics = statistics
         self._transport = transport
         self._listen = listen
+        self._sessionless = sessionless
         self._prefix = prefix
         self.content_type = CONTENT_TYPE_LATEST
         self._registry = CollectorRegistry(auto_describe=False)
@@ -111,6 +114,8 @@ class MetricsExporter:
             )
         if self._listen is not None:
             yield from self._listen_metrics(self._listen())
+        if self._sessionless is not None:
+            yield from self._sessionless_metrics(self._sessionless())
         yield GaugeMetricFamily(
             f"{p}_subscriptions",
             "resources/subscribe URIs held by live sessions.",
@@ -170,6 +175,32 @@ class MetricsExporter:
             ("delivered", "Notifications put on listen streams.", listen.delivered),
         ):
             yield CounterMetricFamily(f"{p}_listen_{name}", text, value=value)
+
+    def _sessionless_metrics(self, stats: SessionlessStatistics) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        yield GaugeMetricFamily(
+            f"{p}_sessionless_in_flight",
+            "2026-07-28 requests whose handlers are running.",
+            value=stats.requests_in_flight,
+        )
+        for name, text, value in (
+            ("answered", "2026-07-28 requests answered with a complete result.", stats.answered),
+            (
+                "input_required",
+                "2026-07-28 requests answered with an InputRequiredResult.",
+                stats.input_required,
+            ),
+            ("errors", "2026-07-28 requests answered with a JSON-RPC error.", stats.errors),
+            ("cancelled", "2026-07-28 requests whose client left first.", stats.cancelled),
+            (
+                "refused_request_states",
+                "requestState tokens refused (tampered, expired, replayed, ...).",
+                stats.refused_states,
+            ),
+        ):
+            yield CounterMetricFamily(f"{p}_sessionless_{name}", text, value=value)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

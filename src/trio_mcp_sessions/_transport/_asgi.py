@@ -267,6 +267,7 @@ class StreamableHTTPApp:
                 statistics,
                 transport=self.statistics,
                 listen=self.sessionless.listen.statistics if self.sessionless else None,
+                sessionless=self.sessionless.statistics if self.sessionless else None,
             )
 
     # -- running the manager ---------------------------------------------------------
