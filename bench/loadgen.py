@@ -38,10 +38,13 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 PROTOCOL_VERSION = "2025-11-25"
 CLIENT_INFO = {"name": "trio-mcp-bench", "version": "1.0"}
@@ -515,18 +518,32 @@ async def churn(target: Target, *, concurrency: int, count: int, seconds: float)
         finally:
             await conn.aclose()
 
-    started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        budget.start()
-        for _ in range(concurrency):
-            nursery.start_soon(worker)
-    elapsed = time.perf_counter() - started
+    elapsed = await run_workers(budget, worker, concurrency)
     return {
         "sessions": budget.done,
         "seconds": round(elapsed, 3),
         "sessions_per_s": round(budget.done / elapsed, 2),
         **rec.summary(),
     }
+
+
+async def run_workers(
+    budget: Budget,
+    worker: Callable[..., Awaitable[None]],
+    concurrency: int,
+    *,
+    with_index: bool = False,
+) -> float:
+    """Start *budget*, run *concurrency* workers until they stop, return the seconds it took."""
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        budget.start()
+        for index in range(concurrency):
+            if with_index:
+                nursery.start_soon(worker, index)
+            else:
+                nursery.start_soon(worker)
+    return time.perf_counter() - started
 
 
 async def open_sessions(
@@ -651,12 +668,7 @@ async def tool_calls(
         finally:
             await conn.aclose()
 
-    started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        budget.start()
-        for index in range(concurrency):
-            nursery.start_soon(worker, index)
-    elapsed = time.perf_counter() - started
+    elapsed = await run_workers(budget, worker, concurrency, with_index=True)
     return {
         "requests": budget.done,
         "seconds": round(elapsed, 3),
@@ -703,12 +715,7 @@ async def stateless_calls(
         finally:
             await conn.aclose()
 
-    started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        budget.start()
-        for _ in range(concurrency):
-            nursery.start_soon(worker)
-    elapsed = time.perf_counter() - started
+    elapsed = await run_workers(budget, worker, concurrency)
     return {
         "requests": budget.done,
         "seconds": round(elapsed, 3),
