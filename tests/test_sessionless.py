@@ -221,3 +221,21 @@ async def test_extras_sent_without_a_request_state_are_not_sealed(
         assert list(result["inputRequests"]) == ["step2"]
         sealed = state_payload(result["requestState"])["s"]
         assert sealed == {"answers": {"step1": step1}, "asked": ["step2"]}
+
+
+async def test_a_handler_that_raises_the_signal_itself_gets_an_error_not_a_crash(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_mcp_sessions._server._errors import InputRequired
+
+    server = McpServer("raises")
+
+    @server.tool()
+    def odd() -> str:
+        """Raises the signal with no question behind it."""
+        raise InputRequired({})
+
+    async with running(server) as service:
+        [reply] = await answer(service, modern("tools/call", {"name": "odd"}))
+        assert reply["error"]["code"] == -32603
+        assert service.statistics().requests_in_flight == 0

@@ -36,7 +36,7 @@ from .._protocol._request_state import (
 )
 from .._protocol._subscriptions import SubscriptionFilter
 from .._server._context import Context
-from .._server._errors import InputRequired, failure
+from .._server._errors import failure
 from .._streams import EventStream, SseEvent
 from ._listen import ListenHub, ListenLimits
 from ._peer import INPUT_METHODS, StatelessPeer
@@ -267,15 +267,16 @@ class SessionlessService:
         message = request.message
         assert isinstance(message, Request)
         params = dict(message.params or {})
-        binding = RequestStateBinding(
-            principal=info.principal,
-            method=message.method,
-            name=_name_of(message.method, params),
-            protocol_version=request.protocol_version,
-        )
         answers: dict[str, dict[str, Any]] = {}
         round_ = 0
-        if message.method in INPUT_METHODS:
+        binding: RequestStateBinding | None = None
+        if message.method in INPUT_METHODS:  # the only requests with rounds (and a binding)
+            binding = RequestStateBinding(
+                principal=info.principal,
+                method=message.method,
+                name=_name_of(message.method, params),
+                protocol_version=request.protocol_version,
+            )
             try:
                 answers, round_ = self._gathered(params, binding)
             except ProtocolError as exc:
@@ -292,9 +293,9 @@ class SessionlessService:
             result = await self.server.handle_request(
                 Request(message.id, message.method, params), ctx, peer
             )
-        except InputRequired:
-            pass  # peer.asked holds every question, including earlier swallowed ones
         except Exception as exc:  # Cancelled is not an Exception: it goes through
+            # InputRequired: peer.asked holds every question, including swallowed ones
+            # (empty only when handler code raised it itself: then it is an error).
             if not peer.asked:
                 answer = failure(exc)
                 if answer.log == "traceback":
@@ -306,6 +307,7 @@ class SessionlessService:
                 return Response(message.id, result)
         # Only what the handler read rides along: answers it never asked for
         # (a client's extras) are not sealed into the next state.
+        assert binding is not None  # only an input method's peer records a question
         return self._ask_for_input(message.id, peer.asked, peer.used, binding, round_ + 1)
 
     def _gathered(
