@@ -44,11 +44,14 @@ StartServer = Callable[..., Awaitable[str]]
 async def start_server(nursery: trio.Nursery) -> StartServer:
     """``url = await start_server(app_or_server, **app_options)``: serve on 127.0.0.1:0.
 
-    Returns the endpoint URL (``http://127.0.0.1:PORT/mcp``). The server stops
+    Returns the endpoint URL (``http://127.0.0.1:PORT/mcp``); *backlog* is the
+    listening socket's (Hypercorn's default is 100). The server stops
     when the test's nursery is cancelled at teardown.
     """
 
-    async def start(target: McpServer | StreamableHTTPApp, **options: Any) -> str:
+    async def start(
+        target: McpServer | StreamableHTTPApp, *, backlog: int = 100, **options: Any
+    ) -> str:
         app = (
             target
             if isinstance(target, StreamableHTTPApp)
@@ -58,6 +61,7 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None
         config.graceful_timeout = 0.5
+        config.backlog = backlog  # Hypercorn's 100 unless a test sends a burst of connects
         binds = await nursery.start(
             partial(hypercorn_serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
         )

@@ -142,3 +142,40 @@ async def test_cli_serves_and_stops_cleanly_on_signal(signum: signal.Signals) ->
     assert b"Stopped." in out
     assert b"Traceback" not in err, err.decode()
     assert b"reason=shutdown" in err
+
+
+async def test_serve_listens_with_a_deep_backlog() -> None:
+    """A burst of connects over Hypercorn's backlog of 100 would wait for SYN retries."""
+    from hypercorn.config import Config
+
+    from trio_mcp_sessions._serve import BACKLOG
+
+    config = Config()
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    serve,
+                    McpServer("b"),
+                    bind="127.0.0.1:0",
+                    config=config,
+                    shutdown_trigger=stop.wait,
+                )
+            )
+            assert config.backlog == 100  # a given config keeps its own
+            stop.set()
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(
+                    serve,
+                    McpServer("b"),
+                    bind="127.0.0.1:0",
+                    config=config,
+                    backlog=BACKLOG,
+                    shutdown_trigger=stop.wait,
+                )
+            )
+            assert config.backlog == BACKLOG == 1024
+            stop.set()

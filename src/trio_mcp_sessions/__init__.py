@@ -7,6 +7,7 @@ import contextlib as _contextlib
 
 from ._errors import EventsPurged as EventsPurged
 from ._errors import RateLimited as RateLimited
+from ._errors import ServerBusy as ServerBusy
 from ._errors import ServiceUnavailable as ServiceUnavailable
 from ._errors import SessionError as SessionError
 from ._errors import SessionNotFound as SessionNotFound
@@ -23,6 +24,7 @@ from ._interface import SessionManager as SessionManager
 from ._manager import BoundedSessionManager as BoundedSessionManager
 from ._manager import CallLimits as CallLimits
 from ._manager import EvictionPolicy as EvictionPolicy
+from ._manager import InflightStatistics as InflightStatistics
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
 from ._manager._broadcast import ChangeRelay as ChangeRelay

@@ -21,7 +21,7 @@ from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._protocol._request_state import RequestStateCodec
 from ._ratelimit import RateLimit
-from ._serve import BIND, GRACEFUL_TIMEOUT, serve
+from ._serve import BACKLOG, BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
 from ._stateless._listen import ListenLimits
 from ._transport._asgi import AppArguments, StreamableHTTPApp
@@ -169,6 +169,32 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="2026-07-28 requests per client key, e.g. 100/60 (over it: 429)",
     )
+    calls = options.call_limits
+    run.add_argument(
+        "--max-inflight",
+        type=int,
+        default=calls.max_inflight,
+        help="POSTs (both eras) running at once, for all clients; more get 503 before their "
+        "body is read",
+    )
+    run.add_argument(
+        "--max-inflight-per-client",
+        type=int,
+        default=calls.max_inflight_per_client,
+        help="POSTs one client key may have running at once; more get 429 (default: no cap)",
+    )
+    run.add_argument(
+        "--inflight-queue",
+        type=int,
+        default=calls.max_inflight_queued,
+        help="requests that may wait in line for a slot at --max-inflight (default 0: none)",
+    )
+    run.add_argument(
+        "--inflight-queue-timeout",
+        type=float,
+        default=calls.inflight_queue_timeout,
+        help="seconds a request may wait in that line before its 503",
+    )
     run.add_argument(
         "--max-inflight-per-session",
         type=int,
@@ -250,6 +276,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-body-bytes", type=int, default=options.max_body_bytes)
     run.add_argument("--retry-ms", type=int, default=options.retry_ms, help="SSE retry hint (ms)")
     run.add_argument("--graceful-timeout", type=float, default=GRACEFUL_TIMEOUT, help="seconds")
+    run.add_argument(
+        "--backlog",
+        type=int,
+        default=BACKLOG,
+        help=f"connections the kernel may queue for accept (default {BACKLOG})",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -278,6 +310,10 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
             call_limits=CallLimits(
                 rate_limit=args.call_rate_limit,
                 rate_limit_per_client=args.call_rate_limit_per_client,
+                max_inflight=args.max_inflight,
+                max_inflight_per_client=args.max_inflight_per_client,
+                max_inflight_queued=args.inflight_queue,
+                inflight_queue_timeout=args.inflight_queue_timeout,
             ),
             store_timeout=args.store_timeout,
             store_failure_threshold=args.store_failure_threshold,
@@ -351,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                     options=options,
                     bind=binds,
                     graceful_timeout=args.graceful_timeout,
+                    backlog=args.backlog,
                     task_status=task_status,
                     **arguments,
                 )

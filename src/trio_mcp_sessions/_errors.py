@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "EventsPurged",
     "RateLimited",
+    "ServerBusy",
     "ServiceUnavailable",
     "SessionError",
     "SessionNotFound",
@@ -46,6 +47,13 @@ class TooManySessions(ServiceUnavailable):
     """The session cap is reached and nothing could be evicted (HTTP 503)."""
 
 
+class ServerBusy(ServiceUnavailable):
+    """The server runs as many requests as its global in-flight cap allows (HTTP 503).
+
+    The request was refused before its body was read; retry after ``retry_after``.
+    """
+
+
 class RateLimited(ServiceUnavailable):
     """Over a rate limit (sessions created too fast) or a concurrency limit (HTTP 429).
 
@@ -55,7 +63,7 @@ class RateLimited(ServiceUnavailable):
 
 
 class TooManyInFlight(RateLimited):
-    """A session already runs as many requests as its in-flight cap allows (HTTP 429).
+    """A session or a client already runs as many requests as its in-flight cap allows (HTTP 429).
 
     Nothing of the refused request (or batch) was started; retry once some
     requests are answered.

@@ -112,6 +112,7 @@ class MetricsExporter:
                 "Connections reset: a write lasted over write_timeout, or outlasted the grace.",
                 value=transport.connections_cut,
             )
+            yield from self._inflight_metrics(transport)
         if self._listen is not None:
             yield from self._listen_metrics(self._listen())
         if self._sessionless is not None:
@@ -157,6 +158,56 @@ class MetricsExporter:
             counters["circuit_opened"].add_metric([store], guard.opened)
         yield state
         yield from counters.values()
+
+    def _inflight_metrics(self, transport: TransportStatistics) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        pools = [
+            (pool, stats)
+            for pool, stats in (
+                ("calls", transport.inflight),
+                ("discover", transport.inflight_discover),
+            )
+            if stats is not None
+        ]
+        if not pools:
+            return
+        gauges = {
+            name: GaugeMetricFamily(f"{p}_inflight_{name}", text, labels=["pool"])
+            for name, text in (
+                ("requests", "POSTs holding an in-flight slot now (max_inflight)."),
+                ("max", "The in-flight cap."),
+                ("clients", "Client keys holding an in-flight slot now."),
+                ("queued", "Requests waiting in line for an in-flight slot now."),
+            )
+        }
+        admitted = CounterMetricFamily(
+            f"{p}_inflight_admitted", "In-flight slots handed out.", labels=["pool"]
+        )
+        refused = CounterMetricFamily(
+            f"{p}_inflight_refused",
+            "Requests refused at an in-flight cap: global (503) or per_client (429).",
+            labels=["pool", "cap"],
+        )
+        timeouts = CounterMetricFamily(
+            f"{p}_inflight_queue_timeouts",
+            "Requests that waited in line for a slot and were refused.",
+            labels=["pool"],
+        )
+        for pool, stats in pools:
+            gauges["requests"].add_metric([pool], stats.in_flight)
+            gauges["max"].add_metric([pool], stats.max_inflight)
+            gauges["clients"].add_metric([pool], stats.clients)
+            gauges["queued"].add_metric([pool], stats.queued)
+            admitted.add_metric([pool], stats.admitted)
+            refused.add_metric([pool, "global"], stats.refused_busy)
+            refused.add_metric([pool, "per_client"], stats.refused_per_client)
+            timeouts.add_metric([pool], stats.queue_timeouts)
+        yield from gauges.values()
+        yield admitted
+        yield refused
+        yield timeouts
 
     def _listen_metrics(self, listen: ListenStatistics) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

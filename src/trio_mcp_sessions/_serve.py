@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - another Hypercorn: serve through its p
 else:
     _OWN_WORKER = True
 
-__all__ = ["BIND", "GRACEFUL_TIMEOUT", "serve", "wait_for_shutdown_signal"]
+__all__ = ["BACKLOG", "BIND", "GRACEFUL_TIMEOUT", "serve", "wait_for_shutdown_signal"]
 
 logger = logging.getLogger("trio_mcp_sessions.serve")
 
@@ -53,6 +53,10 @@ logger = logging.getLogger("trio_mcp_sessions.serve")
 BIND: Final = "127.0.0.1:8000"
 #: Seconds in-flight requests get after shutdown starts (the default).
 GRACEFUL_TIMEOUT: Final = 5.0
+#: Connections the kernel may queue for accept (Hypercorn's default is 100): a
+#: burst of connects over it has SYNs dropped and retried a second later, so a
+#: client sees a slow connect instead of the cap's immediate 503.
+BACKLOG: Final = 1024
 
 #: Seconds before the end of the grace period at which remaining responses
 #: are ended with a ``retry`` hint (at most; a quarter of a short grace).
@@ -298,6 +302,7 @@ async def serve(
     options: ServerOptions | None = None,
     bind: str | Sequence[str] = BIND,
     graceful_timeout: float = GRACEFUL_TIMEOUT,
+    backlog: int | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     config: Config | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -325,6 +330,8 @@ async def serve(
         options: The app's :class:`ServerOptions` (path, limits, reply mode, ...).
         bind: Address(es) as ``host:port``; loopback by default.
         graceful_timeout: Seconds in-flight requests get after shutdown starts.
+        backlog: The listening sockets' accept queue (:data:`BACKLOG` unless
+            *config* is given, then its own).
         shutdown_trigger: Returns when the server should stop; the default
             waits for SIGINT or SIGTERM (main thread only).
         config: A Hypercorn :class:`~hypercorn.config.Config` to start from.
@@ -344,6 +351,8 @@ async def serve(
     cfg = config or Config()
     cfg.bind = [bind] if isinstance(bind, str) else list(bind)
     cfg.graceful_timeout = graceful_timeout
+    if backlog is not None or config is None:
+        cfg.backlog = BACKLOG if backlog is None else backlog
     if config is None:
         cfg.accesslog = None
         # Through logging, so the application's configuration decides (no duplicates).

@@ -9,6 +9,7 @@ below are what ``trio_mcp_sessions._manager`` has always exported.
 
 from .._interface import RestoreOutcome, SessionInfo, SessionManager
 from ._admission import Admission
+from ._inflight import InflightLimiter, InflightSlot, InflightStatistics
 from ._limits import CallLimits, EvictionPolicy, SessionLimits
 from ._manager import BoundedSessionManager, new_session_id
 from ._statistics import ManagerStatistics
@@ -18,6 +19,9 @@ __all__ = [
     "BoundedSessionManager",
     "CallLimits",
     "EvictionPolicy",
+    "InflightLimiter",
+    "InflightSlot",
+    "InflightStatistics",
     "ManagerStatistics",
     "RestoreOutcome",
     "SessionInfo",

@@ -134,11 +134,13 @@ class SessionLimits:
 
 @dataclass(frozen=True, slots=True)
 class CallLimits:
-    """Bounds on 2026-07-28 requests, which no session holds. Invalid values are refused here.
+    """Bounds on requests: in flight (both eras) and call rates (2026-07-28).
 
-    The same admission that budgets session creations budgets these calls
-    (keyed by the same client key). ``server/discover`` is never charged: a
-    refused probe sends a dual-era client back to the handshake for good.
+    Invalid values are refused here. The in-flight caps hold for every POST;
+    the rate limits for 2026-07-28 requests, which no session holds (the
+    same admission that budgets session creations budgets them).
+    ``server/discover`` is never charged a call: a refused probe sends a
+    dual-era client back to the handshake for good.
 
     Attributes:
         rate_limit: A :class:`RateLimit` on sessionless requests from all
@@ -146,14 +148,55 @@ class CallLimits:
         rate_limit_per_client: A :class:`RateLimit` applied to each client key.
         rate_limit_key: ``fn(RequestInfo) -> str | None``: the client key (the
             peer address by default; the authenticated principal is better).
-            Never the client's self-reported ``clientInfo``.
+            Never the client's self-reported ``clientInfo``. It keys the
+            per-client in-flight cap too.
+        max_inflight: POSTs (of either era) running at once, exactly; a
+            batch counts each request. The slot is taken before the body is
+            read and given back when the response ends or the client leaves;
+            over it the answer is 503 with ``Retry-After`` (:exc:`ServerBusy`).
+            ``server/discover`` and ``subscriptions/listen`` (named so by
+            ``Mcp-Method``, checked against the body) have bounds of their own.
+        max_inflight_per_client: POSTs one client key may have running at
+            once (429, :exc:`TooManyInFlight`); ``None``: no per-client cap
+            (the default: behind a proxy every client has the same address;
+            set it with a *rate_limit_key* that tells clients apart).
+        inflight_queue_timeout: Seconds a request may wait in line for a
+            global slot before it is refused (0: refused at once).
+        max_inflight_queued: Requests that may wait in that line at once.
+        max_inflight_discover: ``server/discover`` probes answered at once
+            (their own pool, so a full call cap never refuses a probe).
     """
 
     rate_limit: RateLimit | None = None
     rate_limit_per_client: RateLimit | None = None
     rate_limit_key: Callable[[RequestInfo], str | None] = _client_address
+    max_inflight: int = 512
+    max_inflight_per_client: int | None = None
+    inflight_queue_timeout: float = 0.0
+    max_inflight_queued: int = 0
+    max_inflight_discover: int = 64
 
     def __post_init__(self) -> None:
+        for name, minimum in (
+            ("max_inflight", 1),
+            ("max_inflight_per_client", 1),
+            ("max_inflight_queued", 0),
+            ("max_inflight_discover", 1),
+        ):
+            value = getattr(self, name)
+            if value is None and name == "max_inflight_per_client":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {value!r}")
+            if value < minimum:
+                raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        queue = self.inflight_queue_timeout
+        if isinstance(queue, bool) or not isinstance(queue, (int, float)):
+            raise TypeError("inflight_queue_timeout must be a number of seconds")
+        if not queue >= 0 or math.isinf(queue):
+            raise ValueError(f"inflight_queue_timeout must be finite and >= 0, got {queue}")
+        if queue > 0 and self.max_inflight_queued < 1:
+            raise ValueError("inflight_queue_timeout needs max_inflight_queued of at least 1")
         for name in ("rate_limit", "rate_limit_per_client"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, RateLimit):

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Literal, TypedDict, final
 
 import trio
 
+from .._errors import ServiceUnavailable
 from .._interface import CloseReason, ReplyMode, RequestInfo, SessionManager
 from .._manager import Admission, BoundedSessionManager  # the defaults, built here
+from .._manager._inflight import InflightLimiter
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
 from .._protocol._era import Era, classify_other, classify_post
@@ -29,21 +31,24 @@ from .._protocol._jsonrpc import (
     SERVER_ERROR,
     InputLimits,
     ProtocolError,
+    Request,
     decode_body,
 )
+from .._protocol._subscriptions import LISTEN
 from .._stateless import SessionlessService  # the 2026-07-28 half, built here
 from . import _hypercorn_h2
-from ._answers import SESSION_HEADER, _from_protocol_error, _HTTPError, _too_large
+from ._answers import SESSION_HEADER, _answer_for, _from_protocol_error, _HTTPError, _too_large
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
 from ._modern import method_not_allowed, post_modern
 from ._replies import _JSON, _reply_sse, _send_simple
 from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, post_session
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from .._manager import CallLimits, SessionLimits
+    from .._manager import CallLimits, InflightSlot, InflightStatistics, SessionLimits
     from .._manager._broadcast import ChangeRelay
+    from .._protocol._jsonrpc import Message
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
@@ -81,11 +86,16 @@ class TransportStatistics:
             write timeout or outlasted the grace period (only under
             :func:`serve`, which owns the connections).
         open_connections: Connections open now (only under :func:`serve`).
+        inflight: The in-flight caps of POSTs (:attr:`CallLimits.max_inflight`).
+        inflight_discover: The pool of ``server/discover`` probes
+            (:attr:`CallLimits.max_inflight_discover`).
     """
 
     refused_by_status: dict[int, int] = field(default_factory=dict)
     connections_cut: int = 0
     open_connections: int = 0
+    inflight: InflightStatistics | None = None
+    inflight_discover: InflightStatistics | None = None
 
 
 class AppArguments(TypedDict, total=False):
@@ -245,6 +255,19 @@ class StreamableHTTPApp:
         )
         #: The budget of 2026-07-28 requests (:class:`CallLimits`), local windows.
         self._calls = Admission(options.call_limits, what="requests")
+        calls = options.call_limits
+        #: The exact in-flight caps of POSTs (both eras), taken before the body.
+        self._inflight = InflightLimiter(
+            calls.max_inflight,
+            max_per_client=calls.max_inflight_per_client,
+            queue_timeout=calls.inflight_queue_timeout,
+            max_queued=calls.max_inflight_queued,
+        )
+        #: server/discover's own pool: a full call cap never refuses a probe.
+        self._discover_slots = InflightLimiter(
+            calls.max_inflight_discover, what="server/discover probes"
+        )
+        self._client_key = calls.rate_limit_key
         if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
             # The manager's broadcasts reach the listen streams too.
             manager.broadcast.add_listener(self.sessionless.listen)
@@ -308,6 +331,8 @@ class StreamableHTTPApp:
             refused_by_status=dict(self._refused),
             connections_cut=self._cut_earlier + (connections.cut if connections else 0),
             open_connections=len(connections) if connections is not None else 0,
+            inflight=self._inflight.statistics(),
+            inflight_discover=self._discover_slots.statistics(),
         )
 
     # -- the write deadline ------------------------------------------------------------
@@ -357,18 +382,25 @@ class StreamableHTTPApp:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        held: list[InflightSlot] = []  # the request's in-flight slot, once it has one
         try:
-            stream = await self._handle(scope, receive, send)
-        except _HTTPError as exc:
-            self._refused[exc.status] += 1
-            await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
-            return
-        if stream is not None:
-            # Written from here, with the request's frames and headers gone: a
-            # server holds one of these per open SSE response.
-            await _reply_sse(receive, send, *stream)
+            try:
+                stream = await self._handle(scope, receive, send, held)
+            except _HTTPError as exc:
+                self._refused[exc.status] += 1
+                await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
+                return
+            if stream is not None:
+                # Written from here, with the request's frames and headers gone: a
+                # server holds one of these per open SSE response.
+                await _reply_sse(receive, send, *stream)
+        finally:
+            for slot in held:  # the response ended, or its client left
+                slot.release()
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> SseReply | None:
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, held: list[InflightSlot]
+    ) -> SseReply | None:
         """Validate and dispatch; an SSE answer comes back to be written by the caller."""
         path = scope.get("path", "").rstrip("/")
         is_metrics = self._metrics is not None and path == self.metrics_path
@@ -408,7 +440,7 @@ class StreamableHTTPApp:
         ):
             raise method_not_allowed()
         if method == "POST":
-            return await self._post(scope, receive, send, headers, info)
+            return await self._post(scope, receive, send, headers, info, held)
         if method == "GET":
             return await get_stream(self.manager, headers, info)
         if method == "DELETE":
@@ -427,8 +459,9 @@ class StreamableHTTPApp:
         send: Send,
         headers: dict[str, str],
         info: RequestInfo,
+        held: list[InflightSlot],
     ) -> SseReply | None:
-        """The checks every POST shares, the body, then the era's half of the endpoint."""
+        """The checks every POST shares, the slot, the body, then the era's half."""
         accept = headers.get("accept")
         json_ok = accepts(accept, "application/json")
         sse_ok = accepts(accept, "text/event-stream")
@@ -443,6 +476,11 @@ class StreamableHTTPApp:
             raise _HTTPError(
                 415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
             )
+        claimed = headers.get("mcp-method")
+        if claimed == "server/discover":
+            held.append(await self._take(self._discover_slots, None))
+        elif claimed != LISTEN:  # a listen stream has bounds of its own (ListenLimits)
+            held.append(await self._take(self._inflight, info))
         try:
             body = await _read_body(receive, headers, self.max_body_bytes)
         except _ClientGone:
@@ -451,6 +489,7 @@ class StreamableHTTPApp:
             messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
             raise _from_protocol_error(exc) from None
+        self._settle_slots(claimed, messages, info, held)
         if (
             self.sessionless is not None
             and self.server is not None
@@ -482,6 +521,51 @@ class StreamableHTTPApp:
             messages,
             is_batch,
         )
+
+    async def _take(self, pool: InflightLimiter, info: RequestInfo | None) -> InflightSlot:
+        """A slot of *pool* before the body is read, or the refusal (nothing read, nothing held)."""
+        key = (
+            self._client_key(info) if info is not None and pool.max_per_client is not None else None
+        )
+        try:
+            if pool.max_queued:
+                return await pool.acquire(key)
+            return pool.acquire_nowait(key)
+        except ServiceUnavailable as exc:  # ServerBusy 503, TooManyInFlight 429
+            raise _answer_for(exc) from None
+
+    def _settle_slots(
+        self,
+        claimed: str | None,
+        messages: Sequence[Message],
+        info: RequestInfo,
+        held: list[InflightSlot],
+    ) -> None:
+        """Make the slots fit the body: one per request, and a header's claim checked.
+
+        A POST that ``Mcp-Method`` named ``server/discover`` or
+        ``subscriptions/listen`` went by its own bounds; if the body is
+        something else it takes a call slot now (or is refused), so a false
+        header buys no way around the cap. A batch holds a slot per request.
+        """
+        first = messages[0] if len(messages) == 1 else None
+        actual = first.method if isinstance(first, Request) else None
+        if claimed in ("server/discover", LISTEN) and actual != claimed:
+            for slot in held:
+                slot.release()
+            held.clear()
+            key = self._client_key(info) if self._inflight.max_per_client is not None else None
+            try:
+                held.append(self._inflight.acquire_nowait(key))
+            except ServiceUnavailable as exc:
+                raise _answer_for(exc) from None
+        if len(messages) > 1 and held:
+            extra = sum(isinstance(message, Request) for message in messages) - 1
+            if extra > 0:
+                try:
+                    held[0].extend_nowait(extra)
+                except ServiceUnavailable as exc:
+                    raise _answer_for(exc) from None
 
 
 class _ClientGone(Exception):
