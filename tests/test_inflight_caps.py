@@ -544,3 +544,47 @@ async def test_the_caps_are_exported_as_metrics(
         'mcp_inflight_refused_total{cap="global",pool="calls"} 0.0',
     ):
         assert line in lines, line
+
+
+@pytest.mark.parametrize("era", ["modern", "session"])
+async def test_a_client_that_leaves_gives_its_slot_back(
+    start_server: StartServer, http: httpx.AsyncClient, era: str
+) -> None:
+    running, peak = [0], [0]
+    limits = CallLimits(max_inflight=1)
+    app = StreamableHTTPApp(slow_server(running, peak), options=ServerOptions(call_limits=limits))
+    url = await start_server(app)
+    call = {"name": "slow", "arguments": {"seconds": 60.0}}
+    if era == "modern":
+        body, headers = modern_body(1, "tools/call", call), modern_headers("tools/call", "slow")
+    else:
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        base = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": "2025-11-25",
+        }
+        response = await http.post(url, json=init, headers=base)
+        headers = {**base, "mcp-session-id": response.headers["mcp-session-id"]}
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+        ).encode()
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(timeout=30) as leaving, trio.open_nursery() as nursery:
+            nursery.start_soon(partial(leaving.post, url, content=body, headers=headers))
+            while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
+                await trio.sleep(0.01)
+            assert _inflight(app).in_flight == 1
+            nursery.cancel_scope.cancel()  # the client goes away mid-call
+        await wait_until(lambda: _inflight(app).in_flight == 0)
+    stats = _inflight(app)
+    assert (stats.in_flight, stats.clients, stats.admitted) == (0, 0, 1 if era == "modern" else 2)
