@@ -23,7 +23,7 @@ from ._protocol._request_state import RequestStateCodec
 from ._ratelimit import RateLimit
 from ._serve import BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
-from ._stateless._listen import ListenLimits
+from ._stateless._listen import ListenLimits, ListenPolicy
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
 
@@ -201,6 +201,25 @@ def _parser() -> argparse.ArgumentParser:
         help="notifications a listen stream may have unread before it is ended",
     )
     run.add_argument(
+        "--max-listen-streams-per-client",
+        type=int,
+        default=listen.max_streams_per_client,
+        help="listen streams one client key may have open at once (over it: --listen-policy)",
+    )
+    run.add_argument(
+        "--listen-max-lifetime",
+        type=float,
+        default=listen.max_lifetime,
+        help="seconds a listen stream stays open before it is ended gracefully (0: no limit)",
+    )
+    run.add_argument(
+        "--listen-policy",
+        choices=[p.value for p in ListenPolicy],
+        default=listen.policy.value,
+        help="at a listen-stream cap: refuse the new stream (503) or end the least "
+        "recently delivered one gracefully (default reject)",
+    )
+    run.add_argument(
         "--request-state-keys",
         metavar="FILE",
         default=None,
@@ -311,7 +330,11 @@ def listen_limits_from(args: argparse.Namespace) -> ListenLimits:
     """The :class:`ListenLimits` the command line asks for (invalid values: ``error:``)."""
     try:
         return ListenLimits(
-            max_streams=args.max_listen_streams, max_buffered_events=args.listen_buffer
+            max_streams=args.max_listen_streams,
+            max_buffered_events=args.listen_buffer,
+            max_streams_per_client=args.max_listen_streams_per_client,
+            max_lifetime=args.listen_max_lifetime or None,
+            policy=ListenPolicy(args.listen_policy),
         )
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None

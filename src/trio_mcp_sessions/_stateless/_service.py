@@ -55,6 +55,10 @@ logger = logging.getLogger("trio_mcp_sessions.sessionless")
 _NAME_FIELD: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
+def _client_address(info: RequestInfo) -> str | None:
+    return info.client_address
+
+
 @final
 class Exchange:
     """One sessionless request as its HTTP response sees it: the events, then the outcome.
@@ -109,6 +113,9 @@ class SessionlessService:
             time, not trio's (tests pass their own).
         listen_limits: The bounds of ``subscriptions/listen`` streams (held by
             :attr:`listen`).
+        client_key: ``fn(RequestInfo) -> str | None``: whose request it is,
+            for per-client bounds (the app passes ``CallLimits.rate_limit_key``:
+            the peer address, or the principal; never ``clientInfo``).
     """
 
     def __init__(
@@ -120,8 +127,11 @@ class SessionlessService:
         write_timeout: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
         listen_limits: ListenLimits | None = None,
+        client_key: Callable[[RequestInfo], str | None] = _client_address,
     ) -> None:
         self.server = server
+        #: The client key of a request (per-client bounds).
+        self.client_key = client_key
         #: The open ``subscriptions/listen`` streams (a broadcast's change listener).
         self.listen = ListenHub(listen_limits)
         self._now = wall_clock
@@ -142,6 +152,7 @@ class SessionlessService:
         """Serve until :meth:`aclose` or cancelled; then what still runs is cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.listen.run)  # listen streams' lifetimes
             try:
                 task_status.started()
                 await self._stopped.wait()
@@ -205,12 +216,17 @@ class SessionlessService:
         nursery.start_soon(self._serve, request, info, exchange, scope, notifications)
         return exchange
 
-    def open_listen(self, request: ModernRequest) -> EventStream:
+    def open_listen(self, request: ModernRequest, *, client_key: str | None) -> EventStream:
         """Open a ``subscriptions/listen`` stream: its acknowledgement is already on it.
+
+        Args:
+            client_key: Whose stream it is (:attr:`client_key` of the request),
+                for the per-client cap; ``None``: only the global cap applies.
 
         Raises:
             ProtocolError: An invalid filter (-32602).
-            ServiceUnavailable: Not running, draining, or at the stream cap.
+            ServiceUnavailable: Not running, draining, or at a stream cap
+                (:attr:`ListenPolicy.REJECT`).
         """
         message = request.message
         assert isinstance(message, Request)
@@ -224,7 +240,13 @@ class SessionlessService:
             request_id=message.id,
         )
         honoured = requested.honoured(server.capabilities())
-        return self.listen.open(message.id, honoured, server_info=server.server_info())
+        return self.listen.open(
+            message.id,
+            honoured,
+            now=trio.current_time(),
+            client_key=client_key,
+            server_info=server.server_info(),
+        )
 
     async def _serve(
         self,
