@@ -19,7 +19,7 @@ from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
-from ._protocol._request_state import RequestStateCodec
+from ._protocol._request_state import MAX_INPUT_BYTES, MAX_PENDING, RequestStateCodec
 from ._ratelimit import RateLimit
 from ._serve import BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
@@ -27,7 +27,7 @@ from ._stateless._listen import ListenLimits, ListenPolicy
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
 
-__all__ = ["listen_limits_from", "load_target", "main", "options_from"]
+__all__ = ["listen_limits_from", "load_target", "main", "options_from", "request_states_from"]
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
@@ -228,6 +228,19 @@ def _parser() -> argparse.ArgumentParser:
         "(default: a random key per process)",
     )
     run.add_argument(
+        "--request-state-max-pending",
+        type=float,
+        default=MAX_PENDING,
+        help="seconds one 2026-07-28 request may wait for input across all its "
+        "input-required rounds (then its client must start it again)",
+    )
+    run.add_argument(
+        "--max-input-response-bytes",
+        type=int,
+        default=MAX_INPUT_BYTES,
+        help="characters of JSON the inputResponses of one retry may carry (more get -32602)",
+    )
+    run.add_argument(
         "--metrics-path", default=options.metrics_path, help="serve Prometheus metrics here"
     )
     stores = run.add_mutually_exclusive_group()
@@ -326,6 +339,19 @@ def _read_keys(path: str) -> list[bytes]:
     return keys
 
 
+def request_states_from(args: argparse.Namespace) -> RequestStateCodec:
+    """The :class:`RequestStateCodec` the command line asks for (invalid values: ``error:``)."""
+    keys = _read_keys(args.request_state_keys) if args.request_state_keys else None
+    try:
+        return RequestStateCodec(
+            keys,
+            max_pending=args.request_state_max_pending,
+            max_input_bytes=args.max_input_response_bytes,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def listen_limits_from(args: argparse.Namespace) -> ListenLimits:
     """The :class:`ListenLimits` the command line asks for (invalid values: ``error:``)."""
     try:
@@ -358,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         path = options.path
         if args.no_event_store:
             arguments["event_store"] = None
-        if args.request_state_keys:
-            arguments["request_states"] = RequestStateCodec(_read_keys(args.request_state_keys))
+        arguments["request_states"] = request_states_from(args)
     else:
         path = target.path
 

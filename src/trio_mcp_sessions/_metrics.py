@@ -224,8 +224,21 @@ class MetricsExporter:
                 "requestState tokens refused (tampered, expired, replayed, ...).",
                 stats.refused_states,
             ),
+            (
+                "refused_inputs",
+                "Retries refused: their inputResponses was over max_input_bytes.",
+                stats.refused_inputs,
+            ),
         ):
             yield CounterMetricFamily(f"{p}_sessionless_{name}", text, value=value)
+        by_reason = CounterMetricFamily(
+            f"{p}_sessionless_request_states_refused",
+            "requestState tokens refused, by reason (expired, pending_too_long, replayed, ...).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.refused_states_by_reason.items()):
+            by_reason.add_metric([reason], count)
+        yield by_reason
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
