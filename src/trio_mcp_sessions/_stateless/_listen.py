@@ -308,7 +308,7 @@ class ListenHub:
     def _evict(self, key: int) -> None:
         listener = self._listeners[key]
         self._evicted += 1
-        logger.info(
+        logger.debug(  # counted in ListenStatistics.evicted; a warning per listen would flood
             "listen stream %r ended to make room for a new one (%s)",
             listener.subscription_id,
             self.limits.policy.value,
