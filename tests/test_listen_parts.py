@@ -183,13 +183,13 @@ def frames(stream: Any) -> list[Any]:
 def test_the_cap_refuses_before_anything_is_held_and_a_detach_frees_a_slot() -> None:
     hub = ListenHub(ListenLimits(max_streams=2))
     f = parse({"toolsListChanged": True})
-    first, second = hub.open(1, f), hub.open(2, f)
+    first, second = hub.open(1, f, now=0.0), hub.open(2, f, now=0.0)
     with pytest.raises(ServiceUnavailable, match="at most 2"):
-        hub.open(3, f)
+        hub.open(3, f, now=0.0)
     assert hub.statistics().refused == 1
     first.detach()
     assert hub.statistics().open_streams == 1
-    hub.open(4, f)
+    hub.open(4, f, now=0.0)
     assert hub.deliver("notifications/tools/list_changed", None) == 2
     assert [m["method"] for m in frames(second)] == [
         "notifications/subscriptions/acknowledged",
@@ -199,7 +199,7 @@ def test_the_cap_refuses_before_anything_is_held_and_a_detach_frees_a_slot() -> 
 
 def test_a_full_backlog_ends_the_stream_after_what_it_holds() -> None:
     hub = ListenHub(ListenLimits(max_buffered_events=3))
-    stream = hub.open("s", parse({"toolsListChanged": True}))  # the ack is one of the 3
+    stream = hub.open("s", parse({"toolsListChanged": True}), now=0.0)  # the ack is one of the 3
     assert hub.deliver("notifications/tools/list_changed", {"n": 1}) == 1
     assert hub.deliver("notifications/tools/list_changed", {"n": 2}) == 1
     assert hub.deliver("notifications/tools/list_changed", {"n": 3}) == 0  # full: ended
@@ -218,22 +218,22 @@ def test_a_full_backlog_ends_the_stream_after_what_it_holds() -> None:
 
 def test_close_all_ends_every_stream_and_refuses_new_ones() -> None:
     hub = ListenHub()
-    streams = [hub.open(i, parse({})) for i in range(3)]
-    gone = hub.open(9, parse({}))
+    streams = [hub.open(i, parse({}), now=0.0) for i in range(3)]
+    gone = hub.open(9, parse({}), now=0.0)
     gone.detach()  # a client that left gets nothing more
     hub.close_all()
     hub.close_all()
     assert all(s.ended for s in streams)
     assert [len(frames(s)) for s in streams] == [2, 2, 2]
     with pytest.raises(ServiceUnavailable):
-        hub.open(5, parse({}))
+        hub.open(5, parse({}), now=0.0)
     assert hub.statistics().closed_by_server == 3
 
 
 @pytest.mark.parametrize(
     "bad", [{"max_streams": 0}, {"max_buffered_events": 0}, {"max_buffered_bytes": -1}]
 )
-def test_listen_limits_refuse_nonsense(bad: dict[str, int]) -> None:
+def test_listen_limits_refuse_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ListenLimits(**bad)
     with pytest.raises(TypeError):
@@ -247,7 +247,7 @@ async def test_a_quiet_listen_stream_gets_a_keepalive_every_15_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     hub = ListenHub()
-    stream = hub.open(1, parse({"toolsListChanged": True}))
+    stream = hub.open(1, parse({"toolsListChanged": True}), now=0.0)
     sent: list[tuple[float, bytes]] = []
 
     async def receive() -> dict[str, Any]:

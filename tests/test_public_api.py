@@ -40,6 +40,7 @@ PUBLIC = {
     "InvalidRequestState",
     "LATEST_PROTOCOL_VERSION",
     "ListenLimits",
+    "ListenPolicy",
     "ManagerStatistics",
     "McpError",
     "McpHeader",

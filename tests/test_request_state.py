@@ -291,7 +291,7 @@ def _sign(envelope: Any) -> str:
     return f"{signed}.{CODEC._mac(CODEC._ring[kid], signed)}"
 
 
-_FIELDS = st.sampled_from(["b", "i", "n", "r", "s"])
+_FIELDS = st.sampled_from(["b", "i", "n", "o", "r", "s"])
 
 
 @given(
@@ -321,10 +321,15 @@ def test_a_signed_but_odd_envelope_is_still_refused_cleanly(envelope: Any) -> No
         {"n": "n" * 65},
         {"s": [1]},
         {"b": None},
+        {"o": 100},
+        {"o": "100"},
+        {"o": float("nan")},
+        {"o": 100.5},  # the first round after this one
+        {"o": None},
     ],
 )
 def test_each_envelope_field_is_checked(change: dict[str, Any]) -> None:
-    envelope = {"b": B.digest(), "i": 100.0, "n": "nonce", "r": 1, "s": {}}
+    envelope = {"b": B.digest(), "i": 100.0, "n": "nonce", "o": 90.0, "r": 1, "s": {}}
     assert _opens_or_refuses(_sign(envelope))
     _refused("malformed", CODEC, _sign({**envelope, **change}))
 

@@ -69,6 +69,7 @@ from ._server._schema import McpHeader as McpHeader
 from ._server._server import McpServer as McpServer
 from ._session import SessionStatistics as SessionStatistics
 from ._stateless._listen import ListenLimits as ListenLimits
+from ._stateless._listen import ListenPolicy as ListenPolicy
 from ._stores._base import EventStore as EventStore
 from ._stores._base import SessionRecord as SessionRecord
 from ._stores._base import SessionStateUpdates as SessionStateUpdates

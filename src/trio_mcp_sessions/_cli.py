@@ -19,15 +19,15 @@ from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
-from ._protocol._request_state import RequestStateCodec
+from ._protocol._request_state import MAX_INPUT_BYTES, MAX_PENDING, RequestStateCodec
 from ._ratelimit import RateLimit
 from ._serve import BACKLOG, BIND, GRACEFUL_TIMEOUT, serve
 from ._server._server import McpServer
-from ._stateless._listen import ListenLimits
+from ._stateless._listen import ListenLimits, ListenPolicy
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
 
-__all__ = ["listen_limits_from", "load_target", "main", "options_from"]
+__all__ = ["listen_limits_from", "load_target", "main", "options_from", "request_states_from"]
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
@@ -227,12 +227,44 @@ def _parser() -> argparse.ArgumentParser:
         help="notifications a listen stream may have unread before it is ended",
     )
     run.add_argument(
+        "--max-listen-streams-per-client",
+        type=int,
+        default=listen.max_streams_per_client,
+        help="listen streams one client key may have open at once (over it: --listen-policy)",
+    )
+    run.add_argument(
+        "--listen-max-lifetime",
+        type=float,
+        default=listen.max_lifetime,
+        help="seconds a listen stream stays open before it is ended gracefully (0: no limit)",
+    )
+    run.add_argument(
+        "--listen-policy",
+        choices=[p.value for p in ListenPolicy],
+        default=listen.policy.value,
+        help="at a listen-stream cap: refuse the new stream (503) or end the least "
+        "recently delivered one gracefully (default reject)",
+    )
+    run.add_argument(
         "--request-state-keys",
         metavar="FILE",
         default=None,
         help="file of base64 keys (32+ bytes each, one per line, the first signs) that seal "
         "2026-07-28 requestState; every instance behind one endpoint needs the same file "
         "(default: a random key per process)",
+    )
+    run.add_argument(
+        "--request-state-max-pending",
+        type=float,
+        default=MAX_PENDING,
+        help="seconds one 2026-07-28 request may wait for input across all its "
+        "input-required rounds (then its client must start it again)",
+    )
+    run.add_argument(
+        "--max-input-response-bytes",
+        type=int,
+        default=MAX_INPUT_BYTES,
+        help="characters of JSON the inputResponses of one retry may carry (more get -32602)",
     )
     run.add_argument(
         "--metrics-path", default=options.metrics_path, help="serve Prometheus metrics here"
@@ -343,11 +375,28 @@ def _read_keys(path: str) -> list[bytes]:
     return keys
 
 
+def request_states_from(args: argparse.Namespace) -> RequestStateCodec:
+    """The :class:`RequestStateCodec` the command line asks for (invalid values: ``error:``)."""
+    keys = _read_keys(args.request_state_keys) if args.request_state_keys else None
+    try:
+        return RequestStateCodec(
+            keys,
+            max_pending=args.request_state_max_pending,
+            max_input_bytes=args.max_input_response_bytes,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def listen_limits_from(args: argparse.Namespace) -> ListenLimits:
     """The :class:`ListenLimits` the command line asks for (invalid values: ``error:``)."""
     try:
         return ListenLimits(
-            max_streams=args.max_listen_streams, max_buffered_events=args.listen_buffer
+            max_streams=args.max_listen_streams,
+            max_buffered_events=args.listen_buffer,
+            max_streams_per_client=args.max_listen_streams_per_client,
+            max_lifetime=args.listen_max_lifetime or None,
+            policy=ListenPolicy(args.listen_policy),
         )
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -371,8 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         path = options.path
         if args.no_event_store:
             arguments["event_store"] = None
-        if args.request_state_keys:
-            arguments["request_states"] = RequestStateCodec(_read_keys(args.request_state_keys))
+        arguments["request_states"] = request_states_from(args)
     else:
         path = target.path
 

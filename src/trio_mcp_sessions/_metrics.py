@@ -219,10 +219,35 @@ class MetricsExporter:
         yield GaugeMetricFamily(
             f"{p}_listen_streams_max", "The listen-stream cap.", value=listen.max_streams
         )
+        yield GaugeMetricFamily(
+            f"{p}_listen_streams_per_client_max",
+            "The per-client listen-stream cap.",
+            value=listen.max_streams_per_client,
+        )
+        yield GaugeMetricFamily(
+            f"{p}_listen_clients",
+            "Client keys with a listen stream open.",
+            value=listen.listening_clients,
+        )
         for name, text, value in (
             ("opened", "Listen streams acknowledged.", listen.opened),
-            ("refused", "Listen requests refused (cap, draining).", listen.refused),
+            ("refused", "Listen requests refused (a cap, draining).", listen.refused),
+            (
+                "refused_per_client",
+                "Listen requests refused at the per-client cap.",
+                listen.refused_per_client,
+            ),
             ("ended_slow", "Listen streams ended: their reader fell behind.", listen.ended_slow),
+            (
+                "ended_lifetime",
+                "Listen streams ended gracefully at their maximum lifetime.",
+                listen.ended_lifetime,
+            ),
+            (
+                "evicted",
+                "Listen streams ended gracefully to make room for a new one.",
+                listen.evicted,
+            ),
             ("delivered", "Notifications put on listen streams.", listen.delivered),
         ):
             yield CounterMetricFamily(f"{p}_listen_{name}", text, value=value)
@@ -250,8 +275,21 @@ class MetricsExporter:
                 "requestState tokens refused (tampered, expired, replayed, ...).",
                 stats.refused_states,
             ),
+            (
+                "refused_inputs",
+                "Retries refused: their inputResponses was over max_input_bytes.",
+                stats.refused_inputs,
+            ),
         ):
             yield CounterMetricFamily(f"{p}_sessionless_{name}", text, value=value)
+        by_reason = CounterMetricFamily(
+            f"{p}_sessionless_request_states_refused",
+            "requestState tokens refused, by reason (expired, pending_too_long, replayed, ...).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.refused_states_by_reason.items()):
+            by_reason.add_metric([reason], count)
+        yield by_reason
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

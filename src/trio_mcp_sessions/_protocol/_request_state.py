@@ -4,9 +4,13 @@ A 2026-07-28 handler that needs input answers ``InputRequiredResult`` with
 a ``requestState`` the client echoes on its retry. The client is an attacker
 as far as that string goes (``basic/patterns/mrtr.mdx``): its integrity is
 protected by HMAC-SHA256, it is bound to the principal and the originating
-request, it lapses after a TTL, it is bounded in size and in rounds, and,
-with :class:`UsedStates`, it opens once. HMAC gives integrity, not secrecy:
-the client can read the state, so it must not carry secrets.
+request, it lapses after a TTL from its sealing and after ``max_pending``
+from the first round (the origin time rides in every round's state), it is
+bounded in size and in rounds, and, with :class:`UsedStates`, it opens once.
+What the client answers (``inputResponses``) is bounded too
+(:func:`json_size_over`, checked before anything else is done with it).
+HMAC gives integrity, not secrecy: the client can read the state, so it
+must not carry secrets.
 
 A token is ``rs1.<payload>.<kid>.<mac>``: base64url (no padding) of compact,
 sorted JSON; the id of the key that signed; the MAC over the three before it.
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidRequestState",
     "OpenedRequestState",
+    "PendingTooLong",
     "RequestStateBinding",
     "RequestStateCodec",
     "RequestStateReason",
@@ -49,6 +54,7 @@ __all__ = [
     "TooManyRounds",
     "UsedStates",
     "UsedStatesStatistics",
+    "json_size_over",
     "params_digest",
 ]
 
@@ -60,6 +66,7 @@ RequestStateReason: TypeAlias = Literal[
     "wrong_binding",
     "too_large",
     "too_many_rounds",
+    "pending_too_long",
     "replayed",
     "replay_cache_full",
 ]
@@ -72,6 +79,8 @@ _MESSAGES: Final[Mapping[RequestStateReason, str]] = {
     "wrong_binding": "requestState belongs to another principal or request",
     "too_large": "requestState is larger than this server accepts",
     "too_many_rounds": "requestState has used up its input rounds",
+    "pending_too_long": "the request has waited too long for input across its rounds; "
+    "call it again without requestState to start over",
     "replayed": "requestState has already been used",
     "replay_cache_full": "too many requestStates in flight; call again without it",
 }
@@ -79,6 +88,10 @@ _MESSAGES: Final[Mapping[RequestStateReason, str]] = {
 _PREFIX: Final = "rs1"
 _CONTEXT: Final = b"trio-mcp-sessions requestState rs1"
 MIN_KEY_BYTES: Final = 32
+#: Seconds one originating request may wait for input across all its rounds.
+MAX_PENDING: Final = 900.0
+#: Characters of JSON the ``inputResponses`` of one retry may carry.
+MAX_INPUT_BYTES: Final = 256 * 1024
 _MAX_NONCE: Final = 64
 
 
@@ -105,9 +118,36 @@ class InvalidRequestState(Exception):
 class RequestStateTooLarge(ValueError):
     """Server side: the sealed state would exceed ``max_bytes`` (carry less in it)."""
 
+    reason: Final = "too_large"
+
 
 class TooManyRounds(ValueError):
     """Server side: the handler asked for input more than ``max_rounds`` times."""
+
+    reason: Final = "too_many_rounds"
+
+
+class PendingTooLong(ValueError):
+    """Server side: the request's first round is over ``max_pending`` ago; start it again."""
+
+    reason: Final = "pending_too_long"
+
+
+_SIZER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
+def json_size_over(value: Any, limit: int) -> bool:
+    """Whether *value*'s compact JSON is longer than *limit* characters.
+
+    Encodes piece by piece and stops once past *limit*, so a hostile value
+    costs at most about *limit* characters of work, however large it is.
+    """
+    size = 0
+    for chunk in _SIZER.iterencode(value):
+        size += len(chunk)
+        if size > limit:
+            return True
+    return False
 
 
 def params_digest(params: Any) -> str:
@@ -145,6 +185,8 @@ class OpenedRequestState:
     nonce: str
     issued_at: float
     expires_at: float
+    #: When round 1 was sealed: the start of the originating request's wait.
+    origin: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +267,12 @@ class RequestStateCodec:
         max_rounds: Most input-required rounds one originating request may take.
         skew: Seconds a token may appear issued in the future (clocks of
             instances differ).
+        max_pending: Seconds one originating request may wait for input
+            across all its rounds, from the sealing of round 1 (``ttl``
+            counts from the last sealing only): without it, ``max_rounds``
+            rounds of ``ttl`` each would keep a request open for 80 minutes.
+        max_input_bytes: Longest ``inputResponses`` (characters of compact
+            JSON) one retry may carry; checked before anything else.
     """
 
     def __init__(
@@ -235,6 +283,8 @@ class RequestStateCodec:
         max_bytes: int = 16 * 1024,
         max_rounds: int = 8,
         skew: float = 30.0,
+        max_pending: float = MAX_PENDING,
+        max_input_bytes: int = MAX_INPUT_BYTES,
     ) -> None:
         if keys is None:
             keys = [secrets.token_bytes(32)]
@@ -262,21 +312,50 @@ class RequestStateCodec:
             raise ValueError(f"max_bytes must be at least 256, not {max_bytes}")
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be at least 1, not {max_rounds}")
+        if isinstance(max_pending, bool) or not (math.isfinite(max_pending) and max_pending > 0):
+            raise ValueError(f"max_pending must be a positive number of seconds, not {max_pending}")
+        if isinstance(max_input_bytes, bool) or max_input_bytes < 1:
+            raise ValueError(f"max_input_bytes must be at least 1, not {max_input_bytes}")
         self.ttl, self.skew, self.max_bytes, self.max_rounds = ttl, skew, max_bytes, max_rounds
+        self.max_pending, self.max_input_bytes = max_pending, max_input_bytes
 
     def seal(
-        self, state: Mapping[str, Any], *, binding: RequestStateBinding, now: float, round: int
+        self,
+        state: Mapping[str, Any],
+        *,
+        binding: RequestStateBinding,
+        now: float,
+        round: int,
+        origin: float | None = None,
     ) -> str:
-        """A token carrying *state* (JSON, str keys) for input-required round *round* (from 1)."""
+        """A token carrying *state* (JSON, str keys) for input-required round *round* (from 1).
+
+        *origin* is :attr:`OpenedRequestState.origin` of the round this one
+        follows (``None``: *now*, the first round).
+
+        Raises:
+            TooManyRounds: *round* is over ``max_rounds``.
+            PendingTooLong: *origin* is over ``max_pending`` before *now*.
+            RequestStateTooLarge: The token would be over ``max_bytes``.
+        """
         _check_now(now)
         if isinstance(round, bool) or not isinstance(round, int) or round < 1:
             raise ValueError(f"round must be an int from 1, not {round!r}")
         if round > self.max_rounds:
             raise TooManyRounds(f"round {round} is over max_rounds={self.max_rounds}")
+        origin = now if origin is None else origin
+        _check_now(origin)
+        if now - origin > self.max_pending:
+            raise PendingTooLong(
+                f"the request has waited {now - origin:.0f} s for input, over "
+                f"max_pending={self.max_pending:g} s; call it again without requestState "
+                "to start over"
+            )
         envelope = {
             "b": binding.digest(),
             "i": float(now),
             "n": secrets.token_urlsafe(16),
+            "o": float(min(origin, now)),
             "r": round,
             "s": dict(state),
         }
@@ -317,15 +396,21 @@ class RequestStateCodec:
         if not hmac.compare_digest(envelope["b"].encode(), binding.digest().encode()):
             raise InvalidRequestState("wrong_binding")
         issued_at: float = envelope["i"]
-        expires_at = issued_at + self.ttl
-        if now > expires_at or issued_at > now + self.skew:
+        if now > issued_at + self.ttl or issued_at > now + self.skew:
             raise InvalidRequestState("expired")
+        origin: float = envelope["o"]
+        if now - origin > self.max_pending:
+            raise InvalidRequestState("pending_too_long")
         if envelope["r"] > self.max_rounds:
             raise InvalidRequestState("too_many_rounds")
+        # It opens until the first of its two deadlines; so long its nonce is kept.
+        expires_at = min(issued_at + self.ttl, origin + self.max_pending)
         nonce: str = envelope["n"]
         if used is not None and not used.check_and_record(nonce, expires_at, now):
             raise InvalidRequestState("replayed" if nonce in used else "replay_cache_full")
-        return OpenedRequestState(envelope["s"], envelope["r"], nonce, issued_at, expires_at)
+        return OpenedRequestState(
+            envelope["s"], envelope["r"], nonce, issued_at, expires_at, origin
+        )
 
     @staticmethod
     def _mac(key: bytes, signed: str) -> str:
@@ -348,6 +433,9 @@ def _decode(part: str) -> dict[str, Any]:
         and envelope["b"].isascii()
         and type(envelope.get("i")) is float
         and math.isfinite(envelope["i"])
+        and type(envelope.get("o")) is float
+        and math.isfinite(envelope["o"])
+        and envelope["o"] <= envelope["i"]
         and isinstance(envelope.get("n"), str)
         and 0 < len(envelope["n"]) <= _MAX_NONCE
         and type(envelope.get("r")) is int

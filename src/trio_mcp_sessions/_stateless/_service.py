@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -30,9 +31,13 @@ from .._protocol._jsonrpc import (
 )
 from .._protocol._request_state import (
     InvalidRequestState,
+    PendingTooLong,
     RequestStateBinding,
     RequestStateCodec,
+    RequestStateTooLarge,
+    TooManyRounds,
     UsedStates,
+    json_size_over,
 )
 from .._protocol._subscriptions import SubscriptionFilter
 from .._server._context import Context
@@ -42,7 +47,7 @@ from ._listen import ListenHub, ListenLimits
 from ._peer import INPUT_METHODS, StatelessPeer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from .._interface import RequestInfo
     from .._protocol._era import ModernRequest
@@ -53,6 +58,10 @@ __all__ = ["Exchange", "SessionlessService", "SessionlessStatistics"]
 logger = logging.getLogger("trio_mcp_sessions.sessionless")
 
 _NAME_FIELD: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+def _client_address(info: RequestInfo) -> str | None:
+    return info.client_address
 
 
 @final
@@ -84,6 +93,10 @@ class SessionlessStatistics:
         errors: Requests answered with a JSON-RPC error.
         cancelled: Requests whose client left before the answer.
         refused_states: ``requestState`` tokens refused (tampered, expired, replayed...).
+        refused_states_by_reason: The same, by :data:`RequestStateReason`
+            (``pending_too_long``: over ``max_pending`` across the rounds).
+        refused_inputs: Retries refused because their ``inputResponses`` was
+            over ``RequestStateCodec.max_input_bytes`` (before anything else).
     """
 
     requests_in_flight: int
@@ -92,6 +105,8 @@ class SessionlessStatistics:
     errors: int
     cancelled: int
     refused_states: int
+    refused_states_by_reason: Mapping[str, int]
+    refused_inputs: int
 
 
 @final
@@ -109,6 +124,9 @@ class SessionlessService:
             time, not trio's (tests pass their own).
         listen_limits: The bounds of ``subscriptions/listen`` streams (held by
             :attr:`listen`).
+        client_key: ``fn(RequestInfo) -> str | None``: whose request it is,
+            for per-client bounds (the app passes ``CallLimits.rate_limit_key``:
+            the peer address, or the principal; never ``clientInfo``).
     """
 
     def __init__(
@@ -120,8 +138,11 @@ class SessionlessService:
         write_timeout: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
         listen_limits: ListenLimits | None = None,
+        client_key: Callable[[RequestInfo], str | None] = _client_address,
     ) -> None:
         self.server = server
+        #: The client key of a request (per-client bounds).
+        self.client_key = client_key
         #: The open ``subscriptions/listen`` streams (a broadcast's change listener).
         self.listen = ListenHub(listen_limits)
         self._now = wall_clock
@@ -136,12 +157,14 @@ class SessionlessService:
         self._input_required = 0
         self._errors = 0
         self._cancelled = 0
-        self._refused_states = 0
+        self._refused_states: Counter[str] = Counter()
+        self._refused_inputs = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`aclose` or cancelled; then what still runs is cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.listen.run)  # listen streams' lifetimes
             try:
                 task_status.started()
                 await self._stopped.wait()
@@ -178,7 +201,9 @@ class SessionlessService:
             input_required=self._input_required,
             errors=self._errors,
             cancelled=self._cancelled,
-            refused_states=self._refused_states,
+            refused_states=self._refused_states.total(),
+            refused_states_by_reason=dict(self._refused_states),
+            refused_inputs=self._refused_inputs,
         )
 
     # -- one request -------------------------------------------------------------------
@@ -205,12 +230,17 @@ class SessionlessService:
         nursery.start_soon(self._serve, request, info, exchange, scope, notifications)
         return exchange
 
-    def open_listen(self, request: ModernRequest) -> EventStream:
+    def open_listen(self, request: ModernRequest, *, client_key: str | None) -> EventStream:
         """Open a ``subscriptions/listen`` stream: its acknowledgement is already on it.
+
+        Args:
+            client_key: Whose stream it is (:attr:`client_key` of the request),
+                for the per-client cap; ``None``: only the global cap applies.
 
         Raises:
             ProtocolError: An invalid filter (-32602).
-            ServiceUnavailable: Not running, draining, or at the stream cap.
+            ServiceUnavailable: Not running, draining, or at a stream cap
+                (:attr:`ListenPolicy.REJECT`).
         """
         message = request.message
         assert isinstance(message, Request)
@@ -224,7 +254,13 @@ class SessionlessService:
             request_id=message.id,
         )
         honoured = requested.honoured(server.capabilities())
-        return self.listen.open(message.id, honoured, server_info=server.server_info())
+        return self.listen.open(
+            message.id,
+            honoured,
+            now=trio.current_time(),
+            client_key=client_key,
+            server_info=server.server_info(),
+        )
 
     async def _serve(
         self,
@@ -269,6 +305,7 @@ class SessionlessService:
         params = dict(message.params or {})
         answers: dict[str, dict[str, Any]] = {}
         round_ = 0
+        origin: float | None = None
         binding: RequestStateBinding | None = None
         if message.method in INPUT_METHODS:  # the only requests with rounds (and a binding)
             binding = RequestStateBinding(
@@ -278,7 +315,7 @@ class SessionlessService:
                 protocol_version=request.protocol_version,
             )
             try:
-                answers, round_ = self._gathered(params, binding)
+                answers, round_, origin = self._gathered(params, binding)
             except ProtocolError as exc:
                 return ErrorResponse(message.id, exc.code, exc.message, exc.data)
         peer = StatelessPeer(request, stream, answers, write_timeout=self.write_timeout)
@@ -308,14 +345,29 @@ class SessionlessService:
         # Only what the handler read rides along: answers it never asked for
         # (a client's extras) are not sealed into the next state.
         assert binding is not None  # only an input method's peer records a question
-        return self._ask_for_input(message.id, peer.asked, peer.used, binding, round_ + 1)
+        return self._ask_for_input(message.id, peer.asked, peer.used, binding, round_ + 1, origin)
 
     def _gathered(
         self, params: dict[str, Any], binding: RequestStateBinding
-    ) -> tuple[dict[str, dict[str, Any]], int]:
-        """The answers the client has given so far, and the round they answer."""
+    ) -> tuple[dict[str, dict[str, Any]], int, float | None]:
+        """The answers the client has given so far, the round they answer, its origin.
+
+        Sizes first: nothing is verified or copied from an echo over its bound.
+        """
         responses = params.pop("inputResponses", None)
         token = params.pop("requestState", None)
+        codec = self.request_states
+        if isinstance(token, str) and len(token) > codec.max_bytes:
+            self._refused_states["too_large"] += 1
+            raise InvalidRequestState("too_large").to_protocol_error(None)
+        if responses is not None and json_size_over(responses, codec.max_input_bytes):
+            self._refused_inputs += 1
+            raise ProtocolError(
+                INVALID_PARAMS,
+                f"Invalid params: inputResponses is larger than this server accepts "
+                f"(at most {codec.max_input_bytes} characters of JSON)",
+                data={"max_input_bytes": codec.max_input_bytes},
+            )
         if responses is not None and (
             not isinstance(responses, dict)
             or not all(isinstance(value, dict) for value in responses.values())
@@ -324,7 +376,7 @@ class SessionlessService:
                 INVALID_PARAMS, "Invalid params: inputResponses must map keys to result objects"
             )
         if token is None:
-            return dict(responses or {}), 0
+            return dict(responses or {}), 0, None
         if not isinstance(token, str):
             raise ProtocolError(INVALID_PARAMS, "Invalid params: requestState must be a string")
         try:
@@ -332,14 +384,14 @@ class SessionlessService:
                 token, binding=binding, now=self._now(), used=self.used_states
             )
         except InvalidRequestState as exc:
-            self._refused_states += 1
+            self._refused_states[exc.reason] += 1
             raise exc.to_protocol_error(None) from None
         answers = dict(opened.payload.get("answers", {}))
         asked = set(opened.payload.get("asked", ()))
         for key, value in (responses or {}).items():
             if key in asked:  # anything else the client sent is ignored
                 answers[key] = value
-        return answers, opened.round
+        return answers, opened.round, opened.origin
 
     def _ask_for_input(
         self,
@@ -348,6 +400,7 @@ class SessionlessService:
         answers: dict[str, dict[str, Any]],
         binding: RequestStateBinding,
         round_: int,
+        origin: float | None,
     ) -> Response | ErrorResponse:
         try:
             token = self.request_states.seal(
@@ -355,10 +408,13 @@ class SessionlessService:
                 binding=binding,
                 now=self._now(),
                 round=round_,
+                origin=origin,
             )
-        except ValueError as exc:  # too large, or too many rounds
+        except (RequestStateTooLarge, TooManyRounds, PendingTooLong) as exc:
             self._errors += 1
-            return ErrorResponse(request_id, INVALID_PARAMS, f"Invalid params: {exc}")
+            return ErrorResponse(
+                request_id, INVALID_PARAMS, f"Invalid params: {exc}", {"reason": exc.reason}
+            )
         self._input_required += 1
         return Response(
             request_id,

@@ -249,6 +249,7 @@ class StreamableHTTPApp:
                 request_states=request_states,
                 write_timeout=options.limits.write_timeout,
                 listen_limits=listen_limits,
+                client_key=options.call_limits.rate_limit_key,
             )
             if server is not None
             else None

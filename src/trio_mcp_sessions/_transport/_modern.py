@@ -107,7 +107,7 @@ async def post_modern(
             raise _answer_for(exc, request_id) from None
     if listen:
         try:
-            stream = service.open_listen(modern)
+            stream = service.open_listen(modern, client_key=service.client_key(info))
         except ServiceUnavailable as exc:  # the cap, draining
             raise _answer_for(exc, request_id) from None
         except ProtocolError as exc:  # the filter
