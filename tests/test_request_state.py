@@ -334,6 +334,13 @@ def test_each_envelope_field_is_checked(change: dict[str, Any]) -> None:
     _refused("malformed", CODEC, _sign({**envelope, **change}))
 
 
+def test_a_token_from_before_origins_still_opens() -> None:
+    """A rolling upgrade: a state sealed without ``o`` counts its pending time from ``i``."""
+    envelope = {"b": B.digest(), "i": 100.0, "n": "old-nonce", "r": 1, "s": {}}
+    opened = CODEC.open(_sign(envelope), binding=B, now=150.0)
+    assert (opened.issued_at, opened.origin) == (100.0, 100.0)
+
+
 def test_the_refusal_maps_to_invalid_params_with_a_reason() -> None:
     error = InvalidRequestState("expired").to_protocol_error(7)
     assert (error.code, error.request_id, error.data) == (INVALID_PARAMS, 7, {"reason": "expired"})
