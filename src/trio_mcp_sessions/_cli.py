@@ -250,6 +250,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-body-bytes", type=int, default=options.max_body_bytes)
     run.add_argument("--retry-ms", type=int, default=options.retry_ms, help="SSE retry hint (ms)")
     run.add_argument("--graceful-timeout", type=float, default=GRACEFUL_TIMEOUT, help="seconds")
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=options.request_timeout,
+        metavar="SECONDS",
+        help="a handler may run this long without reporting progress, then it is cancelled "
+        "(a tool answers isError, other methods a JSON-RPC error)",
+    )
+    run.add_argument(
+        "--max-request-time",
+        type=float,
+        default=options.max_request_time,
+        metavar="SECONDS",
+        help="a handler may run this long at most, however often it reports progress",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -283,6 +298,8 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
             store_failure_threshold=args.store_failure_threshold,
             store_probe_after=args.store_probe_after,
             metrics_path=args.metrics_path,
+            request_timeout=args.request_timeout,
+            max_request_time=args.max_request_time,
             host_policy=HostPolicy(
                 tuple(args.allowed_host) if args.allowed_host else None,
                 tuple(args.allowed_origin) if args.allowed_origin else None,

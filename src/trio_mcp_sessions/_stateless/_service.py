@@ -3,7 +3,9 @@
 Like a session's handlers, a sessionless request's handler runs in a task of
 a nursery that the service owns (started with the app), inside a cancel
 scope of its own: the client leaving (its response's stream detached) cancels
-it, and so does the end of the grace period at shutdown. Questions the
+it, and so does the end of the grace period at shutdown; the request's
+deadline (``request_timeout``, pushed on by progress up to
+``max_request_time``) cuts it with an answer that says so. Questions the
 handler asks the client become input-required rounds, carried by a
 ``requestState`` this service seals and checks.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import trio
 
 from .._errors import ServiceUnavailable
+from .._protocol._deadline import MAX_REQUEST_TIME, REQUEST_TIMEOUT, check_deadlines
 from .._protocol._era import META_SERVER_INFO
 from .._protocol._jsonrpc import (
     INTERNAL_ERROR,
@@ -82,8 +85,11 @@ class SessionlessStatistics:
         answered: Requests answered with a complete result.
         input_required: Requests answered with an ``InputRequiredResult``.
         errors: Requests answered with a JSON-RPC error.
-        cancelled: Requests whose client left before the answer.
+        cancelled: Requests whose client left before the answer (nothing was sent).
         refused_states: ``requestState`` tokens refused (tampered, expired, replayed...).
+        timed_out: Handlers cut by their deadline, answered all the same (an
+            ``isError`` result for a tool, counted in *answered*; a JSON-RPC
+            error otherwise, counted in *errors*).
     """
 
     requests_in_flight: int
@@ -92,6 +98,7 @@ class SessionlessStatistics:
     errors: int
     cancelled: int
     refused_states: int
+    timed_out: int
 
 
 @final
@@ -109,6 +116,8 @@ class SessionlessService:
             time, not trio's (tests pass their own).
         listen_limits: The bounds of ``subscriptions/listen`` streams (held by
             :attr:`listen`).
+        request_timeout: Seconds a handler may run without reporting progress.
+        max_request_time: Seconds a handler may run at most, progress or not.
     """
 
     def __init__(
@@ -120,7 +129,12 @@ class SessionlessService:
         write_timeout: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
         listen_limits: ListenLimits | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_request_time: float = MAX_REQUEST_TIME,
     ) -> None:
+        check_deadlines(request_timeout, max_request_time)
+        self.request_timeout = request_timeout
+        self.max_request_time = max_request_time
         self.server = server
         #: The open ``subscriptions/listen`` streams (a broadcast's change listener).
         self.listen = ListenHub(listen_limits)
@@ -137,6 +151,7 @@ class SessionlessService:
         self._errors = 0
         self._cancelled = 0
         self._refused_states = 0
+        self._timed_out = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`aclose` or cancelled; then what still runs is cancelled."""
@@ -179,6 +194,7 @@ class SessionlessService:
             errors=self._errors,
             cancelled=self._cancelled,
             refused_states=self._refused_states,
+            timed_out=self._timed_out,
         )
 
     # -- one request -------------------------------------------------------------------
@@ -288,6 +304,8 @@ class SessionlessService:
             message.id,
             meta if isinstance(meta, dict) else None,
             default_timeout=self.server.request_timeout,
+            request_timeout=self.request_timeout,
+            max_request_time=self.max_request_time,
         )
         try:
             result = await self.server.handle_request(
@@ -305,6 +323,9 @@ class SessionlessService:
             if not peer.asked:
                 self._answered += 1
                 return Response(message.id, result)
+        finally:
+            if ctx.timed_out:  # answered all the same, unlike a client's departure
+                self._timed_out += 1
         # Only what the handler read rides along: answers it never asked for
         # (a client's extras) are not sealed into the next state.
         assert binding is not None  # only an input method's peer records a question

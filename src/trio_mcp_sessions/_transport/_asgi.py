@@ -116,6 +116,8 @@ class AppArguments(TypedDict, total=False):
     host_policy: HostPolicy | None
     relay: ChangeRelay | None
     listen_limits: ListenLimits | None
+    request_timeout: float | None
+    max_request_time: float | None
 
 
 @final
@@ -153,7 +155,8 @@ class StreamableHTTPApp:
             random key per process.
         path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
         call_limits, store_timeout, store_failure_threshold, store_probe_after,
-        metrics_path, host_policy: Each overrides that field of *options*
+        metrics_path, host_policy, request_timeout,
+        max_request_time: Each overrides that field of *options*
             (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
             path="/x")`` is ``StreamableHTTPApp(server,
             options=ServerOptions(path="/x"))``.
@@ -190,6 +193,8 @@ class StreamableHTTPApp:
         host_policy: HostPolicy | None = None,
         relay: ChangeRelay | None = None,
         listen_limits: ListenLimits | None = None,
+        request_timeout: float | None = None,
+        max_request_time: float | None = None,
     ) -> None:
         #: The settings in force: *options* with the keywords given applied over it.
         self.options: ServerOptions = with_overrides(
@@ -206,6 +211,8 @@ class StreamableHTTPApp:
             store_probe_after=store_probe_after,
             metrics_path=metrics_path,
             host_policy=host_policy,
+            request_timeout=request_timeout,
+            max_request_time=max_request_time,
         )
         options = self.options
         self.path = options.path
@@ -239,6 +246,8 @@ class StreamableHTTPApp:
                 request_states=request_states,
                 write_timeout=options.limits.write_timeout,
                 listen_limits=listen_limits,
+                request_timeout=options.request_timeout,
+                max_request_time=options.max_request_time,
             )
             if server is not None
             else None
