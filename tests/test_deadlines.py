@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _harness import messages
+from conftest import initialize_body
 from test_manager import INFO, call, drain, open_session
 from test_sessionless import modern
 from trio_mcp_sessions import (
@@ -163,6 +164,14 @@ def test_the_defaults_and_the_command_line() -> None:
     too_short = _parser().parse_args(["serve", "m:s", "--request-timeout", "900"])
     with pytest.raises(SystemExit, match=r"max_request_time .* must be at least request_timeout"):
         options_from(too_short)
+
+
+def test_the_body_deadline_s_default_and_command_line() -> None:
+    assert ServerOptions().body_timeout == 30
+    with pytest.raises(ValueError, match="body_timeout must be positive"):
+        ServerOptions(body_timeout=0)
+    args = _parser().parse_args(["serve", "m:s", "--body-timeout", "7"])
+    assert options_from(args) == ServerOptions(body_timeout=7)
 
 
 @pytest.mark.parametrize(
@@ -387,3 +396,125 @@ async def test_a_tool_over_its_deadline_answers_is_error_over_http(
     assert app.sessionless.statistics().timed_out == 1
     assert "mcp_sessionless_timed_out_total 1.0" in metrics
     assert "mcp_requests_timed_out_total 0.0" in metrics
+
+
+def _port(url: str) -> int:
+    return int(url.split(":")[2].split("/")[0])
+
+
+async def _read_all(stream: trio.SocketStream) -> bytes:
+    data = b""
+    try:
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    except trio.BrokenResourceError:  # a reset after the answer
+        pass
+    return data
+
+
+async def test_a_body_that_trickles_gets_408_and_the_connection_closes(
+    autojump_clock: trio.testing.MockClock, start_server: StartServer
+) -> None:
+    autojump_clock.autojump_threshold = 0.01
+    server, _ = make_server()
+    app = StreamableHTTPApp(server, body_timeout=20)
+    url = await start_server(app)
+    port = _port(url)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    ).encode()
+    async with stream, trio.open_nursery() as nursery:
+        await stream.send_all(head)
+        start = trio.current_time()
+
+        async def trickle() -> None:
+            try:
+                for _ in range(1000):  # a byte every 2 s: 2000 s for the whole body
+                    await stream.send_all(b" ")
+                    await trio.sleep(2)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+        nursery.start_soon(trickle)
+        data = await _read_all(stream)
+        took = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    lines = head_part.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 408 "
+    assert "connection: close" in [line.lower() for line in lines[1:]]
+    error = json.loads(body)
+    assert error["error"]["code"] == -32000
+    assert "did not arrive within 20 s" in error["error"]["message"]
+    assert error["error"]["data"] == {"body_timeout": 20}
+    assert 20 <= took < 21  # the answer, then the connection's end: at once
+    assert app.statistics().refused_by_status == {408: 1}
+
+
+async def test_over_http2_the_408_ends_only_its_stream(
+    autojump_clock: trio.testing.MockClock, start_server: StartServer
+) -> None:
+    # HTTP/2 has no Connection header (Hypercorn's h2 drops it): the
+    # connection goes on serving its other streams.
+    autojump_clock.autojump_threshold = 0.01
+    server, _ = make_server()
+    url = await start_server(StreamableHTTPApp(server, body_timeout=20))
+    sent_at: list[float] = []
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"jsonrpc"'
+        await trio.sleep(22)  # past the deadline; before the idle connection's (5 s) ends it
+        sent_at.append(trio.current_time())
+        yield b': "2.0"}'
+
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    with trio.fail_after(2000):
+        async with httpx.AsyncClient(http1=False, http2=True, timeout=None) as http:
+            slow = await http.post(url, content=slow_body(), headers=headers)
+            after = await http.post(url, json=initialize_body(), headers=headers)
+            ports = [
+                r.extensions["network_stream"].get_extra_info("client_addr") for r in (slow, after)
+            ]
+    assert ports[0] == ports[1]  # one connection for both
+    assert slow.http_version == "HTTP/2"
+    assert slow.status_code == 408
+    assert "did not arrive within 20 s" in slow.json()["error"]["message"]
+    assert "connection" not in slow.headers
+    assert after.status_code == 200
+    assert after.http_version == "HTTP/2"
+    assert sent_at == [pytest.approx(22, abs=0.5)]
+
+
+async def test_a_body_that_arrives_in_time_is_served(
+    autojump_clock: trio.testing.MockClock, start_server: StartServer
+) -> None:
+    autojump_clock.autojump_threshold = 0.01
+    server, _ = make_server()
+    url = await start_server(StreamableHTTPApp(server, body_timeout=20))
+    port = _port(url)
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "quick", "_meta": MODERN_META},
+        }
+    ).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json, "
+        "text/event-stream\r\nContent-Type: application/json\r\nMcp-Protocol-Version: "
+        "2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: quick\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(head)
+        half = len(body) // 2
+        await stream.send_all(body[:half])
+        await trio.sleep(19)  # slow, but within the deadline
+        await stream.send_all(body[half:])
+        data = await _read_all(stream)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b'"text":"quick"' in data

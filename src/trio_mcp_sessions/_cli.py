@@ -265,6 +265,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a handler may run this long at most, however often it reports progress",
     )
+    run.add_argument(
+        "--body-timeout",
+        type=float,
+        default=options.body_timeout,
+        metavar="SECONDS",
+        help="a POST body must arrive within this once its headers have (else 408)",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -300,6 +307,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
             metrics_path=args.metrics_path,
             request_timeout=args.request_timeout,
             max_request_time=args.max_request_time,
+            body_timeout=args.body_timeout,
             host_policy=HostPolicy(
                 tuple(args.allowed_host) if args.allowed_host else None,
                 tuple(args.allowed_origin) if args.allowed_origin else None,

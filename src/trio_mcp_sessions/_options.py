@@ -86,6 +86,8 @@ class ServerOptions:
             is another wait: a server-to-client request's.)
         max_request_time: Seconds a handler may run at most: progress pushes
             its deadline to *request_timeout* from now, never past this.
+        body_timeout: Seconds a POST body may take to arrive once its headers
+            have; a slower one gets 408 and its connection is closed.
     """
 
     path: str = "/mcp"
@@ -102,6 +104,7 @@ class ServerOptions:
     host_policy: HostPolicy = field(default_factory=HostPolicy)
     request_timeout: float = REQUEST_TIMEOUT
     max_request_time: float = MAX_REQUEST_TIME
+    body_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _normal_path("path", self.path))
@@ -130,6 +133,7 @@ class ServerOptions:
         if not isinstance(self.host_policy, HostPolicy):
             raise TypeError(f"host_policy must be a HostPolicy, not {self.host_policy!r}")
         check_deadlines(self.request_timeout, self.max_request_time)
+        positive_seconds("body_timeout", self.body_timeout)
 
 
 def with_overrides(options: ServerOptions | None, **overrides: object) -> ServerOptions:

@@ -118,6 +118,7 @@ class AppArguments(TypedDict, total=False):
     listen_limits: ListenLimits | None
     request_timeout: float | None
     max_request_time: float | None
+    body_timeout: float | None
 
 
 @final
@@ -155,8 +156,8 @@ class StreamableHTTPApp:
             random key per process.
         path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
         call_limits, store_timeout, store_failure_threshold, store_probe_after,
-        metrics_path, host_policy, request_timeout,
-        max_request_time: Each overrides that field of *options*
+        metrics_path, host_policy, request_timeout, max_request_time,
+        body_timeout: Each overrides that field of *options*
             (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
             path="/x")`` is ``StreamableHTTPApp(server,
             options=ServerOptions(path="/x"))``.
@@ -195,6 +196,7 @@ class StreamableHTTPApp:
         listen_limits: ListenLimits | None = None,
         request_timeout: float | None = None,
         max_request_time: float | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         #: The settings in force: *options* with the keywords given applied over it.
         self.options: ServerOptions = with_overrides(
@@ -213,6 +215,7 @@ class StreamableHTTPApp:
             host_policy=host_policy,
             request_timeout=request_timeout,
             max_request_time=max_request_time,
+            body_timeout=body_timeout,
         )
         options = self.options
         self.path = options.path
@@ -221,6 +224,7 @@ class StreamableHTTPApp:
         self.max_body_bytes = options.max_body_bytes
         self.input_limits = options.input_limits
         self.retry_ms = options.retry_ms
+        self.body_timeout = options.body_timeout
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
         if manager is None:
@@ -453,7 +457,7 @@ class StreamableHTTPApp:
                 415, SERVER_ERROR, "Unsupported Media Type: Content-Type must be application/json"
             )
         try:
-            body = await _read_body(receive, headers, self.max_body_bytes)
+            body = await _read_body(receive, headers, self.max_body_bytes, self.body_timeout)
         except _ClientGone:
             return None
         try:
@@ -497,8 +501,16 @@ class _ClientGone(Exception):
     pass
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent."""
+async def _read_body(
+    receive: Receive, headers: dict[str, str], limit: int, timeout: float
+) -> bytes:
+    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent.
+
+    It must arrive within *timeout* seconds (a client that sends the headers,
+    then trickles the body, would hold its request, and any slot taken for
+    it, for as long as it likes): past that, 408 with ``Connection: close``,
+    since the rest of the body would still be on the connection.
+    """
     declared = headers.get("content-length")
     if declared is not None:
         declared = declared.strip()
@@ -510,14 +522,22 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.move_on_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise _HTTPError(
+        408,
+        SERVER_ERROR,
+        f"Request Timeout: the body did not arrive within {timeout:g} s",
+        headers=[(b"connection", b"close")],  # HTTP/2 drops it: only the stream ends there
+        data={"body_timeout": timeout},
+    )
