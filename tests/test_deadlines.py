@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from trio_mcp_sessions import (
     McpServer,
     ServerOptions,
     StreamableHTTPApp,
+    serve,
 )
 from trio_mcp_sessions._cli import _parser, options_from
 from trio_mcp_sessions._protocol._deadline import (
@@ -42,6 +44,7 @@ from trio_mcp_sessions._protocol._deadline import (
     check_deadlines,
 )
 from trio_mcp_sessions._protocol._jsonrpc import Notification, Request
+from trio_mcp_sessions._serve import HEADER_TIMEOUT
 from trio_mcp_sessions._stateless import SessionlessService
 
 if TYPE_CHECKING:
@@ -174,9 +177,15 @@ def test_the_body_deadline_s_default_and_command_line() -> None:
     assert options_from(args) == ServerOptions(body_timeout=7)
 
 
+def test_the_header_deadline_s_default_and_command_line() -> None:
+    assert _parser().parse_args(["serve", "m:s"]).header_timeout == HEADER_TIMEOUT == 5
+    assert _parser().parse_args(["serve", "m:s", "--header-timeout", "3"]).header_timeout == 3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--header-timeout", "0"], "header_timeout must be positive"),
         (["--request-timeout", "900"], "must be at least request_timeout (900 s)"),
     ],
 )
@@ -518,3 +527,46 @@ async def test_a_body_that_arrives_in_time_is_served(
         data = await _read_all(stream)
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b'"text":"quick"' in data
+
+
+async def test_serve_cuts_a_connection_that_trickles_its_headers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Hypercorn's idle timer (keep_alive_timeout) runs until a request's headers
+    # are complete; serve(header_timeout=) sets it.
+    autojump_clock.autojump_threshold = 0.01
+    server, _ = make_server()
+    stop = trio.Event()
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            [url] = await nursery.start(
+                partial(
+                    serve,
+                    server,
+                    bind="127.0.0.1:0",
+                    header_timeout=3,
+                    graceful_timeout=0.5,
+                    shutdown_trigger=stop.wait,
+                )
+            )
+            port = _port(url)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            start = trio.current_time()
+            async with stream, trio.open_nursery() as client:
+
+                async def trickle() -> None:
+                    try:
+                        await stream.send_all(b"POST /mcp HTTP/1.1\r\n")
+                        for _ in range(1000):  # a header byte a second, never the end
+                            await trio.sleep(1)
+                            await stream.send_all(b"X")
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+
+                client.start_soon(trickle)
+                data = await _read_all(stream)
+                took = trio.current_time() - start
+                client.cancel_scope.cancel()
+            stop.set()
+    assert data == b""  # no request began: closed without an answer
+    assert 3 <= took < 4

@@ -17,11 +17,12 @@ import trio
 
 from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
+from ._manager._limits import positive_seconds
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._protocol._request_state import RequestStateCodec
 from ._ratelimit import RateLimit
-from ._serve import BIND, GRACEFUL_TIMEOUT, serve
+from ._serve import BIND, GRACEFUL_TIMEOUT, HEADER_TIMEOUT, serve
 from ._server._server import McpServer
 from ._stateless._listen import ListenLimits
 from ._transport._asgi import AppArguments, StreamableHTTPApp
@@ -272,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a POST body must arrive within this once its headers have (else 408)",
     )
+    run.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help="a connection must send a request's headers within this, and is closed "
+        "after this long idle",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -350,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     # A store outage is logged once, clearly, by us (store call ... failed);
     # coredis adds a traceback per failed connection attempt, which is noise.
     logging.getLogger("coredis").addFilter(_without_traceback)
+    try:
+        positive_seconds("header_timeout", args.header_timeout)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     target = load_target(args.target)
     binds = args.bind or [BIND]
     options: ServerOptions | None = None
@@ -376,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                     options=options,
                     bind=binds,
                     graceful_timeout=args.graceful_timeout,
+                    header_timeout=args.header_timeout,
                     task_status=task_status,
                     **arguments,
                 )

@@ -25,6 +25,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from ._manager._limits import positive_seconds
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover - another Hypercorn: serve through its p
 else:
     _OWN_WORKER = True
 
-__all__ = ["BIND", "GRACEFUL_TIMEOUT", "serve", "wait_for_shutdown_signal"]
+__all__ = ["BIND", "GRACEFUL_TIMEOUT", "HEADER_TIMEOUT", "serve", "wait_for_shutdown_signal"]
 
 logger = logging.getLogger("trio_mcp_sessions.serve")
 
@@ -53,6 +54,12 @@ logger = logging.getLogger("trio_mcp_sessions.serve")
 BIND: Final = "127.0.0.1:8000"
 #: Seconds in-flight requests get after shutdown starts (the default).
 GRACEFUL_TIMEOUT: Final = 5.0
+#: Seconds a connection may take to send a request's headers (the default):
+#: Hypercorn's ``keep_alive_timeout`` (its own default, 5 s), whose timer runs
+#: from the connection's start, or the end of its last response, until a
+#: request's headers are complete; so it is also how long an idle keep-alive
+#: connection stays open.
+HEADER_TIMEOUT: Final[float] = Config.keep_alive_timeout
 
 #: Seconds before the end of the grace period at which remaining responses
 #: are ended with a ``retry`` hint (at most; a quarter of a short grace).
@@ -298,6 +305,7 @@ async def serve(
     options: ServerOptions | None = None,
     bind: str | Sequence[str] = BIND,
     graceful_timeout: float = GRACEFUL_TIMEOUT,
+    header_timeout: float | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     config: Config | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -325,6 +333,11 @@ async def serve(
         options: The app's :class:`ServerOptions` (path, limits, reply mode, ...).
         bind: Address(es) as ``host:port``; loopback by default.
         graceful_timeout: Seconds in-flight requests get after shutdown starts.
+        header_timeout: Seconds a connection may take to send a request's
+            headers, or stay idle between requests, before it is closed
+            (Hypercorn's ``keep_alive_timeout``); ``None``: *config*'s
+            (:data:`HEADER_TIMEOUT` unless set). The body has its own
+            deadline (``ServerOptions.body_timeout``).
         shutdown_trigger: Returns when the server should stop; the default
             waits for SIGINT or SIGTERM (main thread only).
         config: A Hypercorn :class:`~hypercorn.config.Config` to start from.
@@ -344,6 +357,9 @@ async def serve(
     cfg = config or Config()
     cfg.bind = [bind] if isinstance(bind, str) else list(bind)
     cfg.graceful_timeout = graceful_timeout
+    if header_timeout is not None:
+        positive_seconds("header_timeout", header_timeout)
+        cfg.keep_alive_timeout = header_timeout
     if config is None:
         cfg.accesslog = None
         # Through logging, so the application's configuration decides (no duplicates).
