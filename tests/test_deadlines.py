@@ -570,3 +570,62 @@ async def test_serve_cuts_a_connection_that_trickles_its_headers(
             stop.set()
     assert data == b""  # no request began: closed without an answer
     assert 3 <= took < 4
+
+
+@pytest.mark.parametrize("after_preface", ["nothing", "a trickled HEADERS frame"])
+async def test_serve_cuts_an_http2_connection_that_sends_no_request_in_time(
+    autojump_clock: trio.testing.MockClock, after_preface: str
+) -> None:
+    # HTTP/2 with prior knowledge (h2c) starts in Hypercorn's HTTP/1.1 parser,
+    # which stopped the idle timer at the preface: without the guard in
+    # _hypercorn_h2 this connection stays open for ever.
+    import h2.config
+    import h2.connection
+    from hpack import Encoder, NeverIndexedHeaderTuple
+    from hyperframe.frame import HeadersFrame
+
+    autojump_clock.autojump_threshold = 0.01
+    server, _ = make_server()
+    stop = trio.Event()
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            [url] = await nursery.start(
+                partial(
+                    serve,
+                    server,
+                    bind="127.0.0.1:0",
+                    header_timeout=3,
+                    graceful_timeout=0.5,
+                    shutdown_trigger=stop.wait,
+                )
+            )
+            stream = await trio.open_tcp_stream("127.0.0.1", _port(url))
+            connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            connection.initiate_connection()
+            headers = [
+                (":method", "GET"),
+                (":path", "/mcp"),
+                (":scheme", "http"),
+                (":authority", "x"),
+            ]
+            block = Encoder().encode([NeverIndexedHeaderTuple(k, v) for k, v in headers])
+            frame = HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+            async with stream, trio.open_nursery() as client:
+                await stream.send_all(connection.data_to_send())
+                start = trio.current_time()
+
+                async def trickle() -> None:
+                    try:
+                        for byte in range(len(frame) - 1):  # a byte a second, never the last
+                            await stream.send_all(frame[byte : byte + 1])
+                            await trio.sleep(1)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+
+                if after_preface != "nothing":
+                    client.start_soon(trickle)
+                await _read_all(stream)  # the server's SETTINGS, then its end
+                took = trio.current_time() - start
+                client.cancel_scope.cancel()
+            stop.set()
+    assert 3 <= took < 4
