@@ -22,6 +22,7 @@ from trio_mcp_sessions import (
     RateLimit,
     RateLimited,
     RequestInfo,
+    ServerOptions,
     SessionLimits,
     StreamableHTTPApp,
     TooManySessions,
@@ -255,7 +256,11 @@ async def test_every_close_reason(autojump_clock: trio.testing.MockClock) -> Non
     async with trio.open_nursery() as nursery:
         manager = await nursery.start(
             BoundedSessionManager(
-                server, limits=limits, on_session_closed=lambda sid, r: reasons.append(r)
+                server,
+                # The lifetime, not the handler's deadline, ends the busy session.
+                options=ServerOptions(request_timeout=200),
+                limits=limits,
+                on_session_closed=lambda sid, r: reasons.append(r),
             ).run
         )
         deleted = await open_session(manager)

@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         (
             "_interface",
             "_protocol._jsonrpc",
+            "_protocol._deadline",
             "_manager._limits",
             "_stores._guard",
             "_transport._http",

@@ -19,6 +19,7 @@ from trio_mcp_sessions import (
     EvictionPolicy,
     McpServer,
     RequestInfo,
+    ServerOptions,
     ServiceUnavailable,
     SessionLimits,
     SessionNotFound,
@@ -109,7 +110,10 @@ async def test_idle_clock_stops_while_a_request_is_in_flight(
     server, counters = make_server()
     closes = ClosedSessions()
     limits = SessionLimits(idle_timeout=30)
-    async with BoundedSessionManager(server, limits=limits, on_session_closed=closes) as manager:
+    options = ServerOptions(request_timeout=200)  # the handler may take its 100 s
+    async with BoundedSessionManager(
+        server, options=options, limits=limits, on_session_closed=closes
+    ) as manager:
         session_id = await open_session(manager)
         start = trio.current_time()
         stream = await manager.create_stream(

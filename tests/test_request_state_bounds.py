@@ -260,7 +260,9 @@ async def test_a_round_that_would_be_sealed_past_the_bound_is_an_error_not_a_dea
 ) -> None:
     server, ran = make_server()
     codec = RequestStateCodec(ttl=800, max_pending=900)
-    async with running(server, request_states=codec, wall_clock=trio.current_time) as service:
+    async with running(  # the tool works 200 s: over the 60 s handler deadline
+        server, request_states=codec, wall_clock=trio.current_time, request_timeout=300
+    ) as service:
         call_ = {"name": "slow_steps", "arguments": {}}
         first = (await call(service, call_))["result"]
         await trio.sleep(750)

@@ -17,11 +17,12 @@ import trio
 
 from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
+from ._manager._limits import positive_seconds
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._protocol._request_state import MAX_INPUT_BYTES, MAX_PENDING, RequestStateCodec
 from ._ratelimit import RateLimit
-from ._serve import BACKLOG, BIND, GRACEFUL_TIMEOUT, serve
+from ._serve import BACKLOG, BIND, GRACEFUL_TIMEOUT, HEADER_TIMEOUT, serve
 from ._server._server import McpServer
 from ._stateless._listen import ListenLimits, ListenPolicy
 from ._transport._asgi import AppArguments, StreamableHTTPApp
@@ -314,6 +315,36 @@ def _parser() -> argparse.ArgumentParser:
         default=BACKLOG,
         help=f"connections the kernel may queue for accept (default {BACKLOG})",
     )
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=options.request_timeout,
+        metavar="SECONDS",
+        help="a handler may run this long without reporting progress, then it is cancelled "
+        "(a tool answers isError, other methods a JSON-RPC error)",
+    )
+    run.add_argument(
+        "--max-request-time",
+        type=float,
+        default=options.max_request_time,
+        metavar="SECONDS",
+        help="a handler may run this long at most, however often it reports progress",
+    )
+    run.add_argument(
+        "--body-timeout",
+        type=float,
+        default=options.body_timeout,
+        metavar="SECONDS",
+        help="a POST body must arrive within this once its headers have (else 408)",
+    )
+    run.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help="a connection must send a request's headers within this, and is closed "
+        "after this long idle",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -351,6 +382,9 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
             store_failure_threshold=args.store_failure_threshold,
             store_probe_after=args.store_probe_after,
             metrics_path=args.metrics_path,
+            request_timeout=args.request_timeout,
+            max_request_time=args.max_request_time,
+            body_timeout=args.body_timeout,
             host_policy=HostPolicy(
                 tuple(args.allowed_host) if args.allowed_host else None,
                 tuple(args.allowed_origin) if args.allowed_origin else None,
@@ -410,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     # A store outage is logged once, clearly, by us (store call ... failed);
     # coredis adds a traceback per failed connection attempt, which is noise.
     logging.getLogger("coredis").addFilter(_without_traceback)
+    try:
+        positive_seconds("header_timeout", args.header_timeout)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     target = load_target(args.target)
     binds = args.bind or [BIND]
     options: ServerOptions | None = None
@@ -436,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     bind=binds,
                     graceful_timeout=args.graceful_timeout,
                     backlog=args.backlog,
+                    header_timeout=args.header_timeout,
                     task_status=task_status,
                     **arguments,
                 )

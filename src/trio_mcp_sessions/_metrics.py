@@ -93,6 +93,11 @@ class MetricsExporter:
             value=stats.requests_in_flight,
         )
         yield CounterMetricFamily(
+            f"{p}_requests_timed_out",
+            "Session requests whose handler its deadline cut (request_timeout, max_request_time).",
+            value=stats.timed_out,
+        )
+        yield CounterMetricFamily(
             f"{p}_readers_dropped",
             "Responses dropped because their reader stopped taking (write_timeout).",
             value=stats.dropped_readers,
@@ -270,6 +275,11 @@ class MetricsExporter:
             ),
             ("errors", "2026-07-28 requests answered with a JSON-RPC error.", stats.errors),
             ("cancelled", "2026-07-28 requests whose client left first.", stats.cancelled),
+            (
+                "timed_out",
+                "2026-07-28 requests whose handler its deadline cut (answered all the same).",
+                stats.timed_out,
+            ),
             (
                 "refused_request_states",
                 "requestState tokens refused (tampered, expired, replayed, ...).",

@@ -18,6 +18,7 @@ from typing import Any, Final, get_args
 
 from ._interface import ReplyMode
 from ._manager._limits import CallLimits, SessionLimits, positive_seconds
+from ._protocol._deadline import MAX_REQUEST_TIME, REQUEST_TIMEOUT, check_deadlines
 from ._protocol._jsonrpc import DEFAULT_INPUT_LIMITS, InputLimits
 from ._stores._guard import FAILURE_THRESHOLD, PROBE_AFTER, STORE_TIMEOUT
 from ._transport._http import HostPolicy
@@ -78,6 +79,15 @@ class ServerOptions:
             this path (needs the ``metrics`` extra); ``None`` for none.
         host_policy: DNS-rebinding protection (:class:`HostPolicy`; by
             default loopback names only when bound to loopback).
+        request_timeout: Seconds a request's handler may run without
+            reporting progress (both eras); then it is cancelled, and a
+            ``tools/call`` answers an ``isError`` result saying it timed out,
+            any other method a JSON-RPC error. (``McpServer(request_timeout=)``
+            is another wait: a server-to-client request's.)
+        max_request_time: Seconds a handler may run at most: progress pushes
+            its deadline to *request_timeout* from now, never past this.
+        body_timeout: Seconds a POST body may take to arrive once its headers
+            have; a slower one gets 408 and its connection is closed.
     """
 
     path: str = "/mcp"
@@ -92,6 +102,9 @@ class ServerOptions:
     store_probe_after: float = PROBE_AFTER
     metrics_path: str | None = None
     host_policy: HostPolicy = field(default_factory=HostPolicy)
+    request_timeout: float = REQUEST_TIMEOUT
+    max_request_time: float = MAX_REQUEST_TIME
+    body_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _normal_path("path", self.path))
@@ -119,6 +132,8 @@ class ServerOptions:
                 raise ValueError(f"metrics_path must differ from path ({self.path!r})")
         if not isinstance(self.host_policy, HostPolicy):
             raise TypeError(f"host_policy must be a HostPolicy, not {self.host_policy!r}")
+        check_deadlines(self.request_timeout, self.max_request_time)
+        positive_seconds("body_timeout", self.body_timeout)
 
 
 def with_overrides(options: ServerOptions | None, **overrides: object) -> ServerOptions:

@@ -25,6 +25,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from ._manager._limits import positive_seconds
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 
 if TYPE_CHECKING:
@@ -45,7 +46,14 @@ except ImportError:  # pragma: no cover - another Hypercorn: serve through its p
 else:
     _OWN_WORKER = True
 
-__all__ = ["BACKLOG", "BIND", "GRACEFUL_TIMEOUT", "serve", "wait_for_shutdown_signal"]
+__all__ = [
+    "BACKLOG",
+    "BIND",
+    "GRACEFUL_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "serve",
+    "wait_for_shutdown_signal",
+]
 
 logger = logging.getLogger("trio_mcp_sessions.serve")
 
@@ -57,6 +65,12 @@ GRACEFUL_TIMEOUT: Final = 5.0
 #: burst of connects over it has SYNs dropped and retried a second later, so a
 #: client sees a slow connect instead of the cap's immediate 503.
 BACKLOG: Final = 1024
+#: Seconds a connection may take to send a request's headers (the default):
+#: Hypercorn's ``keep_alive_timeout`` (its own default, 5 s), whose timer runs
+#: from the connection's start, or the end of its last response, until a
+#: request's headers are complete; so it is also how long an idle keep-alive
+#: connection stays open.
+HEADER_TIMEOUT: Final[float] = Config.keep_alive_timeout
 
 #: Seconds before the end of the grace period at which remaining responses
 #: are ended with a ``retry`` hint (at most; a quarter of a short grace).
@@ -303,6 +317,7 @@ async def serve(
     bind: str | Sequence[str] = BIND,
     graceful_timeout: float = GRACEFUL_TIMEOUT,
     backlog: int | None = None,
+    header_timeout: float | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     config: Config | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -332,6 +347,11 @@ async def serve(
         graceful_timeout: Seconds in-flight requests get after shutdown starts.
         backlog: The listening sockets' accept queue (:data:`BACKLOG` unless
             *config* is given, then its own).
+        header_timeout: Seconds a connection may take to send a request's
+            headers, or stay idle between requests, before it is closed
+            (Hypercorn's ``keep_alive_timeout``); ``None``: *config*'s
+            (:data:`HEADER_TIMEOUT` unless set). The body has its own
+            deadline (``ServerOptions.body_timeout``).
         shutdown_trigger: Returns when the server should stop; the default
             waits for SIGINT or SIGTERM (main thread only).
         config: A Hypercorn :class:`~hypercorn.config.Config` to start from.
@@ -353,6 +373,9 @@ async def serve(
     cfg.graceful_timeout = graceful_timeout
     if backlog is not None or config is None:
         cfg.backlog = BACKLOG if backlog is None else backlog
+    if header_timeout is not None:
+        positive_seconds("header_timeout", header_timeout)
+        cfg.keep_alive_timeout = header_timeout
     if config is None:
         cfg.accesslog = None
         # Through logging, so the application's configuration decides (no duplicates).

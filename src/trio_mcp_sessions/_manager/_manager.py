@@ -107,8 +107,9 @@ class BoundedSessionManager:
     Args:
         server: The MCP server whose handlers serve every session.
         options: The settings the manager reads from a :class:`ServerOptions`
-            (*limits*, *retry_ms*, the ``store_*`` fields), which documents
-            them and holds their defaults.
+            (*limits*, *retry_ms*, the ``store_*`` fields, the handlers'
+            *request_timeout* and *max_request_time*), which documents them
+            and holds their defaults.
         limits, retry_ms, store_timeout, store_failure_threshold, store_probe_after:
             Override the same field of *options* (``None`` keeps it).
         event_store: Where SSE events wait for resumption. The default
@@ -172,6 +173,9 @@ class BoundedSessionManager:
         self._events_guard = self._guards["events"]
         self._rate_guard = self._guards["rate_limit"]
         self.retry_ms = options.retry_ms
+        #: Each handler's deadline, and the most progress can push it to.
+        self.request_timeout = options.request_timeout
+        self.max_request_time = options.max_request_time
         self._on_session_created = on_session_created
         self._on_session_closed = on_session_closed
         self._table: SessionTable[Session] = SessionTable(self.limits.max_sessions)
@@ -336,6 +340,8 @@ class BoundedSessionManager:
             write_timeout=self.limits.write_timeout,
             max_inflight=self.limits.max_inflight_per_session,
             store_guard=self._events_guard,
+            request_timeout=self.request_timeout,
+            max_request_time=self.max_request_time,
         )
         self._table.add(session_id, session)  # initializing: not an eviction candidate yet
         self._admission.hold(session_id, receipt)

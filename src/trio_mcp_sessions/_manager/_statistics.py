@@ -58,6 +58,9 @@ class ManagerStatistics:
         slots_held: Tokens of the session cap's :class:`trio.CapacityLimiter`
             held now: ``live_sessions`` plus sessions still being created or
             closed. Settles at ``live_sessions``; more would be a leaked slot.
+        timed_out: Handlers cut by their deadline (``request_timeout``,
+            ``max_request_time``), all sessions, each answered that it timed
+            out (a client's cancel is not counted here).
     """
 
     live_sessions: int
@@ -76,13 +79,23 @@ class ManagerStatistics:
     subscriptions: int = 0
     slots_held: int = 0
     tracked_records: int = 0
+    timed_out: int = 0
 
 
 @final
 class ManagerCounters:
-    """What happened since start. Sessions still live count their dropped readers."""
+    """What happened since start. Sessions still live count their dropped readers
+    and timed-out handlers."""
 
-    __slots__ = ("closed_by_reason", "created", "dropped_readers", "evicted", "refused", "restored")
+    __slots__ = (
+        "closed_by_reason",
+        "created",
+        "dropped_readers",
+        "evicted",
+        "refused",
+        "restored",
+        "timed_out",
+    )
 
     def __init__(self) -> None:
         self.created = 0
@@ -90,6 +103,8 @@ class ManagerCounters:
         self.evicted = 0
         #: Dropped readers of sessions that have closed (live ones count their own).
         self.dropped_readers = 0
+        #: Timed-out handlers of sessions that have closed (live ones count their own).
+        self.timed_out = 0
         self.closed_by_reason: Counter[str] = Counter()
         #: Refusals counted here; the table and admission count their own.
         self.refused: Counter[str] = Counter()
@@ -110,6 +125,7 @@ class ManagerCounters:
 
     def session_closed(self, session: Session, reason: CloseReason, *, now: float) -> None:
         self.dropped_readers += session.dropped_readers
+        self.timed_out += session.timed_out
         self.closed_by_reason[reason.value] += 1
         if reason.value == "evicted":
             self.evicted += 1
@@ -153,4 +169,5 @@ class ManagerCounters:
             dropped_readers=self.dropped_readers + sum(s.dropped_readers for s in sessions),
             slots_held=table.limiter.borrowed_tokens,
             tracked_records=tracked_records,
+            timed_out=self.timed_out + sum(s.timed_out for s in sessions),
         )

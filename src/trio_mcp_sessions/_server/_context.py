@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
+import trio
+
+from .._protocol._deadline import RequestDeadline
 from .._protocol._jsonrpc import Notification, RequestId
 
 if TYPE_CHECKING:
@@ -191,12 +194,30 @@ class Context:
     request (``request_id`` is ``None``): what it sends goes on the session's
     standalone (GET) stream.
 
+    A request's handler runs under a deadline, *request_timeout* seconds
+    from its start (the transport's ``ServerOptions.request_timeout``): each
+    :meth:`report_progress` pushes it to *request_timeout* from then, but
+    never past *max_request_time* from the start. At the deadline
+    :meth:`McpServer.handle_request` cancels the handler and answers that it
+    timed out (:attr:`timed_out`). The defaults (``inf``) set no deadline, for
+    a context built by hand.
+
     Attributes:
         request_id: The id of the request being handled (``None`` for a notification).
         meta: The request's ``params._meta`` (empty when absent).
+        default_timeout: Seconds a server-to-client request waits for its answer.
     """
 
-    __slots__ = ("_asked", "_last_progress", "_peer", "default_timeout", "meta", "request_id")
+    __slots__ = (
+        "_asked",
+        "_deadline",
+        "_deadline_scope",
+        "_last_progress",
+        "_peer",
+        "default_timeout",
+        "meta",
+        "request_id",
+    )
 
     def __init__(
         self,
@@ -205,11 +226,22 @@ class Context:
         meta: dict[str, Any] | None,
         *,
         default_timeout: float = 60.0,
+        request_timeout: float = math.inf,
+        max_request_time: float = math.inf,
     ) -> None:
         self._peer = peer
         self.request_id = request_id
         self.meta: dict[str, Any] = meta or {}
         self.default_timeout = default_timeout
+        self._deadline: RequestDeadline | None = None
+        if request_timeout < math.inf or max_request_time < math.inf:
+            self._deadline = RequestDeadline(
+                trio.current_time(),
+                request_timeout=request_timeout,
+                max_request_time=max_request_time,
+            )
+        #: The cancel scope that enforces it, while the handler runs (``handle_request``).
+        self._deadline_scope: trio.CancelScope | None = None
         self._last_progress = -math.inf
         #: Input requests made without a key, by kind: their keys are "<kind>-<n>",
         #: the same each time a handler runs again with the client's answers.
@@ -233,6 +265,16 @@ class Context:
         return self._peer.is_restored
 
     @property
+    def deadline(self) -> float:
+        """When the handler is cut unless it reports progress (trio time; ``inf``: never)."""
+        return self._deadline.deadline if self._deadline is not None else math.inf
+
+    @property
+    def timed_out(self) -> bool:
+        """The deadline cut the handler (not a client's cancel: that answers nothing)."""
+        return self._deadline is not None and self._deadline.expired
+
+    @property
     def progress_token(self) -> str | int | None:
         token = self.meta.get("progressToken")
         if isinstance(token, (str, int)) and not isinstance(token, bool):
@@ -246,14 +288,22 @@ class Context:
     ) -> None:
         """Send ``notifications/progress`` if the client asked for progress.
 
+        Either way the handler has shown it is alive: its deadline moves to
+        ``request_timeout`` from now, but never past ``max_request_time``
+        from its start.
+
         Raises:
             ValueError: If *progress* does not increase (MCP requires it to).
         """
         token = self.progress_token
+        if token is not None and progress <= self._last_progress:
+            raise ValueError(f"progress must increase: {progress} after {self._last_progress}")
+        if self._deadline is not None:
+            deadline = self._deadline.progress(trio.current_time())
+            if self._deadline_scope is not None:
+                self._deadline_scope.deadline = deadline
         if token is None:
             return
-        if progress <= self._last_progress:
-            raise ValueError(f"progress must increase: {progress} after {self._last_progress}")
         self._last_progress = progress
         params: dict[str, Any] = {"progressToken": token, "progress": progress}
         if total is not None:

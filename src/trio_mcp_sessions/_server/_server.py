@@ -13,12 +13,14 @@ are built, and the built-in methods run, by :mod:`._dispatch`.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
 
+from .._protocol._deadline import REQUEST_TIMED_OUT
 from .._protocol._era import is_modern_version
 from .._protocol._jsonrpc import (
     INVALID_PARAMS,
@@ -28,6 +30,7 @@ from .._protocol._jsonrpc import (
     Request,
 )
 from ._caching import DEFAULT_CACHE_HINT, CacheHint
+from ._content import text_content
 from ._context import LOG_LEVELS, Context, Peer
 from ._dispatch import (
     RegisteredPrompt,
@@ -52,9 +55,12 @@ from ._modern import (
 )
 
 if TYPE_CHECKING:
+    from .._protocol._deadline import RequestDeadline
     from .._protocol._lifecycle import ClientInfo
 
 __all__ = ["McpServer"]
+
+logger = logging.getLogger("trio_mcp_sessions.server")
 
 F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -118,7 +124,9 @@ class McpServer:
             (and, at 2026-07-28, in ``server/discover``'s).
         title: Optional human-readable ``serverInfo.title``.
         request_timeout: Default seconds a server-to-client request (sampling,
-            elicitation, roots, ping) waits for its answer.
+            elicitation, roots, ping) waits for its answer. (How long a
+            handler may run is the transport's: ``ServerOptions.request_timeout``
+            and ``max_request_time``.)
         max_subscriptions: ``resources/subscribe`` URIs a session may hold;
             one more is refused (-32602) until it unsubscribes from one.
         max_uri_length: Characters a subscribed URI may have (-32602 beyond).
@@ -427,14 +435,61 @@ class McpServer:
         result is complete: ``resultType``, serverInfo in ``_meta``, caching
         hints where the method has them.
 
+        The handler runs until the context's deadline (set by whoever runs
+        the request, pushed on by progress): then it is cancelled, and a
+        ``tools/call`` answers an ``isError`` result saying that it timed out
+        (so the model knows), any other method a JSON-RPC error.
+
         Raises:
-            McpError: For any JSON-RPC error answer.
+            McpError: For any JSON-RPC error answer (the deadline's too).
             InputRequired: Handler code needs the client's input first
                 (2026-07-28); whoever runs the request answers it.
         """
-        if claims_modern(request) and is_modern_version(session.client.protocol_version):
-            return await self._handle_modern(request, ctx, session)
-        return await self._handle(request, ctx, session)
+        modern = claims_modern(request) and is_modern_version(session.client.protocol_version)
+        handle = self._handle_modern if modern else self._handle
+        deadline = ctx._deadline
+        if deadline is None:
+            return await handle(request, ctx, session)
+        # Its own scope, so that a client's cancel or departure (the runner's
+        # scope around this one) is never taken for the deadline, nor the other way.
+        with trio.CancelScope(deadline=deadline.deadline) as scope:
+            ctx._deadline_scope = scope
+            try:
+                return await handle(request, ctx, session)
+            finally:
+                ctx._deadline_scope = None
+        deadline.expired = True
+        return self._timed_out(request, deadline, modern)
+
+    def _timed_out(
+        self, request: Request, deadline: RequestDeadline, modern: bool
+    ) -> dict[str, Any]:
+        """The answer of a request its deadline cut: an ``isError`` result for a tool."""
+        seconds = round(deadline.ran_for, 3)
+        limits = (
+            f"the server allows {deadline.request_timeout:g} s without progress, "
+            f"{deadline.max_request_time:g} s in all"
+        )
+        params = request.params or {}
+        if request.method == "tools/call":
+            name = params.get("name")
+            logger.warning("tool %r timed out after %g s (%s)", name, seconds, limits)
+            result: dict[str, Any] = {
+                "content": [
+                    text_content(
+                        f"The tool {name!r} timed out after {seconds:g} s and was "
+                        f"cancelled ({limits})."
+                    )
+                ],
+                "isError": True,
+            }
+            return self._complete("tools/call", result, None) if modern else result
+        logger.warning("%s timed out after %g s (%s)", request.method, seconds, limits)
+        raise McpError(
+            REQUEST_TIMED_OUT,
+            f"Request timed out after {seconds:g} s ({limits})",
+            {"timeout": seconds},
+        )
 
     async def _handle_modern(self, request: Request, ctx: Context, session: Peer) -> dict[str, Any]:
         method = request.method

@@ -1,8 +1,10 @@
 """A session's inbound side: handler tasks, client messages, server-to-client requests.
 
 Each request runs its handler in a task of the session's nursery, inside a
-cancel scope of its own (``notifications/cancelled`` cancels it); whatever it
-raises becomes a JSON-RPC reply in one place, :func:`error_reply`.
+cancel scope of its own (``notifications/cancelled`` cancels it, with no
+answer), under a deadline (``request_timeout``, pushed on by progress up to
+``max_request_time``: it cuts the handler with an answer that says so);
+whatever it raises becomes a JSON-RPC reply in one place, :func:`error_reply`.
 """
 
 from __future__ import annotations
@@ -75,7 +77,15 @@ class _Inbound(_Outbound):
     the slots below; the annotations after them are the session's, read here.
     """
 
-    __slots__ = ("_inflight", "_max_inflight", "_notifying", "_pending_replies")
+    __slots__ = (
+        "_inflight",
+        "_max_inflight",
+        "_max_request_time",
+        "_notifying",
+        "_pending_replies",
+        "_request_timeout",
+        "timed_out",
+    )
 
     server: McpServer
     state: SessionStateMachine
@@ -102,8 +112,14 @@ class _Inbound(_Outbound):
 
         def _spawn(self, fn: Any, *args: Any) -> None: ...
 
-    def _init_inbound(self, max_inflight: int | None) -> None:
+    def _init_inbound(
+        self, max_inflight: int | None, request_timeout: float, max_request_time: float
+    ) -> None:
         self._max_inflight = max_inflight
+        self._request_timeout = request_timeout
+        self._max_request_time = max_request_time
+        #: Handlers cut by their deadline (each answered that it timed out).
+        self.timed_out = 0
         self._inflight: dict[RequestId, trio.CancelScope] = {}
         #: Notification handlers running (they count against the in-flight cap).
         self._notifying = 0
@@ -163,6 +179,8 @@ class _Inbound(_Outbound):
             request.id,
             meta if isinstance(meta, dict) else None,
             default_timeout=self.server.request_timeout,
+            request_timeout=self._request_timeout,
+            max_request_time=self._max_request_time,
         )
         reply: Response | ErrorResponse | None = None
         try:
@@ -172,6 +190,9 @@ class _Inbound(_Outbound):
                     reply = Response(request.id, result)
                 except Exception as exc:  # Cancelled is not an Exception: it goes through
                     reply = error_reply(request, exc, self.session_id)
+                finally:
+                    if ctx.timed_out:  # answered, unlike notifications/cancelled
+                        self.timed_out += 1
                 try:
                     data = encode(reply)
                 except (TypeError, ValueError):

@@ -21,6 +21,7 @@ import trio
 
 from .._interface import CloseReason, SessionInfo
 from .._protocol._clock import SessionClock
+from .._protocol._deadline import MAX_REQUEST_TIME, REQUEST_TIMEOUT
 from .._protocol._jsonrpc import INTERNAL_ERROR, ErrorResponse, Request, Response
 from .._protocol._lifecycle import ClientInfo, SessionState, SessionStateMachine
 from .._server._errors import McpError
@@ -70,6 +71,8 @@ class SessionStatistics:
         subscriptions: ``resources/subscribe`` URIs the session holds.
         is_restored: Brought back from a session store.
         dropped_readers: Responses dropped because their reader stalled.
+        timed_out: Handlers cut by their deadline (``request_timeout``,
+            ``max_request_time``), each answered that it timed out.
     """
 
     session_id: str
@@ -87,6 +90,7 @@ class SessionStatistics:
     subscriptions: frozenset[str]
     is_restored: bool
     dropped_readers: int
+    timed_out: int = 0
 
 
 class SessionEvents(Protocol):
@@ -150,6 +154,8 @@ class Session(_Inbound):
         write_timeout: float = WRITE_TIMEOUT,
         max_inflight: int | None = None,
         store_guard: StoreGuard | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_request_time: float = MAX_REQUEST_TIME,
     ) -> None:
         self.session_id = session_id
         self.server = server
@@ -162,7 +168,7 @@ class Session(_Inbound):
             write_timeout=write_timeout,
             store_guard=store_guard,
         )
-        self._init_inbound(max_inflight)
+        self._init_inbound(max_inflight, request_timeout, max_request_time)
         self._events = events
         #: The session's deadlines (sans-IO): this session applies them to its scope.
         self.clock = SessionClock(
@@ -340,6 +346,7 @@ class Session(_Inbound):
             subscriptions=frozenset(self._subscriptions),
             is_restored=self.is_restored,
             dropped_readers=self.dropped_readers,
+            timed_out=self.timed_out,
         )
 
     # -- the handshake --------------------------------------------------------------------

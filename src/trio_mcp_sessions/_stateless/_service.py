@@ -3,7 +3,9 @@
 Like a session's handlers, a sessionless request's handler runs in a task of
 a nursery that the service owns (started with the app), inside a cancel
 scope of its own: the client leaving (its response's stream detached) cancels
-it, and so does the end of the grace period at shutdown. Questions the
+it, and so does the end of the grace period at shutdown; the request's
+deadline (``request_timeout``, pushed on by progress up to
+``max_request_time``) cuts it with an answer that says so. Questions the
 handler asks the client become input-required rounds, carried by a
 ``requestState`` this service seals and checks.
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import trio
 
 from .._errors import ServiceUnavailable
+from .._protocol._deadline import MAX_REQUEST_TIME, REQUEST_TIMEOUT, check_deadlines
 from .._protocol._era import META_SERVER_INFO
 from .._protocol._jsonrpc import (
     INTERNAL_ERROR,
@@ -91,12 +94,15 @@ class SessionlessStatistics:
         answered: Requests answered with a complete result.
         input_required: Requests answered with an ``InputRequiredResult``.
         errors: Requests answered with a JSON-RPC error.
-        cancelled: Requests whose client left before the answer.
+        cancelled: Requests whose client left before the answer (nothing was sent).
         refused_states: ``requestState`` tokens refused (tampered, expired, replayed...).
         refused_states_by_reason: The same, by :data:`RequestStateReason`
             (``pending_too_long``: over ``max_pending`` across the rounds).
         refused_inputs: Retries refused because their ``inputResponses`` was
             over ``RequestStateCodec.max_input_bytes`` (before anything else).
+        timed_out: Handlers cut by their deadline, answered all the same (an
+            ``isError`` result for a tool, counted in *answered*; a JSON-RPC
+            error otherwise, counted in *errors*).
     """
 
     requests_in_flight: int
@@ -107,6 +113,7 @@ class SessionlessStatistics:
     refused_states: int
     refused_states_by_reason: Mapping[str, int]
     refused_inputs: int
+    timed_out: int
 
 
 @final
@@ -127,6 +134,8 @@ class SessionlessService:
         client_key: ``fn(RequestInfo) -> str | None``: whose request it is,
             for per-client bounds (the app passes ``CallLimits.rate_limit_key``:
             the peer address, or the principal; never ``clientInfo``).
+        request_timeout: Seconds a handler may run without reporting progress.
+        max_request_time: Seconds a handler may run at most, progress or not.
     """
 
     def __init__(
@@ -139,7 +148,12 @@ class SessionlessService:
         wall_clock: Callable[[], float] = time.time,
         listen_limits: ListenLimits | None = None,
         client_key: Callable[[RequestInfo], str | None] = _client_address,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_request_time: float = MAX_REQUEST_TIME,
     ) -> None:
+        check_deadlines(request_timeout, max_request_time)
+        self.request_timeout = request_timeout
+        self.max_request_time = max_request_time
         self.server = server
         #: The client key of a request (per-client bounds).
         self.client_key = client_key
@@ -159,6 +173,7 @@ class SessionlessService:
         self._cancelled = 0
         self._refused_states: Counter[str] = Counter()
         self._refused_inputs = 0
+        self._timed_out = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`aclose` or cancelled; then what still runs is cancelled."""
@@ -204,6 +219,7 @@ class SessionlessService:
             refused_states=self._refused_states.total(),
             refused_states_by_reason=dict(self._refused_states),
             refused_inputs=self._refused_inputs,
+            timed_out=self._timed_out,
         )
 
     # -- one request -------------------------------------------------------------------
@@ -325,6 +341,8 @@ class SessionlessService:
             message.id,
             meta if isinstance(meta, dict) else None,
             default_timeout=self.server.request_timeout,
+            request_timeout=self.request_timeout,
+            max_request_time=self.max_request_time,
         )
         try:
             result = await self.server.handle_request(
@@ -342,6 +360,9 @@ class SessionlessService:
             if not peer.asked:
                 self._answered += 1
                 return Response(message.id, result)
+        finally:
+            if ctx.timed_out:  # answered all the same, unlike a client's departure
+                self._timed_out += 1
         # Only what the handler read rides along: answers it never asked for
         # (a client's extras) are not sealed into the next state.
         assert binding is not None  # only an input method's peer records a question

@@ -126,6 +126,9 @@ class AppArguments(TypedDict, total=False):
     host_policy: HostPolicy | None
     relay: ChangeRelay | None
     listen_limits: ListenLimits | None
+    request_timeout: float | None
+    max_request_time: float | None
+    body_timeout: float | None
 
 
 @final
@@ -163,7 +166,8 @@ class StreamableHTTPApp:
             random key per process.
         path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
         call_limits, store_timeout, store_failure_threshold, store_probe_after,
-        metrics_path, host_policy: Each overrides that field of *options*
+        metrics_path, host_policy, request_timeout, max_request_time,
+        body_timeout: Each overrides that field of *options*
             (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
             path="/x")`` is ``StreamableHTTPApp(server,
             options=ServerOptions(path="/x"))``.
@@ -200,6 +204,9 @@ class StreamableHTTPApp:
         host_policy: HostPolicy | None = None,
         relay: ChangeRelay | None = None,
         listen_limits: ListenLimits | None = None,
+        request_timeout: float | None = None,
+        max_request_time: float | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         #: The settings in force: *options* with the keywords given applied over it.
         self.options: ServerOptions = with_overrides(
@@ -216,6 +223,9 @@ class StreamableHTTPApp:
             store_probe_after=store_probe_after,
             metrics_path=metrics_path,
             host_policy=host_policy,
+            request_timeout=request_timeout,
+            max_request_time=max_request_time,
+            body_timeout=body_timeout,
         )
         options = self.options
         self.path = options.path
@@ -224,6 +234,7 @@ class StreamableHTTPApp:
         self.max_body_bytes = options.max_body_bytes
         self.input_limits = options.input_limits
         self.retry_ms = options.retry_ms
+        self.body_timeout = options.body_timeout
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
         if manager is None:
@@ -250,6 +261,8 @@ class StreamableHTTPApp:
                 write_timeout=options.limits.write_timeout,
                 listen_limits=listen_limits,
                 client_key=options.call_limits.rate_limit_key,
+                request_timeout=options.request_timeout,
+                max_request_time=options.max_request_time,
             )
             if server is not None
             else None
@@ -483,7 +496,7 @@ class StreamableHTTPApp:
         elif claimed != LISTEN:  # a listen stream has bounds of its own (ListenLimits)
             held.append(await self._take(self._inflight, info))
         try:
-            body = await _read_body(receive, headers, self.max_body_bytes)
+            body = await _read_body(receive, headers, self.max_body_bytes, self.body_timeout)
         except _ClientGone:
             return None
         try:
@@ -573,8 +586,16 @@ class _ClientGone(Exception):
     pass
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent."""
+async def _read_body(
+    receive: Receive, headers: dict[str, str], limit: int, timeout: float
+) -> bytes:
+    """The whole body; 413 as soon as it is over *limit* bytes, declared or sent.
+
+    It must arrive within *timeout* seconds (a client that sends the headers,
+    then trickles the body, would hold its request, and any slot taken for
+    it, for as long as it likes): past that, 408 with ``Connection: close``,
+    since the rest of the body would still be on the connection.
+    """
     declared = headers.get("content-length")
     if declared is not None:
         declared = declared.strip()
@@ -586,14 +607,22 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.move_on_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise _HTTPError(
+        408,
+        SERVER_ERROR,
+        f"Request Timeout: the body did not arrive within {timeout:g} s",
+        headers=[(b"connection", b"close")],  # HTTP/2 drops it: only the stream ends there
+        data={"body_timeout": timeout},
+    )

@@ -1,4 +1,4 @@
-"""A guard for Hypercorn's HTTP/2 protocol: request data for a finished stream.
+"""Guards for Hypercorn's HTTP/2 protocol: request data for a finished stream, the idle timer.
 
 When an application completes its response before the request body has
 arrived (a 413 on ``Content-Length``, any refusal of a GET or DELETE that
@@ -10,6 +10,15 @@ same guard). The guard makes the streams table answer an unknown stream id
 with a stream that ignores what it is given, as the ``StreamEnded`` branch
 already does by catching ``KeyError``; the data is still acknowledged for
 connection flow control.
+
+A connection that speaks HTTP/2 with prior knowledge over plain TCP (h2c)
+starts in Hypercorn's HTTP/1.1 parser, which takes the connection preface
+(``PRI * HTTP/2.0``) for a request and stops the connection's idle timer
+(``keep_alive_timeout``, our header deadline) before handing over to HTTP/2;
+nothing starts it again until a stream has closed. Such a connection could
+then send nothing, or trickle its first request's headers, for ever. The
+second guard restarts the timer once an HTTP/2 connection without a stream
+has been set up, as Hypercorn does for a TLS one from the start.
 """
 
 from __future__ import annotations
@@ -55,4 +64,17 @@ def install() -> None:
         self.streams = _Streams(self.streams)
 
     H2Protocol.__init__ = __init__  # type: ignore[method-assign]
+    try:
+        from hypercorn.events import Updated
+    except ImportError:  # pragma: no cover - another Hypercorn
+        setattr(H2Protocol, _MARK, True)
+        return
+    original_initiate = H2Protocol.initiate
+
+    async def initiate(self: Any, *args: Any, **kwargs: Any) -> None:
+        await original_initiate(self, *args, **kwargs)
+        if self.idle:  # no stream yet (an h2c upgrade already carries one)
+            await self.send(Updated(idle=True))
+
+    H2Protocol.initiate = initiate  # type: ignore[method-assign]
     setattr(H2Protocol, _MARK, True)
