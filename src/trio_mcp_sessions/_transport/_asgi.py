@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Literal, TypedDict, final
 import trio
 
 from .._interface import CloseReason, ReplyMode, RequestInfo, SessionManager
-from .._manager import Admission, BoundedSessionManager  # the defaults, built here
+from .._manager import BoundedSessionManager  # the default, built here
+from .._manager._budgets import CallAdmission, SharedCallLimiter
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
 from .._protocol._era import Era, classify_other, classify_post
@@ -32,6 +33,7 @@ from .._protocol._jsonrpc import (
     decode_body,
 )
 from .._stateless import SessionlessService  # the 2026-07-28 half, built here
+from .._stores._guard import StoreGuard
 from . import _hypercorn_h2
 from ._answers import SESSION_HEADER, _from_protocol_error, _HTTPError, _too_large
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
     from .._manager import CallLimits, SessionLimits
     from .._manager._broadcast import ChangeRelay
+    from .._manager._budgets import CallBudgetStatistics
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
@@ -98,6 +101,7 @@ class AppArguments(TypedDict, total=False):
     event_store: EventStore | Literal["default"] | None
     session_store: SessionStore | None
     rate_limiter: SharedRateLimiter | None
+    call_rate_limiter: SharedCallLimiter | None
     principal: Callable[[Scope], str | None] | None
     on_session_created: Callable[[str, RequestInfo], None] | None
     on_session_closed: Callable[[str, CloseReason], None] | None
@@ -140,7 +144,12 @@ class StreamableHTTPApp:
         session_store: A :class:`SessionStore` so sessions survive a restart or
             move between instances (built-in manager).
         rate_limiter: A creation rate limiter shared between instances, such
-            as :class:`RedisRateLimiter` (built-in manager).
+            as :class:`RedisRateLimiter` (built-in manager); when it can
+            (``spend``), it shares the call budgets too.
+        call_rate_limiter: Shares the call budgets of *call_limits* between
+            instances (:class:`SharedCallLimiter`, e.g. a
+            :class:`RedisRateLimiter`); while it is unreachable each
+            instance's own windows apply.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
@@ -172,6 +181,7 @@ class StreamableHTTPApp:
         event_store: EventStore | Literal["default"] | None = DEFAULT_EVENT_STORE,
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
+        call_rate_limiter: SharedCallLimiter | None = None,
         principal: Callable[[Scope], str | None] | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
@@ -243,8 +253,9 @@ class StreamableHTTPApp:
             if server is not None
             else None
         )
-        #: The budget of 2026-07-28 requests (:class:`CallLimits`), local windows.
-        self._calls = Admission(options.call_limits, what="requests")
+        #: The budgets of 2026-07-28 requests (:class:`CallLimits`): shared
+        #: through *call_rate_limiter* (or *rate_limiter*), else local windows.
+        self._calls = _call_admission(options, call_rate_limiter, rate_limiter)
         if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
             # The manager's broadcasts reach the listen streams too.
             manager.broadcast.add_listener(self.sessionless.listen)
@@ -268,7 +279,12 @@ class StreamableHTTPApp:
                 transport=self.statistics,
                 listen=self.sessionless.listen.statistics if self.sessionless else None,
                 sessionless=self.sessionless.statistics if self.sessionless else None,
+                calls=self._calls.statistics,
             )
+
+    def call_statistics(self) -> CallBudgetStatistics:
+        """The budgets of 2026-07-28 requests: admitted, refused by budget, keys held."""
+        return self._calls.statistics()
 
     # -- running the manager ---------------------------------------------------------
 
@@ -486,6 +502,26 @@ class StreamableHTTPApp:
 
 class _ClientGone(Exception):
     pass
+
+
+def _call_admission(
+    options: ServerOptions,
+    explicit: SharedCallLimiter | None,
+    creations: SharedRateLimiter | None,
+) -> CallAdmission:
+    """The call budgets, shared through *explicit* or (when it can) *creations*' limiter."""
+    shared: SharedCallLimiter | None = explicit
+    if shared is None and isinstance(creations, SharedCallLimiter):
+        shared = creations
+    if shared is None:
+        return CallAdmission(options.call_limits)
+    guard = StoreGuard(
+        "call_rate_limit",
+        timeout=options.store_timeout,
+        failure_threshold=options.store_failure_threshold,
+        reset_after=options.store_probe_after,
+    )
+    return CallAdmission(options.call_limits, shared, guard)  # type-checks *shared*
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
