@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import re
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -131,7 +130,11 @@ def test_keyed_limits_are_validated() -> None:
     limits = CallLimits(tool_limits=given_limits)
     given_limits["b"] = KeyedLimit(total=RateLimit(1, 1))
     assert list(limits.tool_limits) == ["a"]
-    assert isinstance(limits.tool_limits, MappingProxyType)
+    with pytest.raises(TypeError):
+        limits.tool_limits["b"] = given_limits["b"]  # type: ignore[index]
+    # Plain frozen data, as every limit: equal by value, hashable.
+    assert limits == CallLimits(tool_limits={"a": KeyedLimit(total=RateLimit(1, 1))})
+    assert hash(ServerOptions(call_limits=limits)) == hash(ServerOptions(call_limits=limits))
 
 
 def test_discover_has_a_generous_budget_by_default() -> None:
@@ -154,14 +157,14 @@ def test_each_request_spends_from_its_own_budgets() -> None:
     )
     windows = CallWindows(limits)
     calls = [Budget("calls"), Budget("calls", per_client=True)]
-    assert [b for b, _ in windows.plan("server/discover")] == [Budget("discover")]
-    assert [b for b, _ in windows.plan("tools/list")] == calls
-    assert [b for b, _ in windows.plan("tools/call", "echo")] == calls
-    assert [b for b, _ in windows.plan("resources/read", "expensive")] == [
+    assert [b for b, *_ in windows.plan("server/discover")] == [Budget("discover")]
+    assert [b for b, *_ in windows.plan("tools/list")] == calls
+    assert [b for b, *_ in windows.plan("tools/call", "echo")] == calls
+    assert [b for b, *_ in windows.plan("resources/read", "expensive")] == [
         *calls,
         Budget("method", "resources/read", per_client=True),
     ]
-    assert [b for b, _ in windows.plan("tools/call", "expensive")] == [
+    assert [b for b, *_ in windows.plan("tools/call", "expensive")] == [
         *calls,
         Budget("tool", "expensive"),
         Budget("tool", "expensive", per_client=True),
@@ -261,7 +264,7 @@ def test_no_budget_is_ever_exceeded(
     for step, (name, tool), key in requests:
         now += step
         plan = windows.plan(name, tool)
-        applied = [(b, lim, key if b.per_client else None) for b, lim in plan]
+        applied = [(b, lim, key if b.per_client else None) for b, lim, _ in plan]
         applied = [(b, lim, k) for b, lim, k in applied if not b.per_client or k is not None]
         recent = {
             (b, k): [t for t in admitted.get((b, k), []) if t > now - lim.window]

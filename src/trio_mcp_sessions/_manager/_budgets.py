@@ -126,20 +126,6 @@ class SharedCallLimiter(Protocol):
         ...
 
 
-Plan = tuple[tuple[Budget, "RateLimit"], ...]
-
-
-def _pair(kind: BudgetKind, name: str, limit: KeyedLimit | None) -> Plan:
-    if limit is None:
-        return ()
-    plan: list[tuple[Budget, RateLimit]] = []
-    if limit.total is not None:
-        plan.append((Budget(kind, name), limit.total))
-    if limit.per_client is not None:
-        plan.append((Budget(kind, name, per_client=True), limit.per_client))
-    return tuple(plan)
-
-
 @final
 class _KeyedWindows:
     """One per-client budget's windows, by client key, in least recently used order."""
@@ -172,6 +158,11 @@ class _KeyedWindows:
         return len(self._keys)
 
 
+#: What a request spends from: each budget, its limit and where its windows are
+#: (the one global window, or the per-client windows by key).
+Plan = tuple[tuple[Budget, "RateLimit", "SlidingWindow | _KeyedWindows"], ...]
+
+
 @final
 class CallWindows:
     """Every budget of a :class:`CallLimits` as local sliding windows (sans-IO).
@@ -186,37 +177,47 @@ class CallWindows:
     def __init__(self, limits: CallLimits, *, max_keys: int = MAX_KEYS) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError(f"max_keys must be a positive int, got {max_keys!r}")
-        calls: list[tuple[Budget, RateLimit]] = []
-        if limits.rate_limit is not None:
-            calls.append((Budget("calls"), limits.rate_limit))
-        if limits.rate_limit_per_client is not None:
-            calls.append((Budget("calls", per_client=True), limits.rate_limit_per_client))
-        self._calls: Plan = tuple(calls)
-        self._methods = {m: _pair("method", m, lim) for m, lim in limits.method_limits.items()}
-        self._tools = {t: _pair("tool", t, lim) for t, lim in limits.tool_limits.items()}
-        self._discover = _pair("discover", "", limits.discover_limit)
-        every = [
-            *self._calls,
-            *self._discover,
-            *(p for plan in self._methods.values() for p in plan),
-            *(p for plan in self._tools.values() for p in plan),
-        ]
-        self._global = {b: SlidingWindow(lim) for b, lim in every if not b.per_client}
-        self._keyed = {b: _KeyedWindows(lim, max_keys) for b, lim in every if b.per_client}
+        self._keyed: list[_KeyedWindows] = []
 
-    @property
-    def enabled(self) -> bool:
+        def entries(
+            kind: BudgetKind, name: str, total: RateLimit | None, per_client: RateLimit | None
+        ) -> Plan:
+            plan: list[tuple[Budget, RateLimit, SlidingWindow | _KeyedWindows]] = []
+            if total is not None:
+                plan.append((Budget(kind, name), total, SlidingWindow(total)))
+            if per_client is not None:
+                keyed = _KeyedWindows(per_client, max_keys)
+                self._keyed.append(keyed)
+                plan.append((Budget(kind, name, per_client=True), per_client, keyed))
+            return tuple(plan)
+
+        def keyed(kind: BudgetKind, name: str, limit: KeyedLimit | None) -> Plan:
+            return entries(kind, name, *((limit.total, limit.per_client) if limit else (None,) * 2))
+
+        # Every plan is built here, once: a request only looks its plan up.
+        self._default = entries("calls", "", limits.rate_limit, limits.rate_limit_per_client)
+        self._methods = {
+            m: self._default + keyed("method", m, lim) for m, lim in limits.method_limits.items()
+        }
+        tools_call = self._methods.get(TOOLS_CALL, self._default)
+        self._tools = {
+            t: tools_call + keyed("tool", t, lim) for t, lim in limits.tool_limits.items()
+        }
+        self._discover = keyed("discover", "", limits.discover_limit)
+        self.enabled = bool(
+            self._default or self._discover or any(self._methods.values()) or self._tools
+        )
         """Whether any budget exists (else every plan is empty)."""
-        return bool(self._global or self._keyed)
 
     def plan(self, method: str, tool: str | None = None) -> Plan:
         """The budgets a request for *method* (and *tool*, for ``tools/call``) spends from."""
         if method == DISCOVER:
             return self._discover
-        plan = self._calls + self._methods.get(method, ())
         if tool is not None and method == TOOLS_CALL:
-            plan += self._tools.get(tool, ())
-        return plan
+            found = self._tools.get(tool)
+            if found is not None:
+                return found
+        return self._methods.get(method, self._default)
 
     def acquire(self, plan: Plan, key: str | None, now: float) -> tuple[float, Budget | None]:
         """Spend one from every window of *plan* for client *key*, or from none.
@@ -228,11 +229,11 @@ class CallWindows:
             budget)``: the budget whose window frees last (nothing recorded).
         """
         windows: list[tuple[Budget, SlidingWindow]] = []
-        for budget, _ in plan:
-            if not budget.per_client:
-                windows.append((budget, self._global[budget]))
+        for budget, _, place in plan:
+            if isinstance(place, SlidingWindow):
+                windows.append((budget, place))
             elif key is not None:
-                windows.append((budget, self._keyed[budget].window(key, now)))
+                windows.append((budget, place.window(key, now)))
         wait, blocking = 0.0, None
         for budget, window in windows:
             free_in = window.retry_after(now)
@@ -246,7 +247,7 @@ class CallWindows:
 
     def tracked_keys(self) -> int:
         """Per-client windows held, over every budget."""
-        return sum(len(keyed) for keyed in self._keyed.values())
+        return sum(len(keyed) for keyed in self._keyed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +322,7 @@ class CallAdmission:
         if not plan:
             await trio.lowlevel.checkpoint()
             return
-        key = self._key(info) if any(budget.per_client for budget, _ in plan) else None
+        key = self._key(info) if any(budget.per_client for budget, *_ in plan) else None
         wait, blocking = await self._spend(plan, key)
         if blocking is not None:
             self._refused[blocking] += 1
@@ -331,7 +332,7 @@ class CallAdmission:
     async def _spend(self, plan: Plan, key: str | None) -> tuple[float, Budget | None]:
         if self._shared is not None:
             assert self.guard is not None  # checked when built
-            applied = [(b, lim) for b, lim in plan if key is not None or not b.per_client]
+            applied = [(b, lim) for b, lim, _ in plan if key is not None or not b.per_client]
             if not applied:
                 await trio.lowlevel.checkpoint()
                 return 0.0, None

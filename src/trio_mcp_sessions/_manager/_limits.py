@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, final
 
 from .._ratelimit import RateLimit
 from .._streams import WRITE_TIMEOUT
@@ -175,6 +174,31 @@ DISCOVER_LIMIT: Final = KeyedLimit(per_client=RateLimit(100, 1.0))
 _DISCOVER = "server/discover"
 
 
+@final
+class _NamedLimits(Mapping[str, KeyedLimit]):
+    """A read-only, hashable ``{name: KeyedLimit}``: the limits stay plain, frozen data."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, KeyedLimit]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> KeyedLimit:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
 def _named_limits(name: str, value: object) -> Mapping[str, KeyedLimit]:
     """A read-only copy of a ``{method or tool name: KeyedLimit}`` mapping, checked."""
     if not isinstance(value, Mapping):
@@ -186,7 +210,7 @@ def _named_limits(name: str, value: object) -> Mapping[str, KeyedLimit]:
         if not isinstance(limit, KeyedLimit):
             raise TypeError(f"{name}[{key!r}] must be a KeyedLimit, not {limit!r}")
         checked[key] = limit
-    return MappingProxyType(checked)
+    return _NamedLimits(checked)
 
 
 @dataclass(frozen=True, slots=True)
