@@ -23,24 +23,26 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, final, runtime_check
 
 import trio
 
-from .._errors import RateLimited, StoreUnavailable
+from .._errors import BudgetExceeded, StoreUnavailable
 from .._ratelimit import SlidingWindow
+from .._stores._guard import StoreGuard
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._interface import RequestInfo
-    from .._ratelimit import RateLimit
-    from .._stores._guard import StoreGuard, StoreGuardStatistics
+    from .._options import ServerOptions
+    from .._ratelimit import RateLimit, SharedRateLimiter
+    from .._stores._guard import StoreGuardStatistics
     from ._limits import CallLimits, KeyedLimit
 
 __all__ = [
     "Budget",
-    "BudgetExceeded",
     "CallAdmission",
     "CallBudgetStatistics",
     "CallWindows",
     "SharedCallLimiter",
+    "call_admission",
 ]
 
 DISCOVER: Final = "server/discover"
@@ -83,24 +85,15 @@ class Budget:
         whose = "from this client" if self.per_client else "from all clients together"
         return f"too many {what} {whose}; slow down"
 
-    def as_data(self) -> dict[str, str]:
-        """The JSON-RPC error's ``data``: the budget, its scope and its name."""
-        data = {"budget": self.kind, "scope": self.scope}
-        if self.name:
-            data["name"] = self.name
-        return data
-
-
-class BudgetExceeded(RateLimited):
-    """A request over one of its budgets (HTTP 429 with ``Retry-After``).
-
-    Attributes:
-        budget: The :class:`Budget` that refused (the one that frees last).
-    """
-
-    def __init__(self, budget: Budget, *, retry_after: float) -> None:
-        super().__init__(budget.describe(), retry_after=retry_after)
-        self.budget = budget
+    def _exceeded(self, retry_after: float) -> BudgetExceeded:
+        """The refusal (429) that names this budget."""
+        return BudgetExceeded(
+            self.describe(),
+            budget=self.kind,
+            scope=self.scope,
+            name=self.name,
+            retry_after=retry_after,
+        )
 
 
 @runtime_checkable
@@ -326,7 +319,7 @@ class CallAdmission:
         wait, blocking = await self._spend(plan, key)
         if blocking is not None:
             self._refused[blocking] += 1
-            raise BudgetExceeded(blocking, retry_after=max(1.0, math.ceil(wait)))
+            raise blocking._exceeded(max(1.0, math.ceil(wait)))
         self._admitted += 1
 
     async def _spend(self, plan: Plan, key: str | None) -> tuple[float, Budget | None]:
@@ -360,3 +353,26 @@ class CallAdmission:
             fallbacks=self._fallbacks,
             store=self.guard.statistics() if self.guard is not None else None,
         )
+
+
+def call_admission(
+    options: ServerOptions,
+    explicit: SharedCallLimiter | None = None,
+    creations: SharedRateLimiter | None = None,
+) -> CallAdmission:
+    """The call budgets of *options*, shared through *explicit* or, when it can
+    (it has ``spend``), the creation limiter *creations*; guarded by the
+    options' store timeout and circuit breaker.
+    """
+    shared: SharedCallLimiter | None = explicit
+    if shared is None and isinstance(creations, SharedCallLimiter):
+        shared = creations
+    if shared is None:
+        return CallAdmission(options.call_limits)
+    guard = StoreGuard(
+        "call_rate_limit",
+        timeout=options.store_timeout,
+        failure_threshold=options.store_failure_threshold,
+        reset_after=options.store_probe_after,
+    )
+    return CallAdmission(options.call_limits, shared, guard)  # type-checks *shared*

@@ -21,7 +21,7 @@ import trio
 
 from .._interface import CloseReason, ReplyMode, RequestInfo, SessionManager
 from .._manager import BoundedSessionManager  # the default, built here
-from .._manager._budgets import CallAdmission, SharedCallLimiter
+from .._manager._budgets import call_admission
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
 from .._protocol._era import Era, classify_other, classify_post
@@ -33,7 +33,6 @@ from .._protocol._jsonrpc import (
     decode_body,
 )
 from .._stateless import SessionlessService  # the 2026-07-28 half, built here
-from .._stores._guard import StoreGuard
 from . import _hypercorn_h2
 from ._answers import SESSION_HEADER, _from_protocol_error, _HTTPError, _too_large
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
     from .._manager import CallLimits, SessionLimits
     from .._manager._broadcast import ChangeRelay
-    from .._manager._budgets import CallBudgetStatistics
+    from .._manager._budgets import CallBudgetStatistics, SharedCallLimiter
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
     from .._serve import Connections
@@ -255,7 +254,7 @@ class StreamableHTTPApp:
         )
         #: The budgets of 2026-07-28 requests (:class:`CallLimits`): shared
         #: through *call_rate_limiter* (or *rate_limiter*), else local windows.
-        self._calls = _call_admission(options, call_rate_limiter, rate_limiter)
+        self._calls = call_admission(options, call_rate_limiter, rate_limiter)
         if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
             # The manager's broadcasts reach the listen streams too.
             manager.broadcast.add_listener(self.sessionless.listen)
@@ -502,26 +501,6 @@ class StreamableHTTPApp:
 
 class _ClientGone(Exception):
     pass
-
-
-def _call_admission(
-    options: ServerOptions,
-    explicit: SharedCallLimiter | None,
-    creations: SharedRateLimiter | None,
-) -> CallAdmission:
-    """The call budgets, shared through *explicit* or (when it can) *creations*' limiter."""
-    shared: SharedCallLimiter | None = explicit
-    if shared is None and isinstance(creations, SharedCallLimiter):
-        shared = creations
-    if shared is None:
-        return CallAdmission(options.call_limits)
-    guard = StoreGuard(
-        "call_rate_limit",
-        timeout=options.store_timeout,
-        failure_threshold=options.store_failure_threshold,
-        reset_after=options.store_probe_after,
-    )
-    return CallAdmission(options.call_limits, shared, guard)  # type-checks *shared*
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:

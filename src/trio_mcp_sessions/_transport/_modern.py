@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .._errors import ServiceUnavailable
-from .._manager._budgets import BudgetExceeded
+from .._errors import BudgetExceeded, ServiceUnavailable
 from .._protocol._era import (
     MODERN_VERSIONS,
     RoutingHeaders,
@@ -111,7 +110,10 @@ async def post_modern(
             await calls.admit(info, request.method, tool)
         except BudgetExceeded as exc:  # 429 + Retry-After, naming the budget
             refusal = _answer_for(exc, request_id)
-            refusal.data = {**exc.budget.as_data(), "retryAfter": math.ceil(exc.retry_after)}
+            refusal.data = {"budget": exc.budget, "scope": exc.scope}
+            if exc.name:
+                refusal.data["name"] = exc.name
+            refusal.data["retryAfter"] = math.ceil(exc.retry_after)
             raise refusal from None
     if listen:
         try:
