@@ -430,6 +430,24 @@ async def test_the_default_discover_budget_holds_100_a_second(
 # -- shared through Redis -------------------------------------------------------------
 
 
+async def test_redis_spends_in_every_window_or_none_and_names_the_one_that_refused(
+    nursery: trio.Nursery, redis_server: RedisServer
+) -> None:
+    client = await redis_client(nursery, redis_server)
+    limiter = RedisRateLimiter(client, prefix="p")
+    windows = [("calls", "", None, RateLimit(5, 60)), ("tool", "a:b", "::1", RateLimit(1, 30))]
+    assert await limiter.spend(windows) == (0.0, -1)
+    wait, index = await limiter.spend(windows)
+    assert index == 1
+    assert 29 < wait <= 30
+    assert await limiter.spend([]) == (0.0, -1)
+    # ":" in names and keys is escaped, so no two windows share a key.
+    keys = {key async for key in client.scan_iter(match="p:*")}
+    assert keys == {b"p:rl:call:calls", b"p:rl:call:tool:a%3Ab:c:%3A%3A1"}
+    assert await client.zcard(b"p:rl:call:calls") == 1  # the refusal recorded nothing
+    assert 29_000 < await client.pttl(b"p:rl:call:tool:a%3Ab:c:%3A%3A1") <= 30_000
+
+
 async def test_two_instances_share_a_per_client_call_budget(
     nursery: trio.Nursery,
     redis_server: RedisServer,
