@@ -64,8 +64,8 @@ async def test_calls_over_the_budget_get_429_and_discover_stays_free(
         error = refused.json()
         assert error["id"] == 9
         assert "too many requests" in error["error"]["message"]
-        # The probe is never refused for rate reasons: a refused probe would
-        # send a dual-era client back to the handshake for good.
+        # The probe is never charged to the call budget (it has its own): a
+        # refused probe would send a dual-era client back to the handshake.
         for _ in range(10):
             discover = await post(http, url, "server/discover", {})
             assert discover.status_code == 200, discover.text

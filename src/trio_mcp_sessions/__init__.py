@@ -28,6 +28,10 @@ from ._manager import InflightStatistics as InflightStatistics
 from ._manager import ManagerStatistics as ManagerStatistics
 from ._manager import SessionLimits as SessionLimits
 from ._manager._broadcast import ChangeRelay as ChangeRelay
+from ._manager._budgets import Budget as Budget
+from ._manager._budgets import CallBudgetStatistics as CallBudgetStatistics
+from ._manager._budgets import SharedCallLimiter as SharedCallLimiter
+from ._manager._limits import KeyedLimit as KeyedLimit
 from ._options import ServerOptions as ServerOptions
 from ._protocol._jsonrpc import ErrorResponse as ErrorResponse
 from ._protocol._jsonrpc import InputLimits as InputLimits

@@ -17,7 +17,7 @@ import trio
 
 from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
-from ._manager._limits import positive_seconds
+from ._manager._limits import DISCOVER_LIMIT, KeyedLimit, positive_seconds
 from ._options import ServerOptions
 from ._protocol._jsonrpc import InputLimits
 from ._protocol._request_state import MAX_INPUT_BYTES, MAX_PENDING, RequestStateCodec
@@ -61,7 +61,7 @@ def load_target(spec: str) -> McpServer | StreamableHTTPApp:
     return target
 
 
-def _rate(text: str) -> RateLimit:
+def _rate(text: str, what: str = "CREATIONS") -> RateLimit:
     """``"10/60"`` → at most 10 creations per 60 seconds."""
     count, sep, window = text.partition("/")
     try:
@@ -71,8 +71,44 @@ def _rate(text: str) -> RateLimit:
     except (TypeError, ValueError) as exc:
         detail = f": {exc}" if str(exc) else ""
         raise argparse.ArgumentTypeError(
-            f"expected CREATIONS/SECONDS such as 10/60, got {text!r}{detail}"
+            f"expected {what}/SECONDS such as 10/60, got {text!r}{detail}"
         ) from None
+
+
+def _call_rate(text: str) -> RateLimit:
+    """``"100/60"`` → at most 100 requests per 60 seconds."""
+    return _rate(text, "CALLS")
+
+
+def _call_rate_or_off(text: str) -> RateLimit | None:
+    """A rate as :func:`_call_rate`, or ``off`` for none."""
+    return None if text.strip().lower() == "off" else _call_rate(text)
+
+
+def _named_rate(text: str) -> tuple[str, RateLimit]:
+    """``"search=10/1"`` → (``"search"``, at most 10 calls per second)."""
+    name, sep, rate = text.rpartition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=CALLS/SECONDS such as search=10/1, got {text!r}"
+        )
+    return name.strip(), _call_rate(rate)
+
+
+def _keyed_limits(
+    total: list[tuple[str, RateLimit]] | None,
+    per_client: list[tuple[str, RateLimit]] | None,
+    flag: str,
+) -> dict[str, KeyedLimit]:
+    """``{name: KeyedLimit}`` from a ``--X-rate-limit`` and a ``--X-rate-limit-per-client`` list."""
+    limits: dict[str, dict[str, RateLimit]] = {}
+    for suffix, given in (("", total), ("-per-client", per_client)):
+        field = "per_client" if suffix else "total"
+        for name, rate in given or ():
+            if field in limits.setdefault(name, {}):
+                raise SystemExit(f"error: --{flag}-rate-limit{suffix}: {name!r} given twice")
+            limits[name][field] = rate
+    return {name: KeyedLimit(**rates) for name, rates in limits.items()}
 
 
 async def _open_stores(
@@ -111,7 +147,30 @@ async def _open_stores(
             per_client=args.rate_limit_per_client,
             prefix=prefix,
         )
+    if _call_limits_given(args):
+        # The call budgets in their own keys; without these flags they stay
+        # local (a Redis round trip per request is not free).
+        stores["call_rate_limiter"] = RedisRateLimiter(client, prefix=prefix)
     return stores
+
+
+def _call_limits_given(args: argparse.Namespace) -> bool:
+    """Whether any call budget was asked for on the command line."""
+    return (
+        any(
+            getattr(args, name) is not None
+            for name in (
+                "call_rate_limit",
+                "call_rate_limit_per_client",
+                "tool_rate_limit",
+                "tool_rate_limit_per_client",
+                "method_rate_limit",
+                "method_rate_limit_per_client",
+                "discover_rate_limit",
+            )
+        )
+        or args.discover_rate_limit_per_client != DISCOVER_LIMIT.per_client
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,13 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--call-rate-limit",
-        type=_rate,
+        type=_call_rate,
         default=None,
-        help="2026-07-28 requests from all clients, e.g. 1000/60 (server/discover is free)",
+        help="2026-07-28 requests from all clients, e.g. 1000/60 (server/discover has its own)",
     )
     run.add_argument(
         "--call-rate-limit-per-client",
-        type=_rate,
+        type=_call_rate,
         default=None,
         help="2026-07-28 requests per client key, e.g. 100/60 (over it: 429)",
     )
@@ -195,6 +254,40 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=calls.inflight_queue_timeout,
         help="seconds a request may wait in that line before its 503",
+    )
+    for flag, what, example in (
+        ("tool", "tools/call of one tool", "search=10/1"),
+        ("method", "one 2026-07-28 method", "resources/read=50/1"),
+    ):
+        run.add_argument(
+            f"--{flag}-rate-limit",
+            type=_named_rate,
+            action="append",
+            metavar="NAME=CALLS/SECONDS",
+            help=f"{what} from all clients, e.g. {example} (repeatable)",
+        )
+        run.add_argument(
+            f"--{flag}-rate-limit-per-client",
+            type=_named_rate,
+            action="append",
+            metavar="NAME=CALLS/SECONDS",
+            help=f"{what} per client key (repeatable)",
+        )
+    discover = DISCOVER_LIMIT.per_client
+    assert discover is not None  # the default is per client key
+    run.add_argument(
+        "--discover-rate-limit",
+        type=_call_rate,
+        default=None,
+        help="server/discover from all clients (default none)",
+    )
+    run.add_argument(
+        "--discover-rate-limit-per-client",
+        type=_call_rate_or_off,
+        default=discover,
+        metavar="CALLS/SECONDS|off",
+        help=f"server/discover per client key (default {discover.max_creations}/"
+        f"{discover.window:g}; it is never charged to the call budget)",
     )
     run.add_argument(
         "--max-inflight-per-session",
@@ -282,7 +375,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=None,
         help="keep events and sessions in Redis (redis://host:port/db), shared by instances; "
-        "creation rate limits and change notifications (pub/sub) are then shared too",
+        "creation rate limits, the call budgets given by flags and change notifications "
+        "(pub/sub) are then shared too",
     )
     run.add_argument("--store-prefix", default="mcp", help="Redis key prefix (default mcp)")
     run.add_argument(
@@ -377,6 +471,17 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
                 max_inflight_per_client=args.max_inflight_per_client,
                 max_inflight_queued=args.inflight_queue,
                 inflight_queue_timeout=args.inflight_queue_timeout,
+                tool_limits=_keyed_limits(
+                    args.tool_rate_limit, args.tool_rate_limit_per_client, "tool"
+                ),
+                method_limits=_keyed_limits(
+                    args.method_rate_limit, args.method_rate_limit_per_client, "method"
+                ),
+                discover_limit=(
+                    KeyedLimit(args.discover_rate_limit, args.discover_rate_limit_per_client)
+                    if args.discover_rate_limit or args.discover_rate_limit_per_client
+                    else None
+                ),
             ),
             store_timeout=args.store_timeout,
             store_failure_threshold=args.store_failure_threshold,

@@ -7,6 +7,7 @@ manager itself knows nothing of HTTP, so these are hints, not responses.
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExceeded",
     "EventsPurged",
     "RateLimited",
     "ServerBusy",
@@ -60,6 +61,26 @@ class RateLimited(ServiceUnavailable):
     Attributes:
         retry_after: Seconds until a retry may be admitted.
     """
+
+
+class BudgetExceeded(RateLimited):
+    """A 2026-07-28 request over one of its :class:`CallLimits` budgets (HTTP 429).
+
+    Plain strings, for the answer's ``error.data``; nothing about other clients.
+
+    Attributes:
+        budget: ``"calls"``, ``"method"``, ``"tool"`` or ``"discover"``.
+        scope: ``"global"`` (all clients together) or ``"per_client"``.
+        name: The method or tool name (``""`` for ``calls`` and ``discover``).
+    """
+
+    def __init__(
+        self, message: str, *, budget: str, scope: str, name: str = "", retry_after: float
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.budget = budget
+        self.scope = scope
+        self.name = name
 
 
 class TooManyInFlight(RateLimited):

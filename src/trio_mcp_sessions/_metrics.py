@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._manager import ManagerStatistics
+    from ._manager._budgets import CallBudgetStatistics
     from ._stateless._listen import ListenStatistics
     from ._stateless._service import SessionlessStatistics
     from ._transport._asgi import TransportStatistics
@@ -34,6 +35,7 @@ class MetricsExporter:
         transport: Callable[[], TransportStatistics] | None = None,
         listen: Callable[[], ListenStatistics] | None = None,
         sessionless: Callable[[], SessionlessStatistics] | None = None,
+        calls: Callable[[], CallBudgetStatistics] | None = None,
         prefix: str = "mcp",
     ) -> None:
         try:
@@ -47,6 +49,7 @@ class MetricsExporter:
         self._transport = transport
         self._listen = listen
         self._sessionless = sessionless
+        self._calls = calls
         self._prefix = prefix
         self.content_type = CONTENT_TYPE_LATEST
         self._registry = CollectorRegistry(auto_describe=False)
@@ -122,6 +125,8 @@ class MetricsExporter:
             yield from self._listen_metrics(self._listen())
         if self._sessionless is not None:
             yield from self._sessionless_metrics(self._sessionless())
+        if self._calls is not None:
+            yield from self._call_metrics(self._calls())
         yield GaugeMetricFamily(
             f"{p}_subscriptions",
             "resources/subscribe URIs held by live sessions.",
@@ -300,6 +305,43 @@ class MetricsExporter:
         for reason, count in sorted(stats.refused_states_by_reason.items()):
             by_reason.add_metric([reason], count)
         yield by_reason
+
+    def _call_metrics(self, stats: CallBudgetStatistics) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        yield CounterMetricFamily(
+            f"{p}_call_budget_admitted",
+            "2026-07-28 requests that spent from their rate-limit budgets.",
+            value=stats.admitted,
+        )
+        refused = CounterMetricFamily(
+            f"{p}_call_budget_refused",
+            "2026-07-28 requests refused with 429, by the budget that refused "
+            "(calls, method, tool, discover), its scope (global, per_client) and name.",
+            labels=["budget", "scope", "name"],
+        )
+        for budget, count in sorted(
+            stats.refused.items(), key=lambda item: (item[0].kind, item[0].name, item[0].scope)
+        ):
+            refused.add_metric([budget.kind, budget.scope, budget.name], count)
+        yield refused
+        yield GaugeMetricFamily(
+            f"{p}_call_budget_tracked_keys",
+            "Per-client call-budget windows this instance holds.",
+            value=stats.tracked_keys,
+        )
+        yield CounterMetricFamily(
+            f"{p}_call_budget_fallbacks",
+            "Requests budgeted by local windows because the shared limiter was unreachable.",
+            value=stats.fallbacks,
+        )
+        if stats.store is not None:
+            yield GaugeMetricFamily(
+                f"{p}_call_budget_store_down",
+                "1 while the shared call limiter counts as down (local windows apply), else 0.",
+                value=0 if stats.store.state == "closed" else 1,
+            )
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

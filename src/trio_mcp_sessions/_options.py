@@ -66,8 +66,8 @@ class ServerOptions:
         retry_ms: The ``retry`` hint (milliseconds) on SSE streams and when
             draining.
         limits: :class:`SessionLimits` for the built-in manager.
-        call_limits: :class:`CallLimits`: the budget of 2026-07-28 requests
-            (``server/discover`` is never charged).
+        call_limits: :class:`CallLimits`: the budgets of 2026-07-28 requests
+            (per client key, method and tool; ``server/discover`` has its own).
         store_timeout: Seconds any store call may take before it counts as a
             failure.
         store_failure_threshold: Consecutive failures of one store after

@@ -1,4 +1,4 @@
-"""Every bound, validated once: SessionLimits, EvictionPolicy and CallLimits.
+"""Every bound, validated once: SessionLimits, EvictionPolicy, CallLimits and KeyedLimit.
 
 Plain data (no trio): the table, admission and the coordinator read these
 values; invalid ones are refused here, when the limits are built.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, final
 
 from .._ratelimit import RateLimit
 from .._streams import WRITE_TIMEOUT
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
 
     from .._interface import RequestInfo
 
-__all__ = ["CallLimits", "EvictionPolicy", "SessionLimits", "positive_seconds"]
+__all__ = [
+    "DISCOVER_LIMIT",
+    "CallLimits",
+    "EvictionPolicy",
+    "KeyedLimit",
+    "SessionLimits",
+    "positive_seconds",
+]
 
 
 class EvictionPolicy(enum.Enum):
@@ -133,14 +141,94 @@ class SessionLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedLimit:
+    """The budget of one method or one tool: all clients together, and each client key.
+
+    Attributes:
+        total: A :class:`RateLimit` shared by every client (``None``: none).
+        per_client: A :class:`RateLimit` applied to each client key separately.
+
+    Raises:
+        ValueError: When neither is given (leave the name out instead).
+    """
+
+    total: RateLimit | None = None
+    per_client: RateLimit | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("total", "per_client"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, RateLimit):
+                raise TypeError(
+                    f"{name} must be a RateLimit(max_calls, window) or None, not {value!r}"
+                )
+        if self.total is None and self.per_client is None:
+            raise ValueError("a KeyedLimit needs total, per_client or both")
+
+
+#: ``server/discover``'s own budget by default: generous (a client probes once
+#: per origin and caches the answer), yet one client cannot make a server
+#: answer probes without end.
+DISCOVER_LIMIT: Final = KeyedLimit(per_client=RateLimit(100, 1.0))
+
+_DISCOVER = "server/discover"
+
+
+@final
+class _NamedLimits(Mapping[str, KeyedLimit]):
+    """A read-only, hashable ``{name: KeyedLimit}``: the limits stay plain, frozen data."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, KeyedLimit]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> KeyedLimit:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def _named_limits(name: str, value: object) -> Mapping[str, KeyedLimit]:
+    """A read-only copy of a ``{method or tool name: KeyedLimit}`` mapping, checked."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of names to KeyedLimit, not {value!r}")
+    checked: dict[str, KeyedLimit] = {}
+    for key, limit in value.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{name} keys must be non-empty names, not {key!r}")
+        if not isinstance(limit, KeyedLimit):
+            raise TypeError(f"{name}[{key!r}] must be a KeyedLimit, not {limit!r}")
+        checked[key] = limit
+    return _NamedLimits(checked)
+
+
+@dataclass(frozen=True, slots=True)
 class CallLimits:
     """Bounds on requests: in flight (both eras) and call rates (2026-07-28).
 
-    Invalid values are refused here. The in-flight caps hold for every POST;
-    the rate limits for 2026-07-28 requests, which no session holds (the
-    same admission that budgets session creations budgets them).
-    ``server/discover`` is never charged a call: a refused probe sends a
-    dual-era client back to the handshake for good.
+    Invalid values are refused here. The in-flight caps hold for every POST
+    (both eras); the rate limits for 2026-07-28 requests, which no session
+    holds.
+
+    Every budget is a sliding window per :class:`RateLimit`, keyed by the same
+    client key. A request spends one from each budget that applies to it, or
+    from none: the call budget (*rate_limit*, *rate_limit_per_client*), its
+    method's (*method_limits*) and, for ``tools/call``, its tool's
+    (*tool_limits*; the name is read from the body once the ``Mcp-Name``
+    header was checked against it). ``server/discover`` spends only from
+    *discover_limit*: a refused probe sends a dual-era client back to the
+    handshake, so the call budget never throttles it.
 
     Attributes:
         rate_limit: A :class:`RateLimit` on sessionless requests from all
@@ -148,7 +236,8 @@ class CallLimits:
         rate_limit_per_client: A :class:`RateLimit` applied to each client key.
         rate_limit_key: ``fn(RequestInfo) -> str | None``: the client key (the
             peer address by default; the authenticated principal is better).
-            Never the client's self-reported ``clientInfo``. It keys the
+            Never the client's self-reported ``clientInfo``. ``None`` exempts
+            the request from every per-client window and cap. It keys the
             per-client in-flight cap too.
         max_inflight: POSTs (of either era) running at once, exactly; a
             batch counts each request. The slot is taken before the body is
@@ -165,6 +254,13 @@ class CallLimits:
         max_inflight_queued: Requests that may wait in that line at once.
         max_inflight_discover: ``server/discover`` probes answered at once
             (their own pool, so a full call cap never refuses a probe).
+        method_limits: ``{method: KeyedLimit}``, e.g. ``{"resources/read":
+            KeyedLimit(per_client=RateLimit(50, 1))}``.
+        tool_limits: ``{tool name: KeyedLimit}`` for ``tools/call``; only the
+            names given here get windows, so a client cannot grow them by
+            naming tools.
+        discover_limit: ``server/discover``'s own budget (default 100 per
+            second per client key; ``None``: unlimited).
     """
 
     rate_limit: RateLimit | None = None
@@ -175,6 +271,9 @@ class CallLimits:
     inflight_queue_timeout: float = 0.0
     max_inflight_queued: int = 0
     max_inflight_discover: int = 64
+    method_limits: Mapping[str, KeyedLimit] = field(default_factory=dict)
+    tool_limits: Mapping[str, KeyedLimit] = field(default_factory=dict)
+    discover_limit: KeyedLimit | None = DISCOVER_LIMIT
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -203,3 +302,17 @@ class CallLimits:
                 raise TypeError(
                     f"{name} must be a RateLimit(max_calls, window) or None, not {value!r}"
                 )
+        if not callable(self.rate_limit_key):
+            raise TypeError(f"rate_limit_key must be callable, not {self.rate_limit_key!r}")
+        object.__setattr__(
+            self, "method_limits", _named_limits("method_limits", self.method_limits)
+        )
+        object.__setattr__(self, "tool_limits", _named_limits("tool_limits", self.tool_limits))
+        if _DISCOVER in self.method_limits:
+            raise ValueError(
+                f"{_DISCOVER} has a budget of its own: set discover_limit, not method_limits"
+            )
+        if self.discover_limit is not None and not isinstance(self.discover_limit, KeyedLimit):
+            raise TypeError(
+                f"discover_limit must be a KeyedLimit or None, not {self.discover_limit!r}"
+            )

@@ -21,7 +21,8 @@ import trio
 
 from .._errors import ServiceUnavailable
 from .._interface import CloseReason, ReplyMode, RequestInfo, SessionManager
-from .._manager import Admission, BoundedSessionManager  # the defaults, built here
+from .._manager import BoundedSessionManager  # the default, built here
+from .._manager._budgets import call_admission
 from .._manager._inflight import InflightLimiter
 from .._metrics import MetricsExporter
 from .._options import DEFAULT_EVENT_STORE, ServerOptions, with_overrides
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
     from .._manager import CallLimits, InflightSlot, InflightStatistics, SessionLimits
     from .._manager._broadcast import ChangeRelay
+    from .._manager._budgets import CallBudgetStatistics, SharedCallLimiter
     from .._protocol._jsonrpc import Message
     from .._protocol._request_state import RequestStateCodec
     from .._ratelimit import SharedRateLimiter
@@ -108,6 +110,7 @@ class AppArguments(TypedDict, total=False):
     event_store: EventStore | Literal["default"] | None
     session_store: SessionStore | None
     rate_limiter: SharedRateLimiter | None
+    call_rate_limiter: SharedCallLimiter | None
     principal: Callable[[Scope], str | None] | None
     on_session_created: Callable[[str, RequestInfo], None] | None
     on_session_closed: Callable[[str, CloseReason], None] | None
@@ -153,7 +156,12 @@ class StreamableHTTPApp:
         session_store: A :class:`SessionStore` so sessions survive a restart or
             move between instances (built-in manager).
         rate_limiter: A creation rate limiter shared between instances, such
-            as :class:`RedisRateLimiter` (built-in manager).
+            as :class:`RedisRateLimiter` (built-in manager); when it can
+            (``spend``), it shares the call budgets too.
+        call_rate_limiter: Shares the call budgets of *call_limits* between
+            instances (:class:`SharedCallLimiter`, e.g. a
+            :class:`RedisRateLimiter`); while it is unreachable each
+            instance's own windows apply.
         principal: ``fn(scope) -> str | None`` naming the authenticated
             caller (for keyed limits and session binding).
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
@@ -186,6 +194,7 @@ class StreamableHTTPApp:
         event_store: EventStore | Literal["default"] | None = DEFAULT_EVENT_STORE,
         session_store: SessionStore | None = None,
         rate_limiter: SharedRateLimiter | None = None,
+        call_rate_limiter: SharedCallLimiter | None = None,
         principal: Callable[[Scope], str | None] | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
@@ -267,8 +276,9 @@ class StreamableHTTPApp:
             if server is not None
             else None
         )
-        #: The budget of 2026-07-28 requests (:class:`CallLimits`), local windows.
-        self._calls = Admission(options.call_limits, what="requests")
+        #: The budgets of 2026-07-28 requests (:class:`CallLimits`): shared
+        #: through *call_rate_limiter* (or *rate_limiter*), else local windows.
+        self._calls = call_admission(options, call_rate_limiter, rate_limiter)
         calls = options.call_limits
         #: The exact in-flight caps of POSTs (both eras), taken before the body.
         self._inflight = InflightLimiter(
@@ -305,7 +315,12 @@ class StreamableHTTPApp:
                 transport=self.statistics,
                 listen=self.sessionless.listen.statistics if self.sessionless else None,
                 sessionless=self.sessionless.statistics if self.sessionless else None,
+                calls=self._calls.statistics,
             )
+
+    def call_statistics(self) -> CallBudgetStatistics:
+        """The budgets of 2026-07-28 requests: admitted, refused by budget, keys held."""
+        return self._calls.statistics()
 
     # -- running the manager ---------------------------------------------------------
 

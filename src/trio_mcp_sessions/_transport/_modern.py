@@ -8,9 +8,10 @@ the handler says something before it finishes (then SSE).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from .._errors import ServiceUnavailable
+from .._errors import BudgetExceeded, ServiceUnavailable
 from .._protocol._era import (
     MODERN_VERSIONS,
     RoutingHeaders,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .._interface import RequestInfo
-    from .._manager import Admission
+    from .._manager._budgets import CallAdmission
     from .._protocol._jsonrpc import Message
     from .._server._server import McpServer
     from .._stateless import SessionlessService
@@ -49,12 +50,13 @@ async def post_modern(
     headers: dict[str, str],
     info: RequestInfo,
     messages: Sequence[Message],
-    calls: Admission | None = None,
+    calls: CallAdmission | None = None,
 ) -> None:
     """Answer one modern POST body (already parsed) on *send*.
 
-    *calls* is the budget every request but ``server/discover`` spends from
-    (:class:`CallLimits`); over it the answer is 429 with ``Retry-After``.
+    *calls* holds the budgets of :class:`CallLimits` (the call budget, per
+    method, per tool; ``server/discover``'s own); over one the answer is 429
+    with ``Retry-After`` and a JSON-RPC error naming the budget.
 
     The reply is JSON unless the handler sends a notification first and the
     client accepts SSE, whatever the session era's ``reply_mode``: with no
@@ -79,6 +81,7 @@ async def post_modern(
             request_id=first.id if isinstance(first, Request) else None,
         )
     routing = RoutingHeaders.from_asgi(scope.get("headers", ()))
+    tool: str | None = None
     try:
         modern = check_modern(messages, routing, supported=MODERN_VERSIONS, log_levels=_LOG_LEVELS)
         request = modern.message
@@ -86,6 +89,7 @@ async def post_modern(
             params = request.params or {}
             name, arguments = params.get("name"), params.get("arguments")
             if isinstance(name, str):
+                tool = name
                 annotations = server.param_headers(name)
                 if annotations:
                     check_param_headers(
@@ -97,14 +101,20 @@ async def post_modern(
     except ProtocolError as exc:
         raise _from_protocol_error(exc) from None
     request_id = request.id if isinstance(request, Request) else None
-    if calls is not None and request.method != "server/discover":
-        # The call budget, after the headers were checked against the body (so a
-        # key built from them can be trusted). server/discover is free: a refused
-        # probe would send a dual-era client back to the handshake for good.
+    if calls is not None:
+        # The budgets, after the headers were checked against the body (so the
+        # tool name and a key built from them can be trusted). server/discover
+        # spends only from its own: a probe refused by the call budget would
+        # send a dual-era client back to the handshake for good.
         try:
-            await calls.admit(info)
-        except ServiceUnavailable as exc:  # RateLimited: 429 + Retry-After
-            raise _answer_for(exc, request_id) from None
+            await calls.admit(info, request.method, tool)
+        except BudgetExceeded as exc:  # 429 + Retry-After, naming the budget
+            refusal = _answer_for(exc, request_id)
+            refusal.data = {"budget": exc.budget, "scope": exc.scope}
+            if exc.name:
+                refusal.data["name"] = exc.name
+            refusal.data["retryAfter"] = math.ceil(exc.retry_after)
+            raise refusal from None
     if listen:
         try:
             stream = service.open_listen(modern, client_key=service.client_key(info))

@@ -1,4 +1,4 @@
-"""The Redis rate limiter: creation windows shared by every instance."""
+"""The Redis rate limiter: creation windows and call budgets shared by every instance."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ import trio
 
 from ..._errors import StoreUnavailable
 from ._client import _check_prefix, _map_backend_errors, _require_bytes_client
-from ._scripts import _ACQUIRE_LUA, _client_window_key, _global_window_key
+from ._scripts import (
+    _ACQUIRE_LUA,
+    _SPEND_LUA,
+    _call_window_key,
+    _client_window_key,
+    _global_window_key,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import coredis
 
     from ..._ratelimit import RateLimit
@@ -42,10 +50,15 @@ class RedisRateLimiter:
     recorded in every window or in none. Keys expire one window after their
     newest creation, so one-off client keys cost nothing for long.
 
+    It also keeps the budgets of 2026-07-28 requests (:meth:`spend`, for
+    :class:`CallLimits`) in windows of their own keys, so giving one limiter
+    to :class:`StreamableHTTPApp` shares both.
+
     Args:
         client: An open ``coredis.Redis`` with ``decode_responses=False``.
-        global_limit: Shared by every client of every instance, or ``None``.
-        per_client: Applied to each client key separately, or ``None``.
+        global_limit: Creations shared by every client of every instance, or
+            ``None``.
+        per_client: Creations per client key, or ``None``.
         prefix: Namespace of every key.
 
     Raises:
@@ -56,8 +69,8 @@ class RedisRateLimiter:
         self,
         client: coredis.Redis[bytes],
         *,
-        global_limit: RateLimit | None,
-        per_client: RateLimit | None,
+        global_limit: RateLimit | None = None,
+        per_client: RateLimit | None = None,
         prefix: str = "mcp",
     ) -> None:
         _check_prefix(prefix)
@@ -67,6 +80,7 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._client = client
         self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._spend = client.register_script(_SPEND_LUA)
 
     @property
     def enabled(self) -> bool:
@@ -77,6 +91,42 @@ class RedisRateLimiter:
 
     def client_key(self, key: str) -> str:
         return _client_window_key(self.prefix, key)
+
+    def call_window_key(self, kind: str, name: str, client: str | None) -> str:
+        return _call_window_key(self.prefix, kind, name, client)
+
+    async def spend(
+        self, windows: Sequence[tuple[str, str, str | None, RateLimit]]
+    ) -> tuple[float, int]:
+        """Record one 2026-07-28 request in every window or in none (one atomic script).
+
+        Each window is ``(kind, name, client key or None, limit)``; its key
+        is under ``{prefix}:rl:call:`` (never a creation window's) and
+        expires one window after its newest request.
+
+        Returns:
+            ``(0, -1)`` when recorded, else ``(retry_after, index)`` of the
+            window that frees last.
+
+        Raises:
+            StoreUnavailable: Redis failed.
+        """
+        await trio.lowlevel.checkpoint()
+        if not windows:
+            return 0.0, -1
+        member = secrets.token_hex(8)
+        args: list[str | int] = [member]
+        for *_, limit in windows:
+            args += [limit.max_creations, max(1, round(limit.window * 1_000_000))]
+        keys = [self.call_window_key(kind, name, client) for kind, name, client, _ in windows]
+        with _map_backend_errors("spending a call budget"):
+            reply: object = await self._spend(keys=keys, args=args)
+        match reply:
+            case [int(wait), int(index)] if wait <= 0:
+                return 0.0, -1
+            case [int(wait), int(index)] if 1 <= index <= len(windows):
+                return wait / 1_000_000, index - 1
+        raise StoreUnavailable(f"redis: unexpected call budget reply {reply!r}")
 
     async def acquire(self, key: str | None) -> tuple[float, object]:
         """Try to spend one creation for client *key* (``None``: global window only).

@@ -14,6 +14,11 @@ stream ids are percent-escaped so keys cannot collide)::
                                               s:{uri} = one per subscription
     {prefix}:rl:global               zset     creations in the global window
     {prefix}:rl:c:{client key}       zset     creations in one client's window
+    {prefix}:rl:call:{kind}[:{name}][:c:{client key}]
+                                     zset     2026-07-28 requests in one call
+                                              budget's window (kind: calls,
+                                              method, tool, discover; name and
+                                              client key escaped)
 
 Every key carries a TTL, so an instance that dies leaves nothing behind for
 long. The Lua scripts address keys of one session (or one acquire) together,
@@ -178,6 +183,50 @@ def _global_window_key(prefix: str) -> str:
 
 def _client_window_key(prefix: str, key: str) -> str:
     return f"{prefix}:rl:c:{key}"
+
+
+def _call_window_key(prefix: str, kind: str, name: str, client: str | None) -> str:
+    """One call budget's window: its own keys, apart from the creation windows'."""
+    key = f"{prefix}:rl:call:{kind}"
+    if name:
+        key += f":{_escape(name)}"
+    if client is not None:
+        key += f":c:{_escape(client)}"
+    return key
+
+
+# The call budgets' script: _ACQUIRE_LUA's windows, but the reply also says
+# which window refused, so the answer can name the budget. Returns {0, 0} when
+# recorded in every window, else {µs until the tightest frees a slot, its
+# 1-based index} (nothing recorded).
+_SPEND_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait = 0
+local blocking = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local free_in = tonumber(oldest[2]) + window - now
+    if free_in > wait then
+      wait = free_in
+      blocking = i
+    end
+  end
+end
+if wait > 0 then
+  return {wait, blocking}
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 * i + 1]) / 1000))
+end
+return {0, 0}
+"""
 
 
 # KEYS: one sorted set per window; ARGV[1]: a unique member; then for window i
