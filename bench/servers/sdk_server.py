@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import trio
 from mcp.server.mcpserver import Context, MCPServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +37,13 @@ async def progress_echo(text: str, ctx: Context) -> str:
     """Report one progress step, then echo the text back."""
     await ctx.report_progress(1, 1)
     return text
+
+
+@server.tool()
+async def pause(ms: float) -> str:
+    """Wait ms milliseconds (at most 1,000), then answer (the trio worker runs anyio on trio)."""
+    await trio.sleep(max(0.0, min(ms, 1000.0)) / 1000)
+    return "done"
 
 
 def build_app() -> object:
