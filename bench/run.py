@@ -925,7 +925,7 @@ async def _flood_process(
         sys.executable, str(BENCH / "loadgen.py"), server.url, "modern-flood",
         "--concurrency", str(a.modern_flood_connections),
         "--seconds", str(seconds + 0.5),
-        "--pause-ms", str(a.modern_flood_pause_ms),
+        "--pause-ms", str(_flood_pause_ms(a)),
         "--client", "flood",
         *(["--rate", str(a.modern_flood_rate)] if a.modern_flood_rate else []),
     ]  # fmt: skip
@@ -962,6 +962,13 @@ async def _flood_process(
     return result, flood
 
 
+def _flood_pause_ms(a: argparse.Namespace) -> float:
+    """How long the flood's calls make the tool wait (the good clients' by default)."""
+    if a.modern_flood_flood_pause_ms is None:
+        return float(a.modern_flood_pause_ms)
+    return float(a.modern_flood_flood_pause_ms)
+
+
 def scenario_modern_flood(run: Run) -> dict[str, Any]:
     a = run.args
     seconds = a.modern_flood_seconds
@@ -976,7 +983,13 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
         f"{seconds:g} s of them alone, then {seconds:g} s of them while one more client "
         f"(X-Bench-Client: flood, in its own process) calls the same tool "
         + (f"at {a.modern_flood_rate:g}/s" if a.modern_flood_rate else "as fast as it can")
-        + f" on {a.modern_flood_connections} connections, whatever the answers. Ours "
+        + f" on {a.modern_flood_connections} connections, whatever the answers"
+        + (
+            f" (its calls make the tool wait {_flood_pause_ms(a):g} ms)"
+            if _flood_pause_ms(a) != a.modern_flood_pause_ms
+            else ""
+        )
+        + ". Ours "
         f"(bench/servers/keyed.py: the header is the principal, the budgets are keyed on it): "
         f"--call-rate-limit-per-client {a.modern_flood_limit}"
         + (f" {a.modern_flood_server_args}" if server_args else "")
@@ -1022,6 +1035,13 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
             return good_result
 
         await _sampling_rss(server, samples, "flood", t0, flood)
+        # What the flood cost the server: its CPU beyond the good clients' (as
+        # they used it alone), per flood call sent while the good clients ran.
+        f, fc = result["flood"], result["flood_client"]
+        extra = f["server_cpu_s"] - baseline["server_cpu_s"] * f["wall_s"] / baseline["wall_s"]
+        calls = fc["sent_per_s"] * f["wall_s"]
+        if calls:
+            fc["server_cpu_ms_per_call"] = round(max(0.0, extra) * 1000 / calls, 3)
         await trio.sleep(0.5)
         samples.append([round(time.monotonic() - t0, 2), "after", server.rss_kib()])
         return result
@@ -1073,6 +1093,9 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
                 "peak_flood_mib": round(
                     max((s[2] for s in samples if s[1] == "flood"), default=0) / 1024, 1
                 ),
+                # Growth that goes on round after round is a leak; the first
+                # round's is the process warming up (connections, caches).
+                "after_each_round_mib": [round(s[2] / 1024, 1) for s in samples if s[1] == "after"],
                 "samples": samples,
             }
         if key == "ours":
@@ -1462,9 +1485,9 @@ def markdown(results: dict[str, Any]) -> str:
             "| server | p50 without (ms) | p50 with flood (ms) | p99 without (ms) "
             "| p99 with flood (ms) | p99 ratio | good calls/s without → with "
             "| server CPU % without → with | server RSS start → peak → end (MiB) "
-            "| flood sent/s | flood answers | good-client failures |"
+            "| flood sent/s | server CPU ms per flood call | flood answers | good-client failures |"
         )
-        parts.append("|---|---:|---:|---:|---:|---:|---|---|---|---:|---|---|")
+        parts.append("|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|---|")
         for key in ("ours", "ours:no-call-rate-limit", "sdk"):
             r = mf.get(key)
             if not r:
@@ -1493,7 +1516,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(r['flood']['server_cpu_pct'], 0)} "
                 f"| {_fmt(rss.get('start_mib'), 1)} → {_fmt(rss.get('peak_mib'), 1)} → "
                 f"{_fmt(rss.get('end_mib'), 1)} "
-                f"| {_fmt(fc.get('sent_per_s'), 0)} | {answers} "
+                f"| {_fmt(fc.get('sent_per_s'), 0)} | {_fmt(fc.get('server_cpu_ms_per_call'), 3)} "
+                f"| {answers} "
                 f"| {json.dumps(fails) if fails else 'none'} |"
             )
         parts.append("")
@@ -1569,6 +1593,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="modern-flood: how long the tool waits before answering (5)",
+    )
+    parser.add_argument(
+        "--modern-flood-flood-pause-ms",
+        type=float,
+        default=None,
+        help="modern-flood: how long the flood's calls make the tool wait (as the good ones')",
     )
     parser.add_argument(
         "--modern-flood-connections",
