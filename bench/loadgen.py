@@ -1022,7 +1022,7 @@ async def _cli(args: argparse.Namespace) -> dict[str, Any]:
             seconds=args.seconds,
             count=args.count,
             client=args.client,
-            arguments={"ms": args.pause_ms},
+            arguments={"ms": args.pause_ms, "cpu_ms": args.cpu_ms},
             rate=args.rate,
         )
     return await flood(target, rate=args.rate or 500.0, seconds=args.seconds, source=args.source)
@@ -1050,6 +1050,9 @@ def main() -> None:
     parser.add_argument("--client", default="flood", help=f"modern-flood: the {CLIENT_HEADER}")
     parser.add_argument(
         "--pause-ms", type=float, default=5.0, help="modern-flood: the pause tool's milliseconds"
+    )
+    parser.add_argument(
+        "--cpu-ms", type=float, default=0.0, help="modern-flood: the pause tool's CPU first (ms)"
     )
     args = parser.parse_args()
     cpu = time.process_time()

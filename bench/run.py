@@ -926,6 +926,7 @@ async def _flood_process(
         "--concurrency", str(a.modern_flood_connections),
         "--seconds", str(seconds + 0.5),
         "--pause-ms", str(_flood_pause_ms(a)),
+        "--cpu-ms", str(a.modern_flood_cpu_ms),
         "--client", "flood",
         *(["--rate", str(a.modern_flood_rate)] if a.modern_flood_rate else []),
     ]  # fmt: skip
@@ -973,11 +974,17 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
     a = run.args
     seconds = a.modern_flood_seconds
     think = a.modern_flood_think_ms / 1000
-    pause = {"ms": a.modern_flood_pause_ms}
+    pause = {"ms": a.modern_flood_pause_ms, "cpu_ms": a.modern_flood_cpu_ms}
     server_args = shlex.split(a.modern_flood_server_args)
     out: dict[str, Any] = {
-        "method": f"2026-07-28 tools/call of a tool that waits {a.modern_flood_pause_ms:g} ms, "
-        f"no session. {a.modern_flood_clients} well-behaved clients (each its own "
+        "method": "2026-07-28 tools/call of a tool that "
+        + (
+            f"computes for {a.modern_flood_cpu_ms:g} ms of CPU, then "
+            if a.modern_flood_cpu_ms
+            else ""
+        )
+        + f"waits {a.modern_flood_pause_ms:g} ms, no session. "
+        f"{a.modern_flood_clients} well-behaved clients (each its own "
         f"X-Bench-Client name and keep-alive connection; closed loop, "
         f"{a.modern_flood_think_ms:g} ms between an answer and the next call); per round "
         f"{seconds:g} s of them alone, then {seconds:g} s of them while one more client "
@@ -1593,6 +1600,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="modern-flood: how long the tool waits before answering (5)",
+    )
+    parser.add_argument(
+        "--modern-flood-cpu-ms",
+        type=float,
+        default=0.0,
+        help="modern-flood: CPU the tool spends before it waits, every call's (0)",
     )
     parser.add_argument(
         "--modern-flood-flood-pause-ms",
