@@ -21,10 +21,13 @@ Used by ``bench/run.py``; on its own::
     python bench/loadgen.py http://127.0.0.1:8000/mcp calls --concurrency 8 --seconds 10
     python bench/loadgen.py http://127.0.0.1:8000/mcp stateless --reply sse --seconds 10
     python bench/loadgen.py http://127.0.0.1:8000/mcp flood --rate 500 --seconds 10
+    python bench/loadgen.py http://127.0.0.1:8000/mcp modern-flood --concurrency 64 --seconds 10
 
 Client identities: a workload can bind its sockets to another loopback source
 address (``127.0.0.2`` ...), which is how the flood looks like one client to a
-server that keys its rate limits on the peer address.
+server that keys its rate limits on the peer address. The 2026-07-28 flood
+(``modern-flood``, ``keyed_calls``) names its clients in an ``X-Bench-Client``
+header instead, which bench/servers/keyed.py takes as the principal.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ TOOL_ARGUMENTS = {"text": "hello"}
 MODERN_VERSION = "2026-07-28"
 #: The tool a 2026-07-28 SSE reply comes from: it reports progress before answering.
 PROGRESS_TOOL = "progress_echo"
+#: A tool that waits *ms* milliseconds before answering (bench/servers/ours.py, sdk_server.py).
+PAUSE_TOOL = "pause"
+#: The header a client names itself in, for a server that keys its budgets on
+#: it (bench/servers/keyed.py): every benchmark client is on 127.0.0.1.
+CLIENT_HEADER = "X-Bench-Client"
 
 
 class ProtocolFailure(Exception):
@@ -258,12 +266,16 @@ class Session:
 class McpHttp:
     """Builds MCP Streamable HTTP requests for one endpoint and reads their answers."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, headers: dict[str, str] | None = None) -> None:
         self.target = target
         self._ids = itertools.count(1)
+        # *headers* go on every POST: e.g. the client identity a benchmark
+        # server keys its budgets on (bench/servers/keyed.py).
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._prefix = (
             f"POST {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
             "Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
+            f"{extra}"
         ).encode("latin-1")
 
     def post(self, message: dict[str, Any], session: Session | None = None) -> bytes:
@@ -307,7 +319,9 @@ class McpHttp:
     def initialized_request(self, session: Session) -> bytes:
         return self.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
 
-    def stateless_call_request(self, tool: str, progress: bool) -> tuple[int, bytes]:
+    def stateless_call_request(
+        self, tool: str, progress: bool, arguments: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
         """A 2026-07-28 ``tools/call``: no session, version and capabilities in ``_meta``."""
         request_id = next(self._ids)
         meta: dict[str, Any] = {
@@ -320,7 +334,11 @@ class McpHttp:
             "jsonrpc": "2.0",
             "id": request_id,
             "method": "tools/call",
-            "params": {"name": tool, "arguments": TOOL_ARGUMENTS, "_meta": meta},
+            "params": {
+                "name": tool,
+                "arguments": TOOL_ARGUMENTS if arguments is None else arguments,
+                "_meta": meta,
+            },
         }
         body = json.dumps(message, separators=(",", ":")).encode()
         head = (
@@ -438,14 +456,24 @@ async def call_tool(mcp: McpHttp, conn: Connection, session: Session) -> dict[st
     return reply
 
 
-async def call_tool_stateless(mcp: McpHttp, conn: Connection, reply: str) -> dict[str, Any]:
+async def call_tool_stateless(
+    mcp: McpHttp,
+    conn: Connection,
+    reply: str,
+    *,
+    tool: str | None = None,
+    arguments: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One 2026-07-28 ``tools/call``; *reply* ``"json"`` or ``"sse"`` is the answer expected.
 
     ``"sse"`` calls the tool that reports progress (with a ``progressToken``),
     so the answer must be an SSE stream carrying the progress and the result.
+    *tool* and *arguments* name another tool (answered as JSON, no progress).
     """
     sse = reply == "sse"
-    request_id, raw = mcp.stateless_call_request(PROGRESS_TOOL if sse else TOOL, progress=sse)
+    if tool is None:
+        tool = PROGRESS_TOOL if sse else TOOL
+    request_id, raw = mcp.stateless_call_request(tool, progress=sse, arguments=arguments)
     response = await conn.request(raw)
     answer = json_rpc_reply("tools/call", response, request_id)
     content_type = response.headers.get("content-type", "")
@@ -724,6 +752,137 @@ async def stateless_calls(
     }
 
 
+async def keyed_calls(
+    target: Target,
+    *,
+    clients: int,
+    count: int,
+    seconds: float,
+    tool: str = PAUSE_TOOL,
+    arguments: dict[str, Any] | None = None,
+    think: float = 0.0,
+    prefix: str = "good",
+    kind: str = "tools/call",
+) -> dict[str, Any]:
+    """2026-07-28 ``tools/call`` from *clients* well-behaved clients, closed loop.
+
+    Client *i* has its own keep-alive connection and names itself
+    ``{prefix}-{i}`` in the ``X-Bench-Client`` header (the key
+    bench/servers/keyed.py budgets on); it sends its next call *think*
+    seconds after the last one was answered. Every answer is checked (a
+    complete JSON result); anything else counts as a failure, by status
+    (``tools/call:429``) or, for a connection error, by exception type.
+    """
+    rec = Recorder()
+    budget = Budget(count, seconds)
+
+    async def worker(index: int) -> None:
+        mcp = McpHttp(target, {CLIENT_HEADER: f"{prefix}-{index}"})
+        conn = Connection(target)
+        try:
+            while budget.take():
+                start = time.perf_counter()
+                try:
+                    await call_tool_stateless(mcp, conn, "json", tool=tool, arguments=arguments)
+                except (ProtocolFailure, _ConnectionLost, OSError, ValueError) as exc:
+                    rec.fail(exc)
+                    await conn.aclose()
+                else:
+                    rec.add(kind, time.perf_counter() - start)
+                    budget.done += 1
+                if think:
+                    await trio.sleep(think)
+        finally:
+            await conn.aclose()
+
+    elapsed = await run_workers(budget, worker, clients, with_index=True)
+    return {
+        "requests": budget.done,
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(budget.done / elapsed, 2),
+        **rec.summary(),
+    }
+
+
+async def modern_flood(
+    target: Target,
+    *,
+    connections: int,
+    seconds: float,
+    count: int = 10**8,
+    client: str = "flood",
+    tool: str = PAUSE_TOOL,
+    arguments: dict[str, Any] | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One client sending 2026-07-28 ``tools/call`` as fast as it can on *connections* at once.
+
+    Every connection sends its next call as soon as the last is answered,
+    whatever the answer (``Retry-After`` ignored, as an abusive client
+    would); with *rate*, the connections together send at most *rate* calls
+    per second instead, each on its own schedule (one that falls behind
+    sends at once and does not catch up). All of them carry
+    ``X-Bench-Client: {client}``, so a server that keys its budget on that
+    header sees one client. Answers are counted by
+    status, their latencies kept per status; every 429 is checked for a
+    ``Retry-After`` and a JSON-RPC error body (the misses are counted);
+    connection errors are counted by exception type.
+    """
+    mcp = McpHttp(target, {CLIENT_HEADER: client})
+    statuses: Counter[str] = Counter()
+    latencies: dict[str, list[float]] = {}
+    malformed_429 = 0
+    budget = Budget(count, seconds)
+
+    gap = connections / rate if rate else 0.0
+
+    async def worker(index: int) -> None:
+        nonlocal malformed_429
+        conn = Connection(target)
+        next_send = trio.current_time() + index / rate if rate else 0.0
+        try:
+            while True:
+                if rate:
+                    if next_send >= budget.deadline:
+                        break
+                    await trio.sleep_until(next_send)
+                    next_send = max(next_send + gap, trio.current_time())
+                if not budget.take():
+                    break
+                _request_id, raw = mcp.stateless_call_request(tool, False, arguments)
+                start = time.perf_counter()
+                try:
+                    response = await conn.request(raw)
+                except (_ConnectionLost, OSError) as exc:
+                    statuses[type(exc).__name__] += 1
+                    await conn.aclose()
+                    continue
+                status = str(response.status)
+                statuses[status] += 1
+                latencies.setdefault(status, []).append(time.perf_counter() - start)
+                if response.status == 429 and (
+                    "retry-after" not in response.headers or b'"error"' not in response.body
+                ):
+                    malformed_429 += 1
+                budget.done += 1
+        finally:
+            await conn.aclose()
+
+    cpu = time.process_time()
+    elapsed = await run_workers(budget, worker, connections, with_index=True)
+    return {
+        "connections": connections,
+        "offered_per_s": rate,
+        "sent": budget.done,
+        "seconds": round(elapsed, 3),
+        "sent_per_s": round(budget.done / elapsed, 1),
+        "statuses": dict(statuses),
+        "latency_ms": {status: percentiles(values) for status, values in latencies.items()},
+        "malformed_429": malformed_429,
+        "client_cpu_s": round(time.process_time() - cpu, 3),
+    }
+
+
 async def hold_get_streams(
     target: Target,
     sessions: list[Session],
@@ -853,20 +1012,47 @@ async def _cli(args: argparse.Namespace) -> dict[str, Any]:
             )
         finally:
             await close_sessions(target, sessions)
-    return await flood(target, rate=args.rate, seconds=args.seconds, source=args.source)
+    if args.workload == "modern-flood":
+        # bench/run.py starts this in its own process (so the flood's client
+        # CPU is not the well-behaved clients') and starts measuring on this line.
+        print("FLOODING", flush=True)
+        return await modern_flood(
+            target,
+            connections=args.concurrency,
+            seconds=args.seconds,
+            count=args.count,
+            client=args.client,
+            arguments={"ms": args.pause_ms, "cpu_ms": args.cpu_ms},
+            rate=args.rate,
+        )
+    return await flood(target, rate=args.rate or 500.0, seconds=args.seconds, source=args.source)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="http://127.0.0.1:PORT/mcp")
-    parser.add_argument("workload", choices=("churn", "calls", "stateless", "flood"))
+    parser.add_argument(
+        "workload", choices=("churn", "calls", "stateless", "flood", "modern-flood")
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--count", type=int, default=100_000, help="at most this many")
     parser.add_argument("--seconds", type=float, default=10.0, help="at most this long")
-    parser.add_argument("--rate", type=float, default=500.0, help="flood: initialize per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="flood: initialize/s (500); modern-flood: calls/s (default: as fast as it can)",
+    )
     parser.add_argument("--source", default="127.0.0.2", help="flood: client source address")
     parser.add_argument(
         "--reply", choices=("json", "sse"), default="json", help="stateless: the answer expected"
+    )
+    parser.add_argument("--client", default="flood", help=f"modern-flood: the {CLIENT_HEADER}")
+    parser.add_argument(
+        "--pause-ms", type=float, default=5.0, help="modern-flood: the pause tool's milliseconds"
+    )
+    parser.add_argument(
+        "--cpu-ms", type=float, default=0.0, help="modern-flood: the pause tool's CPU first (ms)"
     )
     args = parser.parse_args()
     cpu = time.process_time()

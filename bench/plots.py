@@ -3,7 +3,8 @@
     .venv/bin/pip install matplotlib
     .venv/bin/python bench/plots.py bench/results/<timestamp>.json --out docs
 
-writes ``bench-scale.png`` and ``bench-flood.png`` into the output directory
+writes ``bench-scale.png``, ``bench-flood.png`` and ``bench-modern-flood.png``
+(for the scenarios the file has) into the output directory
 (``bench/run.py`` calls this itself and writes ``<timestamp>-scale.png`` ...
 into bench/results/). ``soak_plot`` draws bench/soak.py's RSS curve
 (bench/soak.py calls it itself).
@@ -134,6 +135,75 @@ def flood_plot(results: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+MODERN_FLOOD = {
+    "ours": ("trio-mcp-sessions,\nper-client call budget", "#1f77b4"),
+    "ours:no-call-rate-limit": ("trio-mcp-sessions,\nno call rate limit", "#9ecae1"),
+    "sdk": ("mcp SDK 2.3.0", "#d62728"),
+}
+
+
+def modern_flood_plot(results: dict[str, Any], path: Path) -> Path | None:
+    """The 2026-07-28 flood: well-behaved p50/p99 with and without it, and the servers' RSS."""
+    flood = results.get("modern-flood")
+    names = [n for n in MODERN_FLOOD if flood and n in flood]
+    if not names:
+        return None
+    fig, (ax_p50, ax_p99, ax_rss) = plt.subplots(1, 3, figsize=(16, 4.8))
+    width = 0.38
+    xs = range(len(names))
+    for ax, pct in ((ax_p50, "p50"), (ax_p99, "p99")):
+        without = [_get(flood, n, "baseline", "latency_ms", "tools/call", pct) for n in names]
+        with_ = [_get(flood, n, "flood", "latency_ms", "tools/call", pct) for n in names]
+        bars1 = ax.bar(
+            [x - width / 2 for x in xs], without, width, label="without flood", color="#9ecae1"
+        )
+        bars2 = ax.bar(
+            [x + width / 2 for x in xs], with_, width, label="with flood", color="#e6550d"
+        )
+        for bars in (bars1, bars2):
+            ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_xticks(list(xs), [MODERN_FLOOD[n][0] for n in names], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log scale)")
+        ax.set_title(f"well-behaved 2026-07-28 tools/call {pct}")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for name in names:
+        samples = _get(flood, name, "rss", "samples") or []
+        label, color = MODERN_FLOOD[name]
+        for phase, marker, size in (("baseline", "o", 4), ("flood", "x", 14), ("after", "s", 10)):
+            points = [(t, kib / 1024) for t, p, kib in samples if p == phase]
+            if points:
+                ts, mib = zip(*points, strict=True)
+                first = phase == "baseline"
+                ax_rss.scatter(
+                    ts,
+                    mib,
+                    s=size,
+                    marker=marker,
+                    color=color,
+                    label=label.replace("\n", " ") if first else None,
+                )
+    ax_rss.set_xlabel("seconds into the scenario (servers measured in turn)")
+    ax_rss.set_ylabel("server RSS (MiB)")
+    ax_rss.set_ylim(bottom=0)
+    ax_rss.set_title("server RSS while measured (every 0.1 s; x: with the flood)")
+    ax_rss.grid(True, alpha=0.3)
+    ax_rss.legend(fontsize=7)
+    options = results["meta"]["options"]
+    rate = options.get("modern_flood_rate")
+    how = f"{rate:g} calls/s" if rate else "as fast as it can"
+    fig.suptitle(
+        f"2026-07-28 flood: one client calls {how} on "
+        f"{options.get('modern_flood_connections')} connections (ours: per-client call budget "
+        f"{options.get('modern_flood_limit')}; the SDK has no call rate limit)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def soak_plot(results: dict[str, Any], path: Path) -> Path | None:
     """bench/soak.py: the server's RSS and live sessions over time, the last half's fit."""
     soak = results.get("soak")
@@ -205,6 +275,7 @@ def draw(results: dict[str, Any], out_dir: Path, prefix: str) -> list[Path]:
     made = [
         scale_plot(results, out_dir / f"{prefix}-scale.png"),
         flood_plot(results, out_dir / f"{prefix}-flood.png"),
+        modern_flood_plot(results, out_dir / f"{prefix}-modern-flood.png"),
     ]
     return [p for p in made if p is not None]
 

@@ -11,13 +11,17 @@ a timeout), and finally writes ``bench/results/<timestamp>.json`` and
 Servers: ``raw`` (bench/servers/raw_asgi.py, the Hypercorn ceiling), ``ours``
 (trio-mcp-sessions via ``python -m trio_mcp_sessions serve``) and ``sdk``
 (the official ``mcp`` SDK, bench/servers/sdk_server.py), all on Hypercorn's
-trio worker, on 127.0.0.1, access log off.
+trio worker, on 127.0.0.1, access log off. The modern flood serves ours through
+bench/servers/keyed.py instead (the same server and flags, its budgets keyed
+on an ``X-Bench-Client`` header, since every client is on 127.0.0.1).
 
     .venv/bin/python bench/run.py                 # everything, about 10 minutes
     .venv/bin/python bench/run.py --quick         # smaller and shorter, under 2 minutes
     .venv/bin/python bench/run.py --scenarios scale --scale-sizes 100 10000 100000
+    .venv/bin/python bench/run.py --scenarios modern-flood   # about 1.5 minutes
 
-Scenarios: churn, throughput, memory, scale, flood, stateless (see docs/benchmarks.md).
+Scenarios: churn, throughput, memory, scale, flood, stateless, modern-flood (see
+docs/benchmarks.md).
 Everything is bounded: each measurement in requests and seconds, each server
 start and stop in seconds, the SDK's session opening in the scale scenario in
 seconds, and the whole run by ``--budget`` (remaining steps are skipped and
@@ -35,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -100,6 +105,8 @@ class Server:
     log: Path
     process: subprocess.Popen[bytes]
     reply_mode: str = "sse"
+    #: The configuration's key in interleaved(): the name, or "name:variant".
+    key: str = ""
 
     @property
     def target(self) -> Target:
@@ -123,6 +130,13 @@ def server_command(
     if name == "transport":  # bench/layer_cost.py: our transport over a do-nothing manager
         env["TRANSPORT_REPLY_MODE"] = reply_mode
         return [sys.executable, str(BENCH / "servers" / "transport_only.py"), *bind], env
+    if name == "keyed":  # the modern flood: ours, budgets keyed on the X-Bench-Client header
+        command = [
+            sys.executable, str(BENCH / "servers" / "keyed.py"), *bind,
+            "--reply-mode", reply_mode, "--log-level", "warning", "--graceful-timeout", "1",
+            *ours_args,
+        ]  # fmt: skip
+        return command, env
     if name == "sdk":
         env["SDK_REPLY_MODE"] = reply_mode
         env["SDK_MAX_SESSIONS"] = sdk_max_sessions
@@ -175,14 +189,14 @@ def running_server(
             match = _URL.search(log.read_bytes())
             if match:
                 url = match.group().decode()
-                server = Server(name, process.pid, url + "/mcp", log, process, reply_mode)
+                server = Server(name, process.pid, url + "/mcp", log, process, reply_mode, name)
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{name} did not start within 30 s; see {log}")
-        extra = " ".join(ours_args or []) if name == "ours" else ""
+        extra = " ".join(ours_args or []) if name in ("ours", "keyed") else ""
         print(f"  [{name} ({reply_mode}) pid {process.pid} {server.url} {extra}]", flush=True)
         yield server
     finally:
@@ -260,7 +274,8 @@ class Run:
         self.args = args
         self.started = time.monotonic()
         self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.log_dir = RESULTS / "logs" / self.stamp
+        self.results_dir = Path(getattr(args, "results_dir", None) or RESULTS)
+        self.log_dir = self.results_dir / "logs" / self.stamp
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = {}
         self.stops: list[dict[str, Any]] = []
@@ -346,9 +361,12 @@ def interleaved(
             extra = [*(ours_args or []), *([f"--{variant}"] if variant else [])]
             key = f"{name}:{variant}" if variant else name
             try:
+                # A variant's own label: its own log file (two processes must not share one).
+                own_label = f"{label}-{variant}" if variant else label
                 servers[(key, mode)] = stack.enter_context(
-                    running_server(run, name, label, reply_mode=mode, ours_args=extra)
+                    running_server(run, name, own_label, reply_mode=mode, ours_args=extra)
                 )
+                servers[(key, mode)].key = key
             except Exception as exc:
                 run.attempt(f"{label}/{mode}/{name}", lambda exc=exc: _raise(exc))
 
@@ -850,6 +868,258 @@ def scenario_stateless(run: Run) -> dict[str, Any]:
     return out
 
 
+# -- scenario 7: a flood of 2026-07-28 calls ----------------------------------------------
+
+#: (server, variant) -> its row in the modern flood. "keyed" is ours with its
+#: budgets keyed on the X-Bench-Client header (bench/servers/keyed.py).
+MODERN_FLOOD_ROWS = {
+    "keyed": "ours",
+    "keyed:no-call-rate-limit": "ours:no-call-rate-limit",
+    "sdk": "sdk",
+}
+MODERN_FLOOD_LABELS = {
+    "ours": "trio-mcp-sessions, per-client call budget",
+    "ours:no-call-rate-limit": "trio-mcp-sessions, no call rate limit",
+    "sdk": "mcp SDK 2.3.0 (no call rate limit)",
+}
+
+
+def _budget_bound(limit: str, seconds: float) -> int:
+    """The most calls a per-client sliding window of *limit* admits in *seconds*."""
+    count, _, window = limit.partition("/")
+    return int(count) * (int(seconds // float(window)) + 1)
+
+
+async def _sampling_rss(
+    server: Server,
+    samples: list[list[Any]],
+    phase: str,
+    t0: float,
+    work: Callable[[], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run *work* while sampling the server's VmRSS every 0.1 s into *samples*."""
+    async with trio.open_nursery() as nursery:
+
+        async def sample() -> None:
+            while True:
+                samples.append([round(time.monotonic() - t0, 2), phase, server.rss_kib()])
+                await trio.sleep(0.1)
+
+        nursery.start_soon(sample)
+        result = await work()
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _flood_process(
+    run: Run, server: Server, seconds: float, good: Callable[[], Awaitable[dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the flood in its own process (bench/loadgen.py modern-flood), run *good* under it.
+
+    Its own process, so the flood's client CPU is not the well-behaved
+    clients' event loop; *good* starts once the flood says it is starting,
+    and the flood goes on half a second longer. Returns (good, flood).
+    """
+    a = run.args
+    command = [
+        sys.executable, str(BENCH / "loadgen.py"), server.url, "modern-flood",
+        "--concurrency", str(a.modern_flood_connections),
+        "--seconds", str(seconds + 0.5),
+        "--pause-ms", str(_flood_pause_ms(a)),
+        "--cpu-ms", str(a.modern_flood_cpu_ms),
+        "--client", "flood",
+        *(["--rate", str(a.modern_flood_rate)] if a.modern_flood_rate else []),
+    ]  # fmt: skip
+    log = run.log_dir / f"modern-flood-client-{server.name}-{server.pid}.log"
+    err = await trio.open_file(log, "ab")
+    try:
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err.wrapped, cwd=ROOT
+        )
+    finally:
+        await err.aclose()
+    assert process.stdout is not None
+    out = bytearray()
+    try:
+        with trio.fail_after(30):
+            while b"FLOODING\n" not in out:
+                chunk = await process.stdout.receive_some()
+                if not chunk:
+                    raise RuntimeError(f"the flood client ended before it began; see {log}")
+                out += chunk
+        result = await good()
+        with trio.fail_after(seconds + 30):
+            while chunk := await process.stdout.receive_some():
+                out += chunk
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()  # this PID only: the flood client this call started
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"the flood client exited with {process.returncode}; see {log}")
+    flood: dict[str, Any] = json.loads(bytes(out).split(b"FLOODING\n", 1)[1])
+    return result, flood
+
+
+def _flood_pause_ms(a: argparse.Namespace) -> float:
+    """How long the flood's calls make the tool wait (the good clients' by default)."""
+    if a.modern_flood_flood_pause_ms is None:
+        return float(a.modern_flood_pause_ms)
+    return float(a.modern_flood_flood_pause_ms)
+
+
+def scenario_modern_flood(run: Run) -> dict[str, Any]:
+    a = run.args
+    seconds = a.modern_flood_seconds
+    think = a.modern_flood_think_ms / 1000
+    pause = {"ms": a.modern_flood_pause_ms, "cpu_ms": a.modern_flood_cpu_ms}
+    server_args = shlex.split(a.modern_flood_server_args)
+    out: dict[str, Any] = {
+        "method": "2026-07-28 tools/call of a tool that "
+        + (
+            f"computes for {a.modern_flood_cpu_ms:g} ms of CPU, then "
+            if a.modern_flood_cpu_ms
+            else ""
+        )
+        + f"waits {a.modern_flood_pause_ms:g} ms, no session. "
+        f"{a.modern_flood_clients} well-behaved clients (each its own "
+        f"X-Bench-Client name and keep-alive connection; closed loop, "
+        f"{a.modern_flood_think_ms:g} ms between an answer and the next call); per round "
+        f"{seconds:g} s of them alone, then {seconds:g} s of them while one more client "
+        f"(X-Bench-Client: flood, in its own process) calls the same tool "
+        + (f"at {a.modern_flood_rate:g}/s" if a.modern_flood_rate else "as fast as it can")
+        + f" on {a.modern_flood_connections} connections, whatever the answers"
+        + (
+            f" (its calls make the tool wait {_flood_pause_ms(a):g} ms)"
+            if _flood_pause_ms(a) != a.modern_flood_pause_ms
+            else ""
+        )
+        + ". Ours "
+        f"(bench/servers/keyed.py: the header is the principal, the budgets are keyed on it): "
+        f"--call-rate-limit-per-client {a.modern_flood_limit}"
+        + (f" {a.modern_flood_server_args}" if server_args else "")
+        + "; the SDK has no call rate limit; default reply modes (SSE; these answers are "
+        f"JSON); all servers up at once, measured in turn, {a.rounds} rounds (medians), after "
+        f"a {a.warmup:g} s warm-up; server VmRSS sampled every 0.1 s while measured",
+        "limit": a.modern_flood_limit,
+        "server_args": server_args,
+    }
+    timelines: dict[str, list[list[Any]]] = {}
+    t0 = time.monotonic()
+
+    def good(server: Server, seconds: float) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return lambda: loadgen.keyed_calls(
+            server.target,
+            clients=a.modern_flood_clients,
+            count=10**7,
+            seconds=seconds,
+            arguments=pause,
+            think=think,
+        )
+
+    async def prepare(server: Server) -> list[list[Any]]:
+        await good(server, a.warmup)()
+        await trio.sleep(0.3)
+        samples: list[list[Any]] = []  # [seconds since the scenario began, phase, KiB]
+        timelines[MODERN_FLOOD_ROWS[server.key]] = samples
+        return samples
+
+    async def measure(server: Server, samples: list[list[Any]], _variant: None) -> dict[str, Any]:
+        baseline = await _sampling_rss(
+            server, samples, "baseline", t0, lambda: measured(server, good(server, seconds))
+        )
+        per_op(baseline, "requests")
+        result: dict[str, Any] = {"baseline": baseline}
+
+        async def flood() -> dict[str, Any]:
+            good_result, flood_result = await _flood_process(
+                run, server, seconds, lambda: measured(server, good(server, seconds))
+            )
+            per_op(good_result, "requests")
+            result.update(flood=good_result, flood_client=flood_result)
+            return good_result
+
+        await _sampling_rss(server, samples, "flood", t0, flood)
+        # What the flood cost the server: its CPU beyond the good clients' (as
+        # they used it alone), per flood call sent while the good clients ran.
+        f, fc = result["flood"], result["flood_client"]
+        extra = f["server_cpu_s"] - baseline["server_cpu_s"] * f["wall_s"] / baseline["wall_s"]
+        calls = fc["sent_per_s"] * f["wall_s"]
+        if calls:
+            fc["server_cpu_ms_per_call"] = round(max(0.0, extra) * 1000 / calls, 3)
+        await trio.sleep(0.5)
+        samples.append([round(time.monotonic() - t0, 2), "after", server.rss_kib()])
+        return result
+
+    def describe(name: str, _mode: str, _variant: None, r: dict[str, Any]) -> str:
+        b = r["baseline"]["latency_ms"].get("tools/call", {})
+        f = r["flood"]["latency_ms"].get("tools/call", {})
+        fc = r["flood_client"]
+        failures = {**r["baseline"]["failures"], **r["flood"]["failures"]}
+        return (
+            f"  modern-flood {MODERN_FLOOD_ROWS[name]}: p50 {b.get('p50')} -> {f.get('p50')} ms, "
+            f"p99 {b.get('p99')} -> {f.get('p99')} ms "
+            f"(x{_fmt(_ratio(f.get('p99'), b.get('p99')))}); good calls/s "
+            f"{r['baseline']['requests_per_s']} -> {r['flood']['requests_per_s']}; server CPU "
+            f"{r['baseline']['server_cpu_pct']}% -> {r['flood']['server_cpu_pct']}%; flood "
+            f"{fc.get('sent_per_s')}/s, answers {fc.get('statuses')}; good-client failures "
+            f"{failures or 'none'}"
+        )
+
+    configs: list[tuple[str, str, str]] = []
+    if "ours" in a.servers:
+        configs.append(("keyed", "sse", ""))
+        if a.modern_flood_reference:
+            configs.append(("keyed", "sse", "no-call-rate-limit"))
+    if "sdk" in a.servers:
+        configs.append(("sdk", "sse", ""))
+    measured_ = interleaved(
+        run,
+        "modern-flood",
+        configs,
+        prepare,
+        measure,
+        [None],
+        describe,
+        ours_args=["--call-rate-limit-per-client", a.modern_flood_limit, *server_args],
+    )
+    for (name, _mode, _variant), result in measured_.items():
+        key = MODERN_FLOOD_ROWS[name]
+        samples = timelines.get(key) or []
+        if samples:
+            kib = [s[2] for s in samples]
+            result["rss"] = {
+                "start_mib": round(kib[0] / 1024, 1),
+                "peak_mib": round(max(kib) / 1024, 1),
+                "end_mib": round(kib[-1] / 1024, 1),
+                "peak_baseline_mib": round(
+                    max(s[2] for s in samples if s[1] == "baseline") / 1024, 1
+                ),
+                "peak_flood_mib": round(
+                    max((s[2] for s in samples if s[1] == "flood"), default=0) / 1024, 1
+                ),
+                # Growth that goes on round after round is a leak; the first
+                # round's is the process warming up (connections, caches).
+                "after_each_round_mib": [round(s[2] / 1024, 1) for s in samples if s[1] == "after"],
+                "samples": samples,
+            }
+        if key == "ours":
+            # The flood's 200s: at most what its own budget admits, every round.
+            bound = [
+                _budget_bound(a.modern_flood_limit, r["flood_client"]["seconds"])
+                for r in result["rounds"]
+            ]
+            admitted = [r["flood_client"]["statuses"].get("200", 0) for r in result["rounds"]]
+            result["flood_admitted"] = admitted
+            result["flood_admitted_bound"] = bound
+            held = all(n <= b for n, b in zip(admitted, bound, strict=True))
+            result["flood_held_to_budget"] = held
+        out[key] = result
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "churn": scenario_churn,
     "throughput": scenario_throughput,
@@ -857,6 +1127,7 @@ SCENARIOS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "scale": scenario_scale,
     "flood": scenario_flood,
     "stateless": scenario_stateless,
+    "modern-flood": scenario_modern_flood,
 }
 
 
@@ -1011,6 +1282,27 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             1.5,
             True,
             f"{_fmt(f, 2)} ms vs {_fmt(b, 2)} ms",
+        )
+    mf = _get(results, "modern-flood", "ours")
+    if mf:
+        b = _get(mf, "baseline", "latency_ms", "tools/call", "p99")
+        f = _get(mf, "flood", "latency_ms", "tools/call", "p99")
+        add(
+            "2026-07-28 flood: well-behaved p99 with / without the flood (ours)",
+            _ratio(f, b),
+            1.5,
+            True,
+            f"{_fmt(f, 2)} ms vs {_fmt(b, 2)} ms",
+        )
+        rss = mf.get("rss") or {}
+        # "Flat", read as: the peak at most a tenth above where the run began.
+        add(
+            "2026-07-28 flood: server RSS peak / start (ours)",
+            _ratio(rss.get("peak_mib"), rss.get("start_mib")),
+            1.1,
+            True,
+            f"{_fmt(rss.get('start_mib'), 1)} → {_fmt(rss.get('peak_mib'), 1)} → "
+            f"{_fmt(rss.get('end_mib'), 1)} MiB",
         )
     return out
 
@@ -1193,6 +1485,51 @@ def markdown(results: dict[str, Any]) -> str:
             )
         parts.append("")
 
+    mf = results.get("modern-flood")
+    if mf:
+        parts.append("### 2026-07-28 flood: one client far over its call budget\n")
+        parts.append(
+            "| server | p50 without (ms) | p50 with flood (ms) | p99 without (ms) "
+            "| p99 with flood (ms) | p99 ratio | good calls/s without → with "
+            "| server CPU % without → with | server RSS start → peak → end (MiB) "
+            "| flood sent/s | server CPU ms per flood call | flood answers | good-client failures |"
+        )
+        parts.append("|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|---|")
+        for key in ("ours", "ours:no-call-rate-limit", "sdk"):
+            r = mf.get(key)
+            if not r:
+                continue
+            b = _get(r, "baseline", "latency_ms", "tools/call") or {}
+            f = _get(r, "flood", "latency_ms", "tools/call") or {}
+            fc = r["flood_client"]
+            answers = ", ".join(f"{k}: {v:,}" for k, v in sorted(fc.get("statuses", {}).items()))
+            if "flood_admitted_bound" in r:
+                held = "held" if r["flood_held_to_budget"] else "**over**"
+                answers += (
+                    f" (200s per round {r['flood_admitted']}, its budget admits at most "
+                    f"{r['flood_admitted_bound']}: {held})"
+                )
+            if fc.get("malformed_429"):
+                answers += f"; {fc['malformed_429']:,} 429s without Retry-After or error body"
+            fails = {**r["baseline"]["failures"], **r["flood"]["failures"]}
+            rss = r.get("rss") or {}
+            parts.append(
+                f"| {MODERN_FLOOD_LABELS[key]} | {_fmt(b.get('p50'))} | {_fmt(f.get('p50'))} "
+                f"| {_fmt(b.get('p99'))} | {_fmt(f.get('p99'))} "
+                f"| {_fmt(_ratio(f.get('p99'), b.get('p99')))} "
+                f"| {_fmt(r['baseline']['requests_per_s'], 0)} → "
+                f"{_fmt(r['flood']['requests_per_s'], 0)} "
+                f"| {_fmt(r['baseline']['server_cpu_pct'], 0)} → "
+                f"{_fmt(r['flood']['server_cpu_pct'], 0)} "
+                f"| {_fmt(rss.get('start_mib'), 1)} → {_fmt(rss.get('peak_mib'), 1)} → "
+                f"{_fmt(rss.get('end_mib'), 1)} "
+                f"| {_fmt(fc.get('sent_per_s'), 0)} | {_fmt(fc.get('server_cpu_ms_per_call'), 3)} "
+                f"| {answers} "
+                f"| {json.dumps(fails) if fails else 'none'} |"
+            )
+        parts.append("")
+        parts.append(f"Method: {mf['method']}.\n")
+
     checks = results.get("targets") or []
     if checks:
         parts.append("### Targets\n")
@@ -1246,7 +1583,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flood-rate", type=float, default=500.0, help="initialize/s (500)")
     parser.add_argument("--flood-limit", default="10/60", help="ours: per-client limit (10/60)")
     parser.add_argument("--good-rate", type=float, default=200.0, help="well-behaved calls/s")
+    parser.add_argument(
+        "--modern-flood-seconds", type=float, help="modern-flood: seconds per phase per round (4)"
+    )
+    parser.add_argument(
+        "--modern-flood-clients", type=int, default=8, help="modern-flood: well-behaved clients (8)"
+    )
+    parser.add_argument(
+        "--modern-flood-think-ms",
+        type=float,
+        default=20.0,
+        help="modern-flood: a well-behaved client's pause between answer and next call (20)",
+    )
+    parser.add_argument(
+        "--modern-flood-pause-ms",
+        type=float,
+        default=5.0,
+        help="modern-flood: how long the tool waits before answering (5)",
+    )
+    parser.add_argument(
+        "--modern-flood-cpu-ms",
+        type=float,
+        default=0.0,
+        help="modern-flood: CPU the tool spends before it waits, every call's (0)",
+    )
+    parser.add_argument(
+        "--modern-flood-flood-pause-ms",
+        type=float,
+        default=None,
+        help="modern-flood: how long the flood's calls make the tool wait (as the good ones')",
+    )
+    parser.add_argument(
+        "--modern-flood-connections",
+        type=int,
+        default=64,
+        help="modern-flood: the flooding client's connections (64)",
+    )
+    parser.add_argument(
+        "--modern-flood-rate",
+        type=float,
+        default=0.0,
+        help="modern-flood: the flood's calls/s in all, open loop (0: as fast as it can)",
+    )
+    parser.add_argument(
+        "--modern-flood-limit",
+        default="100/1",
+        help="modern-flood, ours: --call-rate-limit-per-client (100/1)",
+    )
+    parser.add_argument(
+        "--modern-flood-server-args",
+        default="",
+        help="modern-flood, ours: more flags of `trio_mcp_sessions serve` (write it with =, "
+        "e.g. --modern-flood-server-args='--call-rate-limit 2000/1')",
+    )
+    parser.add_argument(
+        "--modern-flood-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="modern-flood: also run ours with no call rate limit (default on)",
+    )
     parser.add_argument("--budget", type=float, help="seconds for the whole run (1200)")
+    parser.add_argument(
+        "--results-dir", default=str(RESULTS), help="where the JSON, markdown and logs go"
+    )
     parser.add_argument("--no-plots", action="store_true", help="do not draw PNGs")
     parser.add_argument("--plots-dir", default=str(BENCH / "results"), help="where PNGs go")
     args = parser.parse_args(argv)
@@ -1263,6 +1662,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sdk_open_seconds": (150.0, 20.0),
         "ours_open_seconds": (300.0, 20.0),
         "flood_seconds": (5.0, 3.0),
+        "modern_flood_seconds": (4.0, 2.0),
         "budget": (1200.0, 150.0),
     }
     for key, (full, quick) in defaults.items():
@@ -1297,8 +1697,8 @@ def main(argv: list[str] | None = None) -> int:
         skipped=run.skipped,
         errors=run.errors,
     )
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{run.stamp}.json"
+    run.results_dir.mkdir(parents=True, exist_ok=True)
+    path = run.results_dir / f"{run.stamp}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     report = markdown(results)
     path.with_suffix(".md").write_text(report + "\n")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
+import trio
 from mcp.server.mcpserver import Context, MCPServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +38,16 @@ async def progress_echo(text: str, ctx: Context) -> str:
     """Report one progress step, then echo the text back."""
     await ctx.report_progress(1, 1)
     return text
+
+
+@server.tool()
+async def pause(ms: float, cpu_ms: float = 0.0) -> str:
+    """Compute for cpu_ms of CPU, wait ms (each at most 1,000 ms), then answer (as ours does)."""
+    end = time.process_time() + max(0.0, min(cpu_ms, 1000.0)) / 1000
+    while time.process_time() < end:
+        pass
+    await trio.sleep(max(0.0, min(ms, 1000.0)) / 1000)  # the trio worker runs anyio on trio
+    return "done"
 
 
 def build_app() -> object:
