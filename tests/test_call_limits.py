@@ -490,7 +490,8 @@ async def test_two_instances_share_a_per_client_call_budget(
         keys = {key async for key in client.scan_iter(match="p:*")}
         # Their own keys, not the creation windows' (p:rl:global, p:rl:c:...).
         assert keys == {b"p:rl:call:calls:c:127.0.0.1", b"p:rl:call:tool:expensive"}
-        assert 59_000 < await client.pttl(b"p:rl:call:calls:c:127.0.0.1") <= 60_000
+        # A window's TTL (Redis keeps real time; the three 429s waited their refusal_delay).
+        assert 50_000 < await client.pttl(b"p:rl:call:calls:c:127.0.0.1") <= 60_000
         for app in apps:
             stats = app.call_statistics()
             assert stats.shared

@@ -515,7 +515,7 @@ async def test_the_caps_are_exported_as_metrics(
     limits = CallLimits(max_inflight=1, max_inflight_per_client=1)
     app = StreamableHTTPApp(
         slow_server(running, peak),
-        options=ServerOptions(call_limits=limits, metrics_path="/metrics"),
+        options=ServerOptions(call_limits=limits, metrics_path="/metrics", refusal_delay=0),
     )
     url = await start_server(app)
     slow_call = modern_body(1, "tools/call", {"name": "slow", "arguments": {"seconds": 1.0}})
@@ -588,3 +588,51 @@ async def test_a_client_that_leaves_gives_its_slot_back(
         await wait_until(lambda: _inflight(app).in_flight == 0)
     stats = _inflight(app)
     assert (stats.in_flight, stats.clients, stats.admitted) == (0, 0, 1 if era == "modern" else 2)
+
+
+async def test_a_429_waits_out_its_delay_without_a_slot_and_the_waits_are_bounded(
+    start_server: StartServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A client retrying at once is slowed to one refusal per connection per delay."""
+    running, peak = [0], [0]
+    limits = CallLimits(max_inflight=3, max_inflight_per_client=1)
+    app = StreamableHTTPApp(
+        slow_server(running, peak),
+        options=ServerOptions(
+            call_limits=limits, refusal_delay=1.5, max_delayed_refusals=2, metrics_path="/metrics"
+        ),
+    )
+    url = await start_server(app)
+    slow_call = modern_body(1, "tools/call", {"name": "slow", "arguments": {"seconds": 10.0}})
+    headers = modern_headers("tools/call", "slow")
+    refusals: list[tuple[int, float]] = []
+    pool = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(limits=pool, timeout=30) as http:
+
+        async def refused_call() -> None:
+            start = trio.current_time()
+            response = await http.post(url, content=slow_call, headers=headers)
+            refusals.append((response.status_code, trio.current_time() - start))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(http.post, url, content=slow_call, headers=headers))
+            while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
+                await trio.sleep(0.01)
+            async with trio.open_nursery() as over:
+                for _ in range(3):
+                    over.start_soon(refused_call)
+                await trio.sleep(0.5)
+                stats = app.statistics()
+                assert stats.refusals_delaying == 2
+                # Waiting refusals hold no slot: only the running call does.
+                assert _inflight(app).in_flight == 1
+                text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text
+                assert "mcp_http_refusals_delaying 2.0" in text.splitlines()
+            nursery.cancel_scope.cancel()
+    # Retry-After is 1 s (a slot may free any time): the wait is the smaller of the two.
+    assert sorted(status for status, _ in refusals) == [429, 429, 429]
+    waits = sorted(round(elapsed, 1) for _, elapsed in refusals)
+    assert waits[0] < 0.1  # over max_delayed_refusals: at once
+    assert waits[1:] == [1.0, 1.0]
+    stats = app.statistics()
+    assert (stats.refusals_delayed, stats.refusals_delaying) == (2, 0)

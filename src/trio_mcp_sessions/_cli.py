@@ -425,6 +425,20 @@ def _parser() -> argparse.ArgumentParser:
         help="a handler may run this long at most, however often it reports progress",
     )
     run.add_argument(
+        "--refusal-delay",
+        type=float,
+        default=options.refusal_delay,
+        metavar="SECONDS",
+        help="a 429 waits this long at most (never past its Retry-After) before it is sent, "
+        "so a client that retries at once is slowed down (0: at once)",
+    )
+    run.add_argument(
+        "--max-delayed-refusals",
+        type=int,
+        default=options.max_delayed_refusals,
+        help="429s that may wait at once; more are sent at once",
+    )
+    run.add_argument(
         "--body-timeout",
         type=float,
         default=options.body_timeout,
@@ -490,6 +504,8 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
             request_timeout=args.request_timeout,
             max_request_time=args.max_request_time,
             body_timeout=args.body_timeout,
+            refusal_delay=args.refusal_delay,
+            max_delayed_refusals=args.max_delayed_refusals,
             host_policy=HostPolicy(
                 tuple(args.allowed_host) if args.allowed_host else None,
                 tuple(args.allowed_origin) if args.allowed_origin else None,

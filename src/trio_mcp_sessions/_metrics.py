@@ -120,6 +120,16 @@ class MetricsExporter:
                 "Connections reset: a write lasted over write_timeout, or outlasted the grace.",
                 value=transport.connections_cut,
             )
+            yield CounterMetricFamily(
+                f"{p}_http_refusals_delayed",
+                "429s sent after waiting refusal_delay (a client retrying at once is slowed).",
+                value=transport.refusals_delayed,
+            )
+            yield GaugeMetricFamily(
+                f"{p}_http_refusals_delaying",
+                "429s waiting out refusal_delay now (at most max_delayed_refusals).",
+                value=transport.refusals_delaying,
+            )
             yield from self._inflight_metrics(transport)
         if self._listen is not None:
             yield from self._listen_metrics(self._listen())

@@ -88,6 +88,13 @@ class ServerOptions:
             its deadline to *request_timeout* from now, never past this.
         body_timeout: Seconds a POST body may take to arrive once its headers
             have; a slower one gets 408 and its connection is closed.
+        refusal_delay: Seconds at most a 429 (a rate limit or a per-client
+            in-flight cap) waits before it is sent, and never longer than its
+            own ``Retry-After``: a client that retries at once then costs the
+            server one refusal per connection per delay, not as many as it can
+            send (0: answer at once). The in-flight slot is given back first.
+        max_delayed_refusals: 429s that may wait at once; more are answered
+            at once.
     """
 
     path: str = "/mcp"
@@ -105,6 +112,8 @@ class ServerOptions:
     request_timeout: float = REQUEST_TIMEOUT
     max_request_time: float = MAX_REQUEST_TIME
     body_timeout: float = 30.0
+    refusal_delay: float = 1.0
+    max_delayed_refusals: int = 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _normal_path("path", self.path))
@@ -134,6 +143,12 @@ class ServerOptions:
             raise TypeError(f"host_policy must be a HostPolicy, not {self.host_policy!r}")
         check_deadlines(self.request_timeout, self.max_request_time)
         positive_seconds("body_timeout", self.body_timeout)
+        delay = self.refusal_delay
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(f"refusal_delay must be a number of seconds, not {delay!r}")
+        if not 0 <= delay < math.inf:
+            raise ValueError(f"refusal_delay must be finite and >= 0, got {delay}")
+        _count("max_delayed_refusals", self.max_delayed_refusals, minimum=0)
 
 
 def with_overrides(options: ServerOptions | None, **overrides: object) -> ServerOptions:

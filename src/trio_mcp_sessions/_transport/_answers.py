@@ -65,8 +65,11 @@ class _HTTPError(Exception):
         request_id: str | int | None = None,
         headers: Sequence[tuple[bytes, bytes]] = (),
         data: Any = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
+        #: The ``Retry-After`` seconds of a 429 or 503 (also in *headers*).
+        self.retry_after = retry_after
         self.status = status
         self.code = code
         self.message = message
@@ -121,7 +124,8 @@ def _unsupported_version(version: str, request_id: str | int | None = None) -> _
 
 def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -> _HTTPError:
     """503 (or 429 for a rate limit) with ``Retry-After`` and a JSON-RPC error body."""
-    retry = str(max(1, math.ceil(exc.retry_after))).encode("ascii")
+    seconds = max(1, math.ceil(exc.retry_after))
+    retry = str(seconds).encode("ascii")
     if isinstance(exc, RateLimited):
         status, prefix = 429, "Too Many Requests"
     else:
@@ -132,6 +136,7 @@ def _unavailable(exc: ServiceUnavailable, request_id: str | int | None = None) -
         f"{prefix}: {exc}",
         request_id=request_id,
         headers=[(b"retry-after", retry)],
+        retry_after=seconds,
     )
 
 

@@ -91,6 +91,8 @@ class TransportStatistics:
         inflight: The in-flight caps of POSTs (:attr:`CallLimits.max_inflight`).
         inflight_discover: The pool of ``server/discover`` probes
             (:attr:`CallLimits.max_inflight_discover`).
+        refusals_delayed: 429s sent after waiting ``refusal_delay``.
+        refusals_delaying: 429s waiting now (at most ``max_delayed_refusals``).
     """
 
     refused_by_status: dict[int, int] = field(default_factory=dict)
@@ -98,6 +100,8 @@ class TransportStatistics:
     open_connections: int = 0
     inflight: InflightStatistics | None = None
     inflight_discover: InflightStatistics | None = None
+    refusals_delayed: int = 0
+    refusals_delaying: int = 0
 
 
 class AppArguments(TypedDict, total=False):
@@ -132,6 +136,8 @@ class AppArguments(TypedDict, total=False):
     request_timeout: float | None
     max_request_time: float | None
     body_timeout: float | None
+    refusal_delay: float | None
+    max_delayed_refusals: int | None
 
 
 @final
@@ -216,6 +222,8 @@ class StreamableHTTPApp:
         request_timeout: float | None = None,
         max_request_time: float | None = None,
         body_timeout: float | None = None,
+        refusal_delay: float | None = None,
+        max_delayed_refusals: int | None = None,
     ) -> None:
         #: The settings in force: *options* with the keywords given applied over it.
         self.options: ServerOptions = with_overrides(
@@ -235,6 +243,8 @@ class StreamableHTTPApp:
             request_timeout=request_timeout,
             max_request_time=max_request_time,
             body_timeout=body_timeout,
+            refusal_delay=refusal_delay,
+            max_delayed_refusals=max_delayed_refusals,
         )
         options = self.options
         self.path = options.path
@@ -244,6 +254,8 @@ class StreamableHTTPApp:
         self.input_limits = options.input_limits
         self.retry_ms = options.retry_ms
         self.body_timeout = options.body_timeout
+        self._delaying = 0  # 429s waiting out their refusal_delay now
+        self._delayed = 0
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
         if manager is None:
@@ -362,6 +374,8 @@ class StreamableHTTPApp:
             open_connections=len(connections) if connections is not None else 0,
             inflight=self._inflight.statistics(),
             inflight_discover=self._discover_slots.statistics(),
+            refusals_delayed=self._delayed,
+            refusals_delaying=self._delaying,
         )
 
     # -- the write deadline ------------------------------------------------------------
@@ -417,6 +431,10 @@ class StreamableHTTPApp:
                 stream = await self._handle(scope, receive, send, held)
             except _HTTPError as exc:
                 self._refused[exc.status] += 1
+                for slot in held:  # a refusal holds no slot, even while it waits
+                    slot.release()
+                if exc.status == 429:
+                    await self._slow_down(exc.retry_after)
                 await _send_simple(send, exc.status, exc.body(), [_JSON, *exc.headers])
                 return
             if stream is not None:
@@ -426,6 +444,25 @@ class StreamableHTTPApp:
         finally:
             for slot in held:  # the response ended, or its client left
                 slot.release()
+
+    async def _slow_down(self, retry_after: int | None) -> None:
+        """Hold a 429 up to ``refusal_delay`` (never past its ``Retry-After``), if there is room.
+
+        A client that retries at once, on as many connections as it likes,
+        then costs one refusal per connection per delay: what a flood can
+        make the server do is bounded by its connections, not by its speed.
+        The waits are bounded too (``max_delayed_refusals``; beyond them the
+        answer goes at once), and a waiting refusal holds no in-flight slot.
+        """
+        delay = min(self.options.refusal_delay, retry_after or 0)
+        if delay <= 0 or self._delaying >= self.options.max_delayed_refusals:
+            return
+        self._delaying += 1
+        try:
+            await trio.sleep(delay)
+        finally:
+            self._delaying -= 1
+            self._delayed += 1
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, held: list[InflightSlot]
