@@ -878,8 +878,8 @@ MODERN_FLOOD_ROWS = {
     "sdk": "sdk",
 }
 MODERN_FLOOD_LABELS = {
-    "ours": "trio-mcp-sessions, per-client call budget",
-    "ours:no-call-rate-limit": "trio-mcp-sessions, no call rate limit",
+    "ours": "trio-mcp-sessions, per-client call budget and in-flight cap",
+    "ours:no-call-rate-limit": "trio-mcp-sessions, no per-client limits",
     "sdk": "mcp SDK 2.3.0 (no call rate limit)",
 }
 
@@ -976,6 +976,8 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
     think = a.modern_flood_think_ms / 1000
     pause = {"ms": a.modern_flood_pause_ms, "cpu_ms": a.modern_flood_cpu_ms}
     server_args = shlex.split(a.modern_flood_server_args)
+    if a.modern_flood_inflight:
+        server_args = ["--max-inflight-per-client", str(a.modern_flood_inflight), *server_args]
     out: dict[str, Any] = {
         "method": "2026-07-28 tools/call of a tool that "
         + (
@@ -999,7 +1001,7 @@ def scenario_modern_flood(run: Run) -> dict[str, Any]:
         + ". Ours "
         f"(bench/servers/keyed.py: the header is the principal, the budgets are keyed on it): "
         f"--call-rate-limit-per-client {a.modern_flood_limit}"
-        + (f" {a.modern_flood_server_args}" if server_args else "")
+        + (f" {shlex.join(server_args)}" if server_args else "")
         + "; the SDK has no call rate limit; default reply modes (SSE; these answers are "
         f"JSON); all servers up at once, measured in turn, {a.rounds} rounds (medians), after "
         f"a {a.warmup:g} s warm-up; server VmRSS sampled every 0.1 s while measured",
@@ -1629,6 +1631,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--modern-flood-limit",
         default="100/1",
         help="modern-flood, ours: --call-rate-limit-per-client (100/1)",
+    )
+    parser.add_argument(
+        "--modern-flood-inflight",
+        type=int,
+        default=4,
+        help="modern-flood, ours: --max-inflight-per-client (4; 0: none)",
     )
     parser.add_argument(
         "--modern-flood-server-args",

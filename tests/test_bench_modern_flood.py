@@ -108,7 +108,9 @@ def test_the_scenario_runs_tiny(tmp_path: Path) -> None:
     assert results["meta"]["errors"] == [], results["meta"]["errors"]
     assert results["meta"]["server_log_problems"] == []
     flood = results["modern-flood"]
-    assert flood["server_args"] == ["--call-rate-limit", "100000/1"]
+    assert flood["server_args"] == [
+        "--max-inflight-per-client", "4", "--call-rate-limit", "100000/1"
+    ]  # fmt: skip
     assert set(flood) >= {"ours", "ours:no-call-rate-limit", "sdk"}
     for row in ("ours", "ours:no-call-rate-limit", "sdk"):
         r = flood[row]

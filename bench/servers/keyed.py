@@ -15,8 +15,8 @@ Hypercorn's trio worker in this process and prints ``Serving MCP on URL``::
         --call-rate-limit-per-client 100/1 [--max-inflight ...]
 
 ``--no-call-rate-limit`` drops the call rate limits (global and per client)
-whatever else the command line says: the modern flood's reference of our own
-server without them.
+and the per-client in-flight cap whatever else the command line says: the
+modern flood's reference of our own server without its per-client bounds.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     options = cli.options_from(args)
     calls = replace(options.call_limits, rate_limit_key=client_key)
     if mine.no_call_rate_limit:
-        calls = replace(calls, rate_limit=None, rate_limit_per_client=None)
+        calls = replace(
+            calls, rate_limit=None, rate_limit_per_client=None, max_inflight_per_client=None
+        )
     options = replace(
         options, call_limits=calls, limits=replace(options.limits, rate_limit_key=client_key)
     )
