@@ -43,7 +43,7 @@ from trio_mcp_sessions._protocol._deadline import (
     RequestDeadline,
     check_deadlines,
 )
-from trio_mcp_sessions._protocol._jsonrpc import Notification, Request
+from trio_mcp_sessions._protocol._jsonrpc import Notification, Request, Response
 from trio_mcp_sessions._serve import HEADER_TIMEOUT
 from trio_mcp_sessions._stateless import SessionlessService
 
@@ -358,6 +358,52 @@ async def _session_deadlines(server: McpServer, options: ServerOptions, ended: l
         await manager.close_session(session_id)
         assert manager.get_session(session_id) is None
         assert manager.statistics().timed_out == 3
+
+
+async def test_a_question_for_the_client_is_not_cut_by_the_handler_s_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A human answering an elicitation has the question's own time; the answer is progress."""
+    server = McpServer("ask")
+    ended: list[str] = []
+
+    @server.tool()
+    async def ask(ctx: Context, wait: float) -> str:
+        """Ask the client, then work 8 s more."""
+        try:
+            await ctx.request("ping", timeout=wait)
+            await trio.sleep(8)
+        finally:
+            ended.append(f"{trio.current_time() - start:g}")
+        return "answered"
+
+    options = ServerOptions(request_timeout=10, max_request_time=100)
+    async with BoundedSessionManager(server, options=options) as manager:
+        session_id = await open_session(manager)
+        start = trio.current_time()
+        stream = await manager.create_stream(session_id, [call(2, "ask", wait=50)], INFO, "sse")
+        question = json.loads((await stream.__anext__()).data)
+        assert question["method"] == "ping"
+        await trio.sleep(40)  # over request_timeout, within the question's own 50 s
+        answer = Response(question["id"], {})
+        await manager.accept_messages(session_id, [answer], INFO)
+        [data] = await drain(stream)
+        assert json.loads(data)["result"]["content"][0]["text"] == "answered"
+        assert ended == ["48"]
+        # A question's wait never goes past max_request_time.
+        start = trio.current_time()
+        stream = await manager.create_stream(session_id, [call(3, "ask", wait=500)], INFO, "sse")
+        await stream.__anext__()  # the question, never answered
+        [data] = await drain(stream)
+        assert "timed out after 100 s" in text_of(json.loads(data)["result"])
+        assert ended[1] == "100"
+
+
+def test_a_wait_for_the_client_moves_the_deadline_on_never_past_the_maximum() -> None:
+    deadline = RequestDeadline(0.0, request_timeout=10, max_request_time=100)
+    assert deadline.waiting(5.0, 50) == 55.0
+    assert deadline.waiting(6.0, 1) == 55.0  # never back
+    assert deadline.waiting(7.0, 500) == 100.0
 
 
 # -- real HTTP --------------------------------------------------------------------------------

@@ -88,6 +88,13 @@ class RequestDeadline:
         self.deadline = min(max(self.deadline, now + self.request_timeout), self.hard_deadline)
         return self.deadline
 
+    def waiting(self, now: float, seconds: float) -> float:
+        """The handler waits up to *seconds* from *now* for the client (a question in a
+        session): not cut before its own wait is over, never past :attr:`hard_deadline`;
+        returns the deadline."""
+        self.deadline = min(max(self.deadline, now + seconds), self.hard_deadline)
+        return self.deadline
+
     @property
     def ran_for(self) -> float:
         """Seconds from the start to the deadline in force (how long an expired handler ran)."""

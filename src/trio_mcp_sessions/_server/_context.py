@@ -298,10 +298,7 @@ class Context:
         token = self.progress_token
         if token is not None and progress <= self._last_progress:
             raise ValueError(f"progress must increase: {progress} after {self._last_progress}")
-        if self._deadline is not None:
-            deadline = self._deadline.progress(trio.current_time())
-            if self._deadline_scope is not None:
-                self._deadline_scope.deadline = deadline
+        self._alive()
         if token is None:
             return
         self._last_progress = progress
@@ -358,12 +355,13 @@ class Context:
             trio.TooSlowError: No answer within *timeout* (the request is then
                 cancelled with ``notifications/cancelled``).
         """
-        return await self._peer.send_request(
-            method,
-            params,
-            related_request=self.request_id,
-            timeout=self.default_timeout if timeout is None else timeout,
+        wait = self.default_timeout if timeout is None else timeout
+        self._alive(waiting=wait)
+        answer = await self._peer.send_request(
+            method, params, related_request=self.request_id, timeout=wait
         )
+        self._alive()
+        return answer
 
     async def request_input(
         self, requests: Mapping[str, InputRequest], *, timeout: float | None = None
@@ -381,11 +379,31 @@ class Context:
             ClientRequestError: The client answered with an error.
             trio.TooSlowError: No answer within *timeout* (session era).
         """
-        return await self._peer.request_input(
-            requests,
-            related_request=self.request_id,
-            timeout=self.default_timeout if timeout is None else timeout,
+        wait = self.default_timeout if timeout is None else timeout
+        self._alive(waiting=wait)
+        answers = await self._peer.request_input(
+            requests, related_request=self.request_id, timeout=wait
         )
+        self._alive()
+        return answers
+
+    def _alive(self, *, waiting: float | None = None) -> None:
+        """Move the deadline on: the handler showed progress, or waits for the client.
+
+        A question for the client (in a session) is not cut by the handler's
+        deadline before its own *timeout* is over (a human may be answering
+        an elicitation), and an answer counts as progress; neither goes past
+        ``max_request_time``.
+        """
+        if self._deadline is None:
+            return
+        now = trio.current_time()
+        if waiting is None:
+            deadline = self._deadline.progress(now)
+        else:
+            deadline = self._deadline.waiting(now, waiting)
+        if self._deadline_scope is not None:
+            self._deadline_scope.deadline = deadline
 
     def _key(self, request: InputRequest, key: str | None) -> str:
         if key is not None:
