@@ -196,7 +196,15 @@ class Context:
         meta: The request's ``params._meta`` (empty when absent).
     """
 
-    __slots__ = ("_asked", "_last_progress", "_peer", "default_timeout", "meta", "request_id")
+    __slots__ = (
+        "_asked",
+        "_last_progress",
+        "_peer",
+        "_principal",
+        "default_timeout",
+        "meta",
+        "request_id",
+    )
 
     def __init__(
         self,
@@ -205,8 +213,10 @@ class Context:
         meta: dict[str, Any] | None,
         *,
         default_timeout: float = 60.0,
+        principal: str | None = None,
     ) -> None:
         self._peer = peer
+        self._principal = principal
         self.request_id = request_id
         self.meta: dict[str, Any] = meta or {}
         self.default_timeout = default_timeout
@@ -226,6 +236,13 @@ class Context:
     def client(self) -> ClientInfo:
         """The client's ``initialize`` parameters and negotiated version."""
         return self._peer.client
+
+    @property
+    def principal(self) -> str | None:
+        """The authenticated identity the request carries (the application's
+        ``principal`` hook; ``None`` without auth). A session's is the one it
+        was bound to at ``initialize``, which every one of its requests must match."""
+        return self._principal
 
     @property
     def is_restored(self) -> bool:

@@ -81,6 +81,7 @@ class _Inbound(_Outbound):
     state: SessionStateMachine
     close_reason: CloseReason | None
     is_restored: bool
+    principal: str | None
 
     if TYPE_CHECKING:
         # The rest of the Peer protocol lives in Session (it owns that state).
@@ -163,6 +164,7 @@ class _Inbound(_Outbound):
             request.id,
             meta if isinstance(meta, dict) else None,
             default_timeout=self.server.request_timeout,
+            principal=self.principal,
         )
         reply: Response | ErrorResponse | None = None
         try:

@@ -288,6 +288,7 @@ class SessionlessService:
             message.id,
             meta if isinstance(meta, dict) else None,
             default_timeout=self.server.request_timeout,
+            principal=info.principal,
         )
         try:
             result = await self.server.handle_request(
