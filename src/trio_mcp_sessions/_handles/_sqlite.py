@@ -165,29 +165,27 @@ class SqliteHandleBackend(_SqliteStore):
         limits: HandleLimits,
         value: bytes | None,
     ) -> tuple[bytes | None, int]:
-        """Mark a live record of *principal* used (and replace its value); its value."""
+        """Mark a live record of *principal* used (and replace its value); its value.
+
+        Every expired record goes first (an indexed delete), as in the other backends.
+        """
+        expired = self._purge(conn, now)
         row = conn.execute(
-            "SELECT principal, created, expires_at, value FROM mcp_handles"
-            " WHERE namespace = ? AND key = ?",
+            "SELECT principal, created, value FROM mcp_handles WHERE namespace = ? AND key = ?",
             (self.namespace, key),
         ).fetchone()
         if row is None:
-            return None, 0
-        owner, created, expires_at, stored = row
-        if expires_at <= now:
-            conn.execute(
-                "DELETE FROM mcp_handles WHERE namespace = ? AND key = ?", (self.namespace, key)
-            )
-            return None, 1
+            return None, expired
+        owner, created, stored = row
         if owner != principal:
-            return None, 0
+            return None, expired
         stored = stored if value is None else value
         conn.execute(
             "UPDATE mcp_handles SET used = ?, expires_at = ?, value = ?"
             " WHERE namespace = ? AND key = ?",
             (now, _expires_at(created, now, limits), stored, self.namespace, key),
         )
-        return bytes(stored), 0
+        return bytes(stored), expired
 
     async def get(
         self, key: str, principal: str | None, limits: HandleLimits
