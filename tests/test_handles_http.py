@@ -197,3 +197,35 @@ async def test_an_idle_cart_expires(
     with trio.fail_after(20):
         assert refused(await alice.call("add_item", cart_id=cart_id, sku="tea")) == NOT_FOUND
     assert example.carts.statistics().expired == 1
+
+
+async def test_handle_counts_are_exported_as_metrics(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    pytest.importorskip("prometheus_client")
+    with trio.fail_after(20):
+        example = load_example("cart_server")
+        app = StreamableHTTPApp(
+            example.server, principal=example.principal, metrics_path="/metrics"
+        )
+        app.export_handles(example.carts)
+        url = await start_server(app)
+        alice = Client(http, url, "alice")
+        for _ in range(6):
+            cart_id = (await alice.call("create_cart"))["structuredContent"]["cart_id"]
+        await alice.call("check_out", cart_id=cart_id)
+        await Client(http, url, "bob").call("view_cart", cart_id=cart_id)
+        text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text
+    for line in (
+        'mcp_handles_live{store="cart"} 4.0',
+        'mcp_handles_max{store="cart"} 10000.0',
+        'mcp_handles_max_per_principal{store="cart"} 5.0',
+        'mcp_handles_created_total{store="cart"} 6.0',
+        'mcp_handles_closed_total{reason="deleted",store="cart"} 1.0',
+        'mcp_handles_closed_total{reason="evicted",store="cart"} 1.0',
+        'mcp_handles_closed_total{reason="expired",store="cart"} 0.0',
+        'mcp_handles_refused_total{store="cart"} 0.0',
+        'mcp_handles_not_found_total{store="cart"} 1.0',
+        'mcp_handles_store_errors_total{store="cart"} 0.0',
+    ):
+        assert line in text, line

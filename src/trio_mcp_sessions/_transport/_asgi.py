@@ -42,6 +42,7 @@ from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, pos
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._handles import HandleStore
     from .._manager import CallLimits, SessionLimits
     from .._manager._broadcast import ChangeRelay
     from .._protocol._request_state import RequestStateCodec
@@ -309,6 +310,11 @@ class StreamableHTTPApp:
             connections_cut=self._cut_earlier + (connections.cut if connections else 0),
             open_connections=len(connections) if connections is not None else 0,
         )
+
+    def export_handles(self, *stores: HandleStore) -> None:
+        """Add these handle stores' statistics to ``metrics_path`` (a no-op without it)."""
+        if self._metrics is not None:
+            self._metrics.handles.extend(store.statistics for store in stores)
 
     # -- the write deadline ------------------------------------------------------------
 
