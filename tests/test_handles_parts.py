@@ -141,12 +141,21 @@ async def test_tools_see_the_principal_in_both_eras() -> None:
 
 
 # coredis leaves a failed connection's anyio streams to the garbage collector
-# (as tests/test_store_redis.py notes).
+# (as tests/test_store_redis.py notes): collect them here, under this filter.
 @pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_a_failing_backend_is_a_tool_error_that_names_no_details(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    try:
+        with caplog.at_level(logging.WARNING, logger="trio_mcp_sessions.handles"):
+            await _fail_every_call(kind, tmp_path)
+        assert caplog.text.count("handle store 'cart'") == 4
+    finally:
+        gc.collect()
+
+
+async def _fail_every_call(kind: str, tmp_path: Path) -> None:
     async with contextlib.AsyncExitStack() as stack:
         backend: Any
         if kind == "sqlite":
@@ -164,18 +173,15 @@ async def test_a_failing_backend_is_a_tool_error_that_names_no_details(
             backend = RedisHandleBackend(client)
         store = HandleStore("cart", backend=backend)
         handle = mint_handle("cart")
-        with caplog.at_level(logging.WARNING, logger="trio_mcp_sessions.handles"):
-            for call in (
-                store.create(ctx(), {"n": 1}),
-                store.get(ctx(), handle),
-                store.update(ctx(), handle, {}),
-                store.delete(ctx(), handle),
-            ):
-                with pytest.raises(HandleError) as caught:
-                    await call
-                assert str(caught.value) == "the cart store is unavailable; try again in a moment"
-                assert not isinstance(caught.value, HandleNotFound)
+        for call in (
+            store.create(ctx(), {"n": 1}),
+            store.get(ctx(), handle),
+            store.update(ctx(), handle, {}),
+            store.delete(ctx(), handle),
+        ):
+            with pytest.raises(HandleError) as caught:
+                await call
+            assert str(caught.value) == "the cart store is unavailable; try again in a moment"
+            assert not isinstance(caught.value, HandleNotFound)
         assert store.statistics().store_errors == 4
-        assert "handle store 'cart'" in caplog.text
         await store.aclose()
-    gc.collect()  # the leaked streams warn here, under this test's filter

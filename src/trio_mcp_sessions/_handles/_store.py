@@ -109,7 +109,8 @@ class HandleStore:
 
     def _unavailable(self, exc: StoreUnavailable) -> HandleError:
         self._store_errors += 1
-        logger.warning("handle store %r: %s", self.name, exc)
+        # The text, not the exception: a kept record must not keep its traceback alive.
+        logger.warning("handle store %r: %s", self.name, str(exc))
         return HandleError(f"the {self.name} store is unavailable; try again in a moment")
 
     def _encode(self, value: Any) -> bytes:
@@ -259,7 +260,7 @@ class HandleStore:
                 await self.purge_expired()
             except StoreUnavailable as exc:
                 self._store_errors += 1
-                logger.warning("handle store %r: sweep failed: %s", self.name, exc)
+                logger.warning("handle store %r: sweep failed: %s", self.name, str(exc))
 
     async def aclose(self) -> None:
         """Close the backend."""
