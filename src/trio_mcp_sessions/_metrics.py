@@ -228,7 +228,7 @@ class MetricsExporter:
             name: CounterMetricFamily(f"{p}_handles_{name}", text, labels=["store"])
             for name, text in (
                 ("created", "Handles minted."),
-                ("refused", "Handle creates refused (at a cap under REJECT, value too large)."),
+                ("refused", "Handle creates refused at a cap (REJECT), and values too large."),
                 ("not_found", "Handle lookups answered expired or unknown (or another's)."),
                 ("store_errors", "Handle backend calls that failed."),
             )

@@ -139,7 +139,7 @@ class HandleStatistics:
         deleted: Handles removed by a delete.
         expired: Handles removed because they idled out or reached their lifetime.
         evicted: Handles removed by the policy to make room at a cap.
-        refused: Creates refused at a cap (``REJECT``) or for a value too large.
+        refused: Creates refused at a cap (``REJECT``), and values (created or updated) too large.
         not_found: Lookups answered "expired or unknown" (also a handle of another principal).
         store_errors: Backend calls that failed (the tool saw "unavailable").
     """
