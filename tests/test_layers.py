@@ -23,7 +23,15 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "transport": (
         ("_transport", "_metrics"),
         ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors", "_options"),
-        ("_ratelimit", "_server._server", "_stores._base", "_serve", "_manager", "_stateless"),
+        (
+            "_ratelimit",
+            "_server._server",
+            "_stores._base",
+            "_serve",
+            "_manager",
+            "_stateless",
+            "_handles",
+        ),
     ),
     "manager": (
         ("_manager",),
@@ -67,6 +75,9 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
     "server API": (("_server",), ("_server", "_protocol"), ()),
+    # Bounded handles: a library for tool code, on the server API's errors and
+    # the stores' plumbing (a SQLite database, a Redis client).
+    "handles": (("_handles",), ("_handles", "_errors", "_server", "_stores"), ()),
     "stores": (("_stores",), ("_stores", "_errors"), ("_ratelimit",)),
     "interface": (("_interface", "_streams"), ("_errors",), ("_protocol", "_streams")),
     "protocol core": (("_protocol", "_errors", "_ratelimit"), ("_protocol",), ()),

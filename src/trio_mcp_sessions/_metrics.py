@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
+    from ._handles import HandleStatistics
     from ._manager import ManagerStatistics
     from ._manager._budgets import CallBudgetStatistics
     from ._stateless._listen import ListenStatistics
@@ -36,6 +37,7 @@ class MetricsExporter:
         listen: Callable[[], ListenStatistics] | None = None,
         sessionless: Callable[[], SessionlessStatistics] | None = None,
         calls: Callable[[], CallBudgetStatistics] | None = None,
+        handles: Sequence[Callable[[], HandleStatistics]] = (),
         prefix: str = "mcp",
     ) -> None:
         try:
@@ -50,6 +52,8 @@ class MetricsExporter:
         self._listen = listen
         self._sessionless = sessionless
         self._calls = calls
+        #: ``HandleStore.statistics`` of each store, labelled by its name.
+        self.handles = list(handles)
         self._prefix = prefix
         self.content_type = CONTENT_TYPE_LATEST
         self._registry = CollectorRegistry(auto_describe=False)
@@ -137,6 +141,8 @@ class MetricsExporter:
             yield from self._sessionless_metrics(self._sessionless())
         if self._calls is not None:
             yield from self._call_metrics(self._calls())
+        if self.handles:
+            yield from self._handle_metrics([read() for read in self.handles])
         yield GaugeMetricFamily(
             f"{p}_subscriptions",
             "resources/subscribe URIs held by live sessions.",
@@ -352,6 +358,45 @@ class MetricsExporter:
                 "1 while the shared call limiter counts as down (local windows apply), else 0.",
                 value=0 if stats.store.state == "closed" else 1,
             )
+
+    def _handle_metrics(self, stores: list[HandleStatistics]) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        gauges = [
+            GaugeMetricFamily(f"{p}_handles_live", "Live handles.", labels=["store"]),
+            GaugeMetricFamily(f"{p}_handles_max", "The global handle cap.", labels=["store"]),
+            GaugeMetricFamily(
+                f"{p}_handles_max_per_principal", "The per-principal handle cap.", labels=["store"]
+            ),
+        ]
+        closed = CounterMetricFamily(
+            f"{p}_handles_closed",
+            "Handles removed, by reason (deleted, expired, evicted).",
+            labels=["store", "reason"],
+        )
+        counters = {
+            name: CounterMetricFamily(f"{p}_handles_{name}", text, labels=["store"])
+            for name, text in (
+                ("created", "Handles minted."),
+                ("refused", "Handle creates refused at a cap (REJECT), and values too large."),
+                ("not_found", "Handle lookups answered expired or unknown (or another's)."),
+                ("store_errors", "Handle backend calls that failed."),
+            )
+        }
+        for stats in sorted(stores, key=lambda s: s.name):
+            label = [stats.name]
+            for gauge, value in zip(
+                gauges, (stats.handles, stats.max_handles, stats.max_per_principal), strict=True
+            ):
+                gauge.add_metric(label, value)
+            for reason in ("deleted", "expired", "evicted"):
+                closed.add_metric([stats.name, reason], getattr(stats, reason))
+            for name, counter in counters.items():
+                counter.add_metric(label, getattr(stats, name))
+        yield from gauges
+        yield closed
+        yield from counters.values()
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

@@ -214,6 +214,7 @@ class Context:
         "_deadline_scope",
         "_last_progress",
         "_peer",
+        "_principal",
         "default_timeout",
         "meta",
         "request_id",
@@ -228,8 +229,10 @@ class Context:
         default_timeout: float = 60.0,
         request_timeout: float = math.inf,
         max_request_time: float = math.inf,
+        principal: str | None = None,
     ) -> None:
         self._peer = peer
+        self._principal = principal
         self.request_id = request_id
         self.meta: dict[str, Any] = meta or {}
         self.default_timeout = default_timeout
@@ -258,6 +261,13 @@ class Context:
     def client(self) -> ClientInfo:
         """The client's ``initialize`` parameters and negotiated version."""
         return self._peer.client
+
+    @property
+    def principal(self) -> str | None:
+        """The authenticated identity the request carries (the application's
+        ``principal`` hook; ``None`` without auth). A session's is the one it
+        was bound to at ``initialize``, which every one of its requests must match."""
+        return self._principal
 
     @property
     def is_restored(self) -> bool:

@@ -91,6 +91,7 @@ class _Inbound(_Outbound):
     state: SessionStateMachine
     close_reason: CloseReason | None
     is_restored: bool
+    principal: str | None
 
     if TYPE_CHECKING:
         # The rest of the Peer protocol lives in Session (it owns that state).
@@ -181,6 +182,7 @@ class _Inbound(_Outbound):
             default_timeout=self.server.request_timeout,
             request_timeout=self._request_timeout,
             max_request_time=self._max_request_time,
+            principal=self.principal,
         )
         reply: Response | ErrorResponse | None = None
         try:

@@ -343,6 +343,7 @@ class SessionlessService:
             default_timeout=self.server.request_timeout,
             request_timeout=self.request_timeout,
             max_request_time=self.max_request_time,
+            principal=info.principal,
         )
         try:
             result = await self.server.handle_request(

@@ -47,6 +47,7 @@ from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, pos
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from .._handles import HandleStore
     from .._manager import CallLimits, InflightSlot, InflightStatistics, SessionLimits
     from .._manager._broadcast import ChangeRelay
     from .._manager._budgets import CallBudgetStatistics, SharedCallLimiter
@@ -377,6 +378,11 @@ class StreamableHTTPApp:
             refusals_delayed=self._delayed,
             refusals_delaying=self._delaying,
         )
+
+    def export_handles(self, *stores: HandleStore) -> None:
+        """Add these handle stores' statistics to ``metrics_path`` (a no-op without it)."""
+        if self._metrics is not None:
+            self._metrics.handles.extend(store.statistics for store in stores)
 
     # -- the write deadline ------------------------------------------------------------
 
