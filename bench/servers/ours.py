@@ -47,14 +47,14 @@ async def progress_echo(text: str, ctx: Context) -> str:
 
 @server.tool()
 async def pause(ms: float, cpu_ms: float = 0.0) -> str:
-    """Compute for *cpu_ms* milliseconds of CPU, wait *ms* (each at most 1,000), then answer.
+    """Compute for *cpu_ms* milliseconds of CPU, wait *ms* (at most 1,000 / 5,000), then answer.
 
     Args:
         ms: How long to wait, in milliseconds.
         cpu_ms: How much CPU to spend first, in milliseconds.
     """
     spin(cpu_ms)
-    await trio.sleep(max(0.0, min(ms, 1000.0)) / 1000)
+    await trio.sleep(max(0.0, min(ms, 5000.0)) / 1000)
     return "done"
 
 

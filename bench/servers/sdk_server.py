@@ -42,11 +42,11 @@ async def progress_echo(text: str, ctx: Context) -> str:
 
 @server.tool()
 async def pause(ms: float, cpu_ms: float = 0.0) -> str:
-    """Compute for cpu_ms of CPU, wait ms (each at most 1,000 ms), then answer (as ours does)."""
+    """Compute for cpu_ms of CPU, wait ms (at most 1,000 / 5,000 ms), then answer (as ours does)."""
     end = time.process_time() + max(0.0, min(cpu_ms, 1000.0)) / 1000
     while time.process_time() < end:
         pass
-    await trio.sleep(max(0.0, min(ms, 1000.0)) / 1000)  # the trio worker runs anyio on trio
+    await trio.sleep(max(0.0, min(ms, 5000.0)) / 1000)  # the trio worker runs anyio on trio
     return "done"
 
 

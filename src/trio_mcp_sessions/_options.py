@@ -89,10 +89,11 @@ class ServerOptions:
         body_timeout: Seconds a POST body may take to arrive once its headers
             have; a slower one gets 408 and its connection is closed.
         refusal_delay: Seconds at most a 429 (a rate limit or a per-client
-            in-flight cap) waits before it is sent, and never longer than its
-            own ``Retry-After``: a client that retries at once then costs the
-            server one refusal per connection per delay, not as many as it can
-            send (0: answer at once). The in-flight slot is given back first.
+            in-flight cap) waits before it is sent (jittered: half of it to
+            all of it), and never longer than its own ``Retry-After``: a
+            client that retries at once then costs the server one refusal
+            per connection per delay, not as many as it can send (0: answer
+            at once). The in-flight slot is given back first.
         max_delayed_refusals: 429s that may wait at once; more are answered
             at once.
     """

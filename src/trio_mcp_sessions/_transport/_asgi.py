@@ -13,6 +13,7 @@ client) is :mod:`._replies`.
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypedDict, final
@@ -454,6 +455,8 @@ class StreamableHTTPApp:
     async def _slow_down(self, retry_after: int | None) -> None:
         """Hold a 429 up to ``refusal_delay`` (never past its ``Retry-After``), if there is room.
 
+        The wait is jittered between half of that and all of it.
+
         A client that retries at once, on as many connections as it likes,
         then costs one refusal per connection per delay: what a flood can
         make the server do is bounded by its connections, not by its speed.
@@ -463,6 +466,9 @@ class StreamableHTTPApp:
         delay = min(self.options.refusal_delay, retry_after or 0)
         if delay <= 0 or self._delaying >= self.options.max_delayed_refusals:
             return
+        # Jittered (half to all of it): refusals sent together would otherwise come
+        # back together, one wave a second that every other client queues behind.
+        delay *= random.uniform(0.5, 1.0)
         self._delaying += 1
         try:
             await trio.sleep(delay)
