@@ -109,12 +109,7 @@ async def post_modern(
         try:
             await calls.admit(info, request.method, tool)
         except BudgetExceeded as exc:  # 429 + Retry-After, naming the budget
-            refusal = _answer_for(exc, request_id)
-            refusal.data = {"budget": exc.budget, "scope": exc.scope}
-            if exc.name:
-                refusal.data["name"] = exc.name
-            refusal.data["retryAfter"] = math.ceil(exc.retry_after)
-            raise refusal from None
+            raise _budget_refusal(exc, request_id) from None
     if listen:
         try:
             stream = service.open_listen(modern, client_key=service.client_key(info))
@@ -135,6 +130,17 @@ async def post_modern(
         return 200 if code is None else http_status_for(code)
 
     await _reply_modern(receive, send, exchange.stream, status, sse=sse)
+
+
+def _budget_refusal(exc: BudgetExceeded, request_id: str | int | None) -> _HTTPError:
+    """The 429 naming the budget (built here: a local holding the error it raises would be a
+    reference cycle, frame to traceback, and a flood of refusals a flood of garbage)."""
+    refusal = _answer_for(exc, request_id)
+    refusal.data = {"budget": exc.budget, "scope": exc.scope}
+    if exc.name:
+        refusal.data["name"] = exc.name
+    refusal.data["retryAfter"] = math.ceil(exc.retry_after)
+    return refusal
 
 
 def method_not_allowed() -> _HTTPError:
