@@ -179,3 +179,18 @@ async def test_serve_listens_with_a_deep_backlog() -> None:
             )
             assert config.backlog == BACKLOG == 1024
             stop.set()
+
+
+def test_the_command_line_freezes_startup_objects_unless_told_not_to() -> None:
+    import gc
+
+    from trio_mcp_sessions._cli import _freeze_startup_objects, _parser
+
+    assert _parser().parse_args(["serve", "x:server"]).gc_freeze is True
+    assert _parser().parse_args(["serve", "x:server", "--no-gc-freeze"]).gc_freeze is False
+    gc.unfreeze()
+    try:
+        _freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process is not a server

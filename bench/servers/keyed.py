@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                     **arguments,
                 )
             )
+            if args.gc_freeze:  # as `python -m trio_mcp_sessions serve` does
+                cli._freeze_startup_objects()
             for url in urls:
                 print(f"Serving MCP on {url}{options.path}", flush=True)
 

@@ -6,6 +6,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import gc
 import importlib
 import importlib.util
 import logging
@@ -453,6 +454,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a connection must send a request's headers within this, and is closed "
         "after this long idle",
     )
+    run.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="once serving, move what startup made out of the garbage collector's way "
+        "(gc.freeze: shorter collection pauses under load; default on)",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
     return parser
 
@@ -513,6 +521,19 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         )
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _freeze_startup_objects() -> None:
+    """Move what startup made (modules, the server, the app) out of the collector's way.
+
+    It lives as long as the process; frozen, a full collection walks only
+    what requests made since, and under load its pauses were the other
+    clients' p99 (bench modern-flood: p99 ratio 1.5-1.7 without, 1.0-1.2
+    with). What this process owns is the command line's to decide, so
+    :func:`serve` does not do it; call it likewise after your own startup.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _read_keys(path: str) -> list[bytes]:
@@ -602,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                 nursery.cancel_scope.cancel()  # the store clients' tasks end with the server
 
             urls = await nursery.start(serve_then_stop)
+            if args.gc_freeze:
+                _freeze_startup_objects()
             for url in urls:
                 print(f"Serving MCP on {url}{path} (Ctrl-C to stop)", flush=True)
 
