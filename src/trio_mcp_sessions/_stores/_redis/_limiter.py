@@ -11,7 +11,6 @@ import trio
 from ..._errors import StoreUnavailable
 from ._client import _check_prefix, _map_backend_errors, _require_bytes_client
 from ._scripts import (
-    _ACQUIRE_LUA,
     _SPEND_LUA,
     _call_window_key,
     _client_window_key,
@@ -79,7 +78,6 @@ class RedisRateLimiter:
         self.per_client = per_client
         self.prefix = prefix
         self._client = client
-        self._acquire = client.register_script(_ACQUIRE_LUA)
         self._spend = client.register_script(_SPEND_LUA)
 
     @property
@@ -153,9 +151,10 @@ class RedisRateLimiter:
         for _, limit in windows:
             args += [limit.max_creations, max(1, round(limit.window * 1_000_000))]
         with _map_backend_errors("acquiring a creation"):
-            wait: object = await self._acquire(keys=[k for k, _ in windows], args=args)
-        if not isinstance(wait, int):
-            raise StoreUnavailable(f"redis: unexpected rate limit reply {wait!r}")
+            reply: object = await self._spend(keys=[k for k, _ in windows], args=args)
+        if not (isinstance(reply, list) and len(reply) == 2 and isinstance(reply[0], int)):
+            raise StoreUnavailable(f"redis: unexpected rate limit reply {reply!r}")
+        wait = reply[0]
         if wait > 0:
             return wait / 1_000_000, None
         return 0.0, _CreationStamps(tuple((k, member) for k, _ in windows))

@@ -195,10 +195,14 @@ def _call_window_key(prefix: str, kind: str, name: str, client: str | None) -> s
     return key
 
 
-# The call budgets' script: _ACQUIRE_LUA's windows, but the reply also says
-# which window refused, so the answer can name the budget. Returns {0, 0} when
-# recorded in every window, else {µs until the tightest frees a slot, its
-# 1-based index} (nothing recorded).
+# The sliding windows of creations and of the call budgets, checked and
+# recorded all or none. KEYS: one sorted set per window; ARGV[1]: a unique
+# member; then for window i ARGV[2i] = max creations, ARGV[2i+1] = window (µs).
+# Time is the server's (TIME), so every instance measures the same windows.
+# Returns {0, 0} when recorded in every window, else {µs until the tightest
+# frees a slot, its 1-based index} (nothing recorded), so a refusal can name
+# the budget. Same semantics as SlidingWindowLimiter: a stamp leaves its
+# window once it is `window` old (inclusive).
 _SPEND_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -226,38 +230,4 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 * i + 1]) / 1000))
 end
 return {0, 0}
-"""
-
-
-# KEYS: one sorted set per window; ARGV[1]: a unique member; then for window i
-# ARGV[2i] = max creations, ARGV[2i+1] = window (µs). Time is the server's
-# (TIME), so every instance measures the same windows. Returns 0 when the
-# creation was recorded in every window, else the µs until the tightest frees
-# a slot (nothing recorded). Same semantics as SlidingWindowLimiter: a stamp
-# leaves its window once it is `window` old (inclusive).
-_ACQUIRE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
-  if count >= limit then
-    local blocking = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-    local free_in = tonumber(blocking[2]) + window - now
-    if free_in > wait then
-      wait = free_in
-    end
-  end
-end
-if wait > 0 then
-  return wait
-end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 * i + 1]) / 1000))
-end
-return 0
 """
