@@ -292,6 +292,17 @@ def modern_body(request_id: int, method: str, params: dict[str, Any] | None = No
     ).encode()
 
 
+async def occupy(
+    nursery: trio.Nursery, http: httpx.AsyncClient, url: str, running: list[int]
+) -> None:
+    """Start a 1-second modern call of the slow tool in *nursery*; return once the tool runs."""
+    body = modern_body(1, "tools/call", {"name": "slow", "arguments": {"seconds": 1.0}})
+    headers = modern_headers("tools/call", "slow")
+    nursery.start_soon(partial(http.post, url, content=body, headers=headers))
+    while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
+        await trio.sleep(0.01)
+
+
 async def test_200_slow_calls_against_a_cap_of_20(
     start_server: StartServer, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -370,16 +381,9 @@ async def test_a_refused_post_is_answered_before_its_body(
     port = int(url.split(":")[2].split("/")[0])
     big = b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"x": "'
     big += b"y" * (3 * 1024 * 1024) + b'"}}'
-    slow_call = modern_body(1, "tools/call", {"name": "slow", "arguments": {"seconds": 1.0}})
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                partial(
-                    http.post, url, content=slow_call, headers=modern_headers("tools/call", "slow")
-                )
-            )
-            while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
-                await trio.sleep(0.01)
+            await occupy(nursery, http, url, running)
             # A plain HTTP/1.1 client (h11) that announces 3 MiB and sends 1 KiB: the
             # answer comes without the rest, then the connection ends (Hypercorn does
             # not read a body the app left), and the server goes on serving.
@@ -419,17 +423,7 @@ async def test_a_false_discover_header_buys_no_way_around_the_cap(
     url = await start_server(app)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                lambda: http.post(
-                    url,
-                    content=modern_body(
-                        1, "tools/call", {"name": "slow", "arguments": {"seconds": 1.0}}
-                    ),
-                    headers=modern_headers("tools/call", "slow"),
-                )
-            )
-            while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
-                await trio.sleep(0.01)
+            await occupy(nursery, http, url, running)
             for method in ("server/discover", "subscriptions/listen"):
                 lying = await http.post(
                     url,
@@ -518,18 +512,13 @@ async def test_the_caps_are_exported_as_metrics(
         options=ServerOptions(call_limits=limits, metrics_path="/metrics", refusal_delay=0),
     )
     url = await start_server(app)
-    slow_call = modern_body(1, "tools/call", {"name": "slow", "arguments": {"seconds": 1.0}})
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                partial(
-                    http.post, url, content=slow_call, headers=modern_headers("tools/call", "slow")
-                )
-            )
-            while running[0] == 0:  # noqa: ASYNC110 - the handler's own counter
-                await trio.sleep(0.01)
+            await occupy(nursery, http, url, running)
             refused = await http.post(
-                url, content=slow_call, headers=modern_headers("tools/call", "slow")
+                url,
+                content=modern_body(2, "tools/call", {"name": "slow", "arguments": {}}),
+                headers=modern_headers("tools/call", "slow"),
             )
             assert refused.status_code == 429  # the same client (127.0.0.1) is over its 1
             text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text

@@ -16,32 +16,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from trio_mcp_sessions import (
-    CallLimits,
-    McpServer,
-    RateLimit,
-    ServerOptions,
-    StreamableHTTPApp,
-)
+from test_call_budget import META, make_server
+from trio_mcp_sessions import CallLimits, RateLimit, ServerOptions, StreamableHTTPApp
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
-
-META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {},
-}
-
-
-def make_server() -> McpServer:
-    server = McpServer("garbage")
-
-    @server.tool()
-    def echo(text: str) -> str:
-        """Echo."""
-        return text
-
-    return server
 
 
 def modern(
