@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import trio
+
 from .._errors import BudgetExceeded, ServiceUnavailable
 from .._protocol._era import (
     MODERN_VERSIONS,
@@ -107,7 +109,10 @@ async def post_modern(
         # spends only from its own: a probe refused by the call budget would
         # send a dual-era client back to the handshake for good.
         try:
-            await calls.admit(info, request.method, tool)
+            try:
+                calls.admit_nowait(info, request.method, tool)
+            except trio.WouldBlock:  # shared budgets: ask the shared limiter
+                await calls.admit(info, request.method, tool)
         except BudgetExceeded as exc:  # 429 + Retry-After, naming the budget
             raise _budget_refusal(exc, request_id) from None
     if listen:
