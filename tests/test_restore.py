@@ -27,6 +27,8 @@ from trio_mcp_sessions import (
     InMemoryEventStore,
     InMemorySessionStore,
     McpServer,
+    RateLimit,
+    RateLimited,
     RequestInfo,
     RestoreOutcome,
     SessionLimits,
@@ -253,6 +255,30 @@ async def test_a_restore_counts_against_the_cap(autojump_clock: trio.testing.Moc
             await second.restore_session(moving, INFO)
         assert second.statistics().refused_by_reason == {"capacity": 1}
         assert second.statistics().slots_held == 1
+
+
+async def test_a_restore_is_not_charged_to_the_creation_rate_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After a restart every client comes back at once: its session is no new creation."""
+    sessions = InMemorySessionStore()
+    server, _ = make_server()
+    limits = SessionLimits(rate_limit_per_client=RateLimit(1, 60))
+    async with (
+        BoundedSessionManager(server, session_store=sessions, limits=limits) as first,
+        BoundedSessionManager(server, session_store=sessions, limits=limits) as second,
+    ):
+        moving = [await open_on(first)]
+        await trio.sleep(61)
+        moving.append(await open_on(first))  # the client's budget (1 a minute) spent again
+        await trio.testing.wait_all_tasks_blocked()
+        for session_id in moving:
+            assert await second.restore_session(session_id, INFO) is RestoreOutcome.RESTORED
+        await open_on(second)  # its own budget is untouched by the two restores
+        with pytest.raises(RateLimited):
+            await open_on(second)
+        stats = second.statistics()
+        assert (stats.restored, stats.refused_by_reason) == (2, {"rate_limit": 1})
 
 
 async def test_store_faults_degrade_and_recover(autojump_clock: trio.testing.MockClock) -> None:

@@ -500,12 +500,14 @@ class BoundedSessionManager:
     async def restore_session(self, session_id: str, info: RequestInfo) -> RestoreOutcome:
         """Bring back a session from the session store: single-flight per id.
 
-        The restore is admitted like a new session (rate limits, cap,
-        eviction), then ``initialize`` is replayed with ``is_restored=True``.
+        The restore takes a slot like a new session (the cap, the eviction
+        policy) but is not charged to the creation rate limits (it creates
+        nothing new for its client); then ``initialize`` is replayed with
+        ``is_restored=True``.
 
         Raises:
             StoreUnavailable: The store could not be read (answer 503).
-            RateLimited, TooManySessions, ServiceUnavailable: Not admitted.
+            TooManySessions, ServiceUnavailable: Not admitted.
         """
         return await self._restorer.restore(session_id, info)
 

@@ -1,4 +1,9 @@
-"""Restoring a session from its stored record: single-flight per id, admitted like a new one."""
+"""Restoring a session from its stored record: single-flight per id, admitted under the cap.
+
+A restore takes a slot like a new session (the cap and the eviction policy
+hold), but is not charged to the creation rate limits: it creates nothing
+new for its client, and after a restart every client comes back at once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import trio
 
 from .._interface import CloseReason, RestoreOutcome
 from .._protocol._jsonrpc import ErrorResponse
+from ._admission import Receipt
 
 if TYPE_CHECKING:
     from .._interface import RequestInfo
@@ -69,8 +75,8 @@ class Restorer:
         if loaded is None:
             return RestoreOutcome.NOT_FOUND
         record, request, client = loaded
-        receipt = await self._admission.admit(info)
-        session = await manager._open(session_id, info, receipt)
+        # Not charged to the creation budget (an empty receipt): see the module.
+        session = await manager._open(session_id, info, Receipt())
         self._admission.settle(session_id)
         reply = await session.restore(request, client, record.log_level, record.subscriptions)
         if isinstance(reply, ErrorResponse):
