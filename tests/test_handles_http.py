@@ -202,7 +202,9 @@ async def test_an_idle_cart_expires(
 async def test_handle_counts_are_exported_as_metrics(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip(
+        "prometheus_client", reason="metrics need the [metrics] extra (in [dev]): prometheus-client"
+    )
     with trio.fail_after(20):
         example = load_example("cart_server")
         app = StreamableHTTPApp(

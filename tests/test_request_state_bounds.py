@@ -328,7 +328,9 @@ def test_the_command_line_sets_the_round_bounds() -> None:
 async def test_over_http_the_refusals_are_400s_and_counted_in_the_metrics(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip(
+        "prometheus_client", reason="metrics need the [metrics] extra (in [dev]): prometheus-client"
+    )
     from test_request_state_keys import META, call
     from test_request_state_keys import make_server as asking_server
 

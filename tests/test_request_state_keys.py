@@ -110,7 +110,9 @@ def test_a_bad_key_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
 async def test_rounds_and_refused_states_are_exported_as_metrics(
     start_server: StartServer, http: httpx.AsyncClient
 ) -> None:
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip(
+        "prometheus_client", reason="metrics need the [metrics] extra (in [dev]): prometheus-client"
+    )
     with trio.fail_after(10):
         url = await start_server(StreamableHTTPApp(make_server(), metrics_path="/metrics"))
         params = {"_meta": META, "name": "ask", "arguments": {}}

@@ -194,3 +194,11 @@ def test_the_command_line_freezes_startup_objects_unless_told_not_to() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()  # this test process is not a server
+
+
+def test_cli_says_its_version() -> None:
+    from trio_mcp_sessions import __version__
+
+    result = subprocess.run(_cli("--version"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"trio-mcp-sessions {__version__}"

@@ -182,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m trio_mcp_sessions",
         description="Serve an MCP server over Streamable HTTP on Hypercorn's trio worker.",
     )
+    from . import __version__  # the package is imported by the time its CLI is
+
+    parser.add_argument("--version", action="version", version=f"trio-mcp-sessions {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="serve an McpServer (module:attr or file.py:attr)")
     run.add_argument("target", help="module:attr or path/to/file.py:attr")
