@@ -12,9 +12,10 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Final, NoReturn, get_args
 
 import trio
+from hypercorn.config import Config
 
 from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
@@ -44,21 +45,34 @@ def load_target(spec: str) -> McpServer | StreamableHTTPApp:
     attr = attr or "server"
     if module_name.endswith(".py") or "/" in module_name:
         path = Path(module_name).resolve()
+        if not path.is_file():
+            raise SystemExit(f"error: {module_name}: no such file (the target is FILE.py:NAME)")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         if module_spec is None or module_spec.loader is None:
-            raise SystemExit(f"cannot load {path}")
+            raise SystemExit(f"error: cannot load {path}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module
         module_spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # the module was found; something it imports was not: its traceback
+            raise SystemExit(
+                f"error: no module named {module_name!r} "
+                "(the target is MODULE:NAME or FILE.py:NAME)"
+            ) from None
     target: Any = module
     for part in attr.split("."):
-        target = getattr(target, part)
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise SystemExit(f"error: {module_name} has no {attr!r}") from None
     if callable(target) and not isinstance(target, (McpServer, StreamableHTTPApp)):
         target = target()
     if not isinstance(target, (McpServer, StreamableHTTPApp)):
-        raise SystemExit(f"{spec} is neither an McpServer nor a StreamableHTTPApp")
+        raise SystemExit(f"error: {spec} is neither an McpServer nor a StreamableHTTPApp")
     return target
 
 
@@ -174,11 +188,49 @@ def _call_limits_given(args: argparse.Namespace) -> bool:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (not the whole usage of some sixty options), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Each option's help says its default, unless it says one already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" not in text
+            and action.default not in (None, argparse.SUPPRESS, False)
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+#: The options that apply to any target (a server, or an app built in code).
+_SERVE_OPTIONS: Final = frozenset(
+    {
+        "command",
+        "target",
+        "bind",
+        "graceful_timeout",
+        "backlog",
+        "header_timeout",
+        "gc_freeze",
+        "log_level",
+        "certfile",
+        "keyfile",
+    }
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     # Every default is read from where it lives (ServerOptions, SessionLimits, ...).
     options = ServerOptions()
     defaults = options.limits
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m trio_mcp_sessions",
         description="Serve an MCP server over Streamable HTTP on Hypercorn's trio worker.",
     )
@@ -186,7 +238,14 @@ def _parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"trio-mcp-sessions {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="serve an McpServer (module:attr or file.py:attr)")
+    run = sub.add_parser(
+        "serve",
+        help="serve an McpServer (module:attr or file.py:attr)",
+        formatter_class=_DefaultsHelp,
+        description="Serve an McpServer, or a StreamableHTTPApp built in code (then only "
+        "--bind, --graceful-timeout, --backlog, --header-timeout, --certfile/--keyfile, "
+        "--gc-freeze and --log-level apply; the app's own options are set where it is built).",
+    )
     run.add_argument("target", help="module:attr or path/to/file.py:attr")
     run.add_argument("--bind", action="append", help=f"host:port (repeatable; default {BIND})")
     run.add_argument("--path", default=options.path, help=f"endpoint path (default {options.path})")
@@ -196,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
         default=options.reply_mode,
         help=f"default {options.reply_mode}",
     )
-    run.add_argument("--max-sessions", type=int, default=defaults.max_sessions)
+    run.add_argument(
+        "--max-sessions", type=int, default=defaults.max_sessions, help="live sessions at most"
+    )
     run.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, help="seconds")
     run.add_argument("--init-timeout", type=float, default=defaults.init_timeout, help="seconds")
     run.add_argument(
@@ -404,7 +465,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-event-store", action="store_true", help="disable SSE resumption")
     run.add_argument("--allowed-host", action="append", help="allowed Host value (repeatable)")
     run.add_argument("--allowed-origin", action="append", help="allowed Origin (repeatable)")
-    run.add_argument("--max-body-bytes", type=int, default=options.max_body_bytes)
+    run.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=options.max_body_bytes,
+        help="larger POST bodies get 413",
+    )
     run.add_argument("--retry-ms", type=int, default=options.retry_ms, help="SSE retry hint (ms)")
     run.add_argument("--graceful-timeout", type=float, default=GRACEFUL_TIMEOUT, help="seconds")
     run.add_argument(
@@ -464,7 +530,15 @@ def _parser() -> argparse.ArgumentParser:
         help="once serving, move what startup made out of the garbage collector's way "
         "(gc.freeze: shorter collection pauses under load; default on)",
     )
-    run.add_argument("--log-level", default="info", help="debug, info, warning, ...")
+    run.add_argument("--certfile", default=None, help="serve TLS (https) with this certificate")
+    run.add_argument("--keyfile", default=None, help="the certificate's private key")
+    run.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="the level of what is logged",
+    )
     return parser
 
 
@@ -582,7 +656,62 @@ def listen_limits_from(args: argparse.Namespace) -> ListenLimits:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The command line: exit status 0, or 2 with one line on stderr for an ordinary mistake."""
+    try:
+        return _main(argv)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise  # argparse's own (usage errors, --help, --version)
+        message = exc.code if exc.code.startswith("error: ") else f"error: {exc.code}"
+        print(message, file=sys.stderr)
+        return 2
+
+
+def _refuse_unused_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An app built in code has its options already: a flag for them would be silently ignored."""
+    defaults = parser.parse_args(["serve", args.target])
+    given = [
+        name
+        for name, value in vars(args).items()
+        if name not in _SERVE_OPTIONS and value != getattr(defaults, name, value)
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
+        raise SystemExit(
+            f"error: {args.target} is an app built in code: {flags} would not apply to it; "
+            "set them where the app is built, or serve its McpServer"
+        )
+
+
+def _check_extras(args: argparse.Namespace) -> None:
+    """A missing optional dependency, named with the command that installs it."""
+    for wanted, module, extra in (
+        (args.redis, "coredis", "redis"),
+        (args.metrics_path, "prometheus_client", "metrics"),
+    ):
+        if wanted and not _importable(module):
+            option = "--redis" if extra == "redis" else "--metrics-path"
+            raise SystemExit(
+                f"error: {option} needs the {extra} extra: pip install 'trio-mcp-sessions[{extra}]'"
+            )
+    if bool(args.certfile) != bool(args.keyfile):
+        raise SystemExit("error: TLS needs both --certfile and --keyfile")
+    for name in ("certfile", "keyfile"):
+        path = getattr(args, name)
+        if path and not Path(path).is_file():
+            raise SystemExit(f"error: --{name} {path}: no such file")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked module counts as missing
+        return False
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -593,8 +722,17 @@ def main(argv: list[str] | None = None) -> int:
         positive_seconds("header_timeout", args.header_timeout)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    _check_extras(args)
     target = load_target(args.target)
+    if not isinstance(target, McpServer):
+        _refuse_unused_options(parser, args)
     binds = args.bind or [BIND]
+    config: Config | None = None
+    if args.certfile:
+        config = Config()
+        config.certfile, config.keyfile = args.certfile, args.keyfile
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
     options: ServerOptions | None = None
     arguments: AppArguments = {}
     if isinstance(target, McpServer):
@@ -620,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
                     graceful_timeout=args.graceful_timeout,
                     backlog=args.backlog,
                     header_timeout=args.header_timeout,
+                    config=config,
                     task_status=task_status,
                     **arguments,
                 )

@@ -19,7 +19,7 @@ import signal
 import socket
 import struct
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Unpack
+from typing import TYPE_CHECKING, Any, Final, Unpack, overload
 
 import trio
 from hypercorn.config import Config
@@ -310,6 +310,32 @@ async def _worker_serve(
         lifespan_nursery.cancel_scope.cancel()
 
 
+class _Announcing:
+    """Logs where the server listens, and how it stops, as it reports the URLs it is bound to."""
+
+    __slots__ = ("_inner", "_path", "_stops_on")
+
+    def __init__(self, inner: trio.TaskStatus[list[str]], path: str, stops_on: str) -> None:
+        self._inner = inner
+        self._path = path
+        self._stops_on = stops_on
+
+    @overload
+    def started(self) -> None: ...
+    @overload
+    def started(self, value: list[str]) -> None: ...
+    def started(self, value: list[str] | None = None) -> None:
+        for url in value or ():
+            logger.info(
+                "serving MCP on %s%s (stops on %s)",
+                url,
+                self._path,
+                self._stops_on,
+                extra={"url": f"{url}{self._path}"},
+            )
+        self._inner.started(value or [])
+
+
 async def serve(
     target: McpServer | StreamableHTTPApp,
     *,
@@ -381,6 +407,9 @@ async def serve(
         # Through logging, so the application's configuration decides (no duplicates).
         cfg.errorlog = logging.getLogger("hypercorn.error")
     trigger = shutdown_trigger or wait_for_shutdown_signal
+    task_status = _Announcing(
+        task_status, app.path, "SIGINT or SIGTERM" if shutdown_trigger is None else "its trigger"
+    )
     own_worker = _OWN_WORKER and not cfg.quic_bind
     connections = Connections() if own_worker else None
 
