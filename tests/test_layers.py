@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "trio_mcp_sessions"
 
 #: Who may import whom: (module prefixes of the layer, runtime imports, type-only imports).
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "entry points": (("<pkg>", "__main__", "_cli", "_serve"), ("",), ("",)),
+    "entry points": (("<pkg>", "__main__", "_cli", "_serve", "testing"), ("",), ("",)),
     "transport": (
         ("_transport", "_metrics"),
         ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors", "_options"),

@@ -123,8 +123,20 @@ PUBLIC = {
 
 
 def test_public_names_are_exactly_the_pinned_ones() -> None:
-    names = {name for name in dir(trio_mcp_sessions) if not name.startswith("_")}
+    names = {
+        name
+        for name in dir(trio_mcp_sessions)
+        if not name.startswith("_") and not inspect.ismodule(getattr(trio_mcp_sessions, name))
+    }
     assert names == PUBLIC
+
+
+def test_the_testing_module_is_public_and_pinned() -> None:
+    import trio_mcp_sessions.testing as testing
+
+    assert set(testing.__all__) == {"McpTestClient", "TestResponse", "open_test_client"}
+    for name in testing.__all__:
+        assert getattr(testing, name).__doc__, name
 
 
 def test_public_objects_present_themselves_as_public() -> None:
