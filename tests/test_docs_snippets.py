@@ -13,6 +13,8 @@ comment (``% test: KIND``) on the line before it, and this module checks each:
 from __future__ import annotations
 
 import re
+import shutil
+import ssl
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +24,9 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from hypercorn.config import Config
 
+import trio_mcp_sessions
 from _harness import messages
 from conftest import INIT_HEADERS, initialize_body
 from trio_mcp_sessions import RequestInfo, serve
@@ -144,3 +148,40 @@ async def test_the_testing_how_to_clock_tests_pass(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     await _testing_module()[name](autojump_clock)
+
+
+def test_the_api_reference_documents_every_public_name() -> None:
+    reference = (DOCS / "reference.rst").read_text()
+    documented = set(re.findall(r"^\.\. (?:auto\w+|py:data):: (\w+)$", reference, re.M))
+    public = {name for name in dir(trio_mcp_sessions) if not name.startswith("_")}
+    assert documented == public
+
+
+async def test_tls_from_a_hypercorn_config_as_the_deploying_page_says(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = [
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+    ]  # fmt: skip
+    with trio.fail_after(60):
+        await trio.run_process(openssl, capture_stdout=True, capture_stderr=True)
+    config = Config()
+    config.certfile, config.keyfile = str(cert), str(key)
+    stop = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            serving = partial(
+                serve, _quickstart().server, bind="127.0.0.1:0", config=config,
+                shutdown_trigger=stop.wait,
+            )  # fmt: skip
+            [url] = await nursery.start(serving)
+            assert url.startswith("https://")
+            async with httpx.AsyncClient(
+                timeout=10, verify=ssl.create_default_context(cafile=cert)
+            ) as http:
+                reply = await http.post(f"{url}/mcp", json=initialize_body(), headers=INIT_HEADERS)
+            assert reply.status_code == 200
+            stop.set()
