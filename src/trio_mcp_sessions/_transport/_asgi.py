@@ -151,6 +151,15 @@ class StreamableHTTPApp:
     session manager from the ASGI lifespan, so the manager's nursery lives as
     long as the server.
 
+    The keyword arguments named like a field of :class:`ServerOptions`
+    (``path``, ``reply_mode``, ``max_body_bytes``, ``input_limits``,
+    ``retry_ms``, ``limits``, ``call_limits``, ``store_timeout``,
+    ``store_failure_threshold``, ``store_probe_after``, ``metrics_path``,
+    ``host_policy``, ``request_timeout``, ``max_request_time``,
+    ``body_timeout``) each override that field of *options* (``None``, the
+    default, keeps it), so ``StreamableHTTPApp(server, path="/x")`` is
+    ``StreamableHTTPApp(server, options=ServerOptions(path="/x"))``.
+
     Args:
         server: The :class:`McpServer` to serve (ignored for handlers when a
             *manager* is given, which already has one).
@@ -180,13 +189,6 @@ class StreamableHTTPApp:
             input-required rounds (:class:`RequestStateCodec`). Instances
             behind one endpoint must share its keys; the default makes a
             random key per process.
-        path, reply_mode, max_body_bytes, input_limits, retry_ms, limits,
-        call_limits, store_timeout, store_failure_threshold, store_probe_after,
-        metrics_path, host_policy, request_timeout, max_request_time,
-        body_timeout: Each overrides that field of *options*
-            (``None``, the default, keeps it), so ``StreamableHTTPApp(server,
-            path="/x")`` is ``StreamableHTTPApp(server,
-            options=ServerOptions(path="/x"))``.
         relay: Carries ``notify_all`` / ``notify_resource_updated`` changes to
             the other instances (built-in manager), e.g. :class:`RedisBroadcast`.
         listen_limits: The bounds of ``subscriptions/listen`` streams
