@@ -526,13 +526,16 @@ def load_example(name: str) -> ModuleType:
     """A fresh copy of ``examples/<name>.py`` (executed again: its server and app are new).
 
     For a packaged example the package's module is executed again (the file in
-    ``examples/`` would only re-export the one imported copy).
+    ``examples/`` would only re-export the one imported copy). Found, not
+    imported: an imported ``trio_mcp_sessions.examples`` would become an
+    attribute of the package and change ``dir(trio_mcp_sessions)``.
     """
     path = EXAMPLES / f"{name}.py"
     if name in PACKAGED_EXAMPLES:
-        import trio_mcp_sessions.examples
-
-        path = Path(trio_mcp_sessions.examples.__file__).parent / f"{PACKAGED_EXAMPLES[name]}.py"
+        package = importlib.util.find_spec("trio_mcp_sessions.examples")
+        assert package is not None
+        assert package.submodule_search_locations
+        path = Path(package.submodule_search_locations[0]) / f"{PACKAGED_EXAMPLES[name]}.py"
     spec = importlib.util.spec_from_file_location(f"example_{name}", path)
     assert spec is not None
     assert spec.loader is not None

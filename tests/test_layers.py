@@ -11,6 +11,8 @@ the looser rule of each layer.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,6 @@ def test_the_package_never_imports_the_examples() -> None:
     for path in MODULES:
         runtime, type_only = _imports(path)
         assert not any(_under(t, ("examples",)) for t in runtime | type_only), path
+    # And at run time (the imports of the libraries it uses included).
+    check = "import sys, trio_mcp_sessions; assert 'trio_mcp_sessions.examples' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
