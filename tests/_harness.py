@@ -517,10 +517,26 @@ def initialize_with(key: str, value: Any) -> dict[str, Any]:
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+#: ``examples/<name>.py`` files that only re-export a module of ``trio_mcp_sessions.examples``
+#: (the one copy of the code, shipped in the package).
+PACKAGED_EXAMPLES = {"notes_server": "notes", "booking_server": "booking", "cart_server": "cart"}
+
 
 def load_example(name: str) -> ModuleType:
-    """A fresh copy of ``examples/<name>.py`` (executed again: its server and app are new)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    """A fresh copy of ``examples/<name>.py`` (executed again: its server and app are new).
+
+    For a packaged example the package's module is executed again (the file in
+    ``examples/`` would only re-export the one imported copy). Found, not
+    imported: an imported ``trio_mcp_sessions.examples`` would become an
+    attribute of the package and change ``dir(trio_mcp_sessions)``.
+    """
+    path = EXAMPLES / f"{name}.py"
+    if name in PACKAGED_EXAMPLES:
+        package = importlib.util.find_spec("trio_mcp_sessions.examples")
+        assert package is not None
+        assert package.submodule_search_locations
+        path = Path(package.submodule_search_locations[0]) / f"{PACKAGED_EXAMPLES[name]}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

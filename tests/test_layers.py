@@ -11,6 +11,8 @@ the looser rule of each layer.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,7 +146,9 @@ def _layer_of(module: str) -> str:
     return max(matches)[1]
 
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+#: The shipped example servers: user code, outside the layers (see the tests below).
+EXAMPLES = PACKAGE / "examples"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if EXAMPLES not in p.parents)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
@@ -178,3 +182,26 @@ def test_the_rules_can_fail() -> None:
     assert _layer_of("_transport._asgi") == "transport"
     assert _layer_of("_options") == "options"
     assert not _under("_manager._manager", LAYERS["options"][1])
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.stem)
+def test_the_examples_use_only_the_public_api(path: Path) -> None:
+    # They are what a user copies: ``from trio_mcp_sessions import ...``, nothing private.
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{path.name}: a relative import"
+            assert node.module != "trio_mcp_sessions" or not any(
+                a.name.startswith("_") for a in node.names
+            ), path.name
+            assert not (node.module or "").startswith("trio_mcp_sessions."), path.name
+        elif isinstance(node, ast.Import):
+            assert not any(a.name.startswith("trio_mcp_sessions") for a in node.names), path.name
+
+
+def test_the_package_never_imports_the_examples() -> None:
+    for path in MODULES:
+        runtime, type_only = _imports(path)
+        assert not any(_under(t, ("examples",)) for t in runtime | type_only), path
+    # And at run time (the imports of the libraries it uses included).
+    check = "import sys, trio_mcp_sessions; assert 'trio_mcp_sessions.examples' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
