@@ -7,7 +7,6 @@ saying where it listens, and TLS from the command line.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from _processes import ServerProcess
 from conftest import INIT_HEADERS, initialize_body
 from trio_mcp_sessions import McpServer, serve
 
@@ -129,32 +129,16 @@ async def test_the_command_line_serves_tls(tmp_path: Path) -> None:
     certificate.private_key_pem.write_to_path(str(keyfile))
     cafile = tmp_path / "ca.pem"
     authority.cert_pem.write_to_path(str(cafile))
-    command = [sys.executable, "-m", "trio_mcp_sessions", "serve", f"{NOTES}:server"]
-    command += ["--bind", "127.0.0.1:0", "--certfile", str(certfile), "--keyfile", str(keyfile)]
-    process = await trio.lowlevel.open_process(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    server = await ServerProcess.start(
+        f"{NOTES}:server", "--certfile", str(certfile), "--keyfile", str(keyfile)
     )
-    assert process.stdout is not None
     try:
+        assert server.url.startswith("https://127.0.0.1:")
+        verify = ssl.create_default_context(cafile=str(cafile))
         with trio.fail_after(30):
-            buffer = b""
-            while b"\n" not in buffer:
-                chunk = await process.stdout.receive_some()
-                assert chunk, "the server exited before printing its URL"
-                buffer += chunk
-            url = buffer.split(b"\n", 1)[0].decode().split()[3]
-            assert url.startswith("https://127.0.0.1:")
-            verify = ssl.create_default_context(cafile=str(cafile))
             async with httpx.AsyncClient(timeout=5, verify=verify) as http:
-                r = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
+                r = await http.post(server.url, json=initialize_body(), headers=INIT_HEADERS)
                 assert r.status_code == 200
-            process.terminate()
-            assert await process.wait() == 0
+            assert await server.stop() == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await server.kill()
