@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -32,3 +33,33 @@ def test_example_file_named_in_the_readme_exists() -> None:
     target = re.search(r"serve (\S+?):", run)
     assert target is not None
     assert (ROOT / target.group(1)).is_file()
+
+
+def _readme_server_block() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## A server in a few lines") :]
+    match = re.search(r"```python\n(.+?)\n```", section, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+async def test_the_readme_s_few_lines_server_runs(tmp_path: Path) -> None:
+    """The README's quick start, as written: importable (its __main__ guard), and it answers."""
+    from trio_mcp_sessions.testing import open_test_client
+
+    path = tmp_path / "weather.py"
+    path.write_text(_readme_server_block())
+    spec = importlib.util.spec_from_file_location("readme_weather", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # serves nothing: the guard
+    async with open_test_client(module.server) as client:
+        info = await client.initialize()
+        assert info["serverInfo"]["name"] == "weather"
+        result = await client.call_tool("forecast", {"city": "Paris", "days": 2})
+        assert result["content"][0]["text"] == "Sunny in Paris for 2 days"
+        prompt = await client.request(
+            "prompts/get", {"name": "trip", "arguments": {"city": "Oslo"}}
+        )
+        assert prompt.status == 200
