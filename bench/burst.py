@@ -21,7 +21,6 @@ import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,6 @@ META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-
-
-@dataclass
-class _Launch:
-    """What ``running_server`` records into (a ``Run``, minus the rest)."""
-
-    log_dir: Path
-    stops: list[dict[str, Any]] = field(default_factory=list)
-    log_problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def burst(server: bench_run.Server, calls: int, wait_ms: float) -> dict[str, Any]:
@@ -127,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--calls must be 1..2000 (each call is a connection)")
     log_dir = bench_run.RESULTS / "logs" / f"burst-{time.strftime('%Y%m%d-%H%M%S')}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    launch = _Launch(log_dir)
+    launch = bench_run.Launch(log_dir)
     results: dict[str, Any] = {
         "machine": bench_run.machine(),
         "calls": args.calls,

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -267,6 +267,15 @@ def per_op(result: dict[str, Any], count_key: str) -> None:
     if n:
         result["server_cpu_ms_per_op"] = round(result["server_cpu_s"] * 1000 / n, 3)
         result["client_cpu_ms_per_op"] = round(result["client_cpu_s"] * 1000 / n, 3)
+
+
+@dataclass
+class Launch:
+    """What :func:`running_server` records into, for a script that has no :class:`Run`."""
+
+    log_dir: Path
+    stops: list[dict[str, Any]] = field(default_factory=list)
+    log_problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Run:

@@ -985,21 +985,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@dataclass
-class _Launch:
-    """What ``bench/run.py``'s ``running_server`` records into (its ``Run``, minus the rest)."""
-
-    log_dir: Path
-    stops: list[dict[str, Any]] = field(default_factory=list)
-    log_problems: list[dict[str, Any]] = field(default_factory=list)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else bench_run.RESULTS / f"soak-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    launch = _Launch(out)
+    launch = bench_run.Launch(out)
     server_args = ["--metrics-path", "/metrics", *args.server_arg]
     if args.sqlite:
         server_args += ["--sqlite", str(out / "soak.db")]
