@@ -242,11 +242,14 @@ def test_the_command_line_sets_the_caps() -> None:
             "8",
             "--inflight-queue-timeout",
             "0.5",
+            "--max-inflight-discover",
+            "8",
         ]
     )
     limits = options_from(args).call_limits
     assert (limits.max_inflight, limits.max_inflight_per_client) == (20, 4)
     assert (limits.max_inflight_queued, limits.inflight_queue_timeout) == (8, 0.5)
+    assert limits.max_inflight_discover == 8
 
 
 # -- over HTTP ----------------------------------------------------------------------------
@@ -626,3 +629,28 @@ async def test_a_429_waits_out_its_delay_without_a_slot_and_the_waits_are_bounde
     assert all(0.5 <= wait <= 1.01 for wait in waits[1:]), waits
     stats = app.statistics()
     assert (stats.refusals_delayed, stats.refusals_delaying) == (2, 0)
+
+
+async def test_server_discover_has_its_own_pool_and_its_cap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A full call cap never refuses a probe; a full probe pool refuses one (503)."""
+    from trio_mcp_sessions.testing import open_test_client
+
+    running, peak = [0], [0]
+    limits = CallLimits(max_inflight=1, max_inflight_discover=1)
+    server = slow_server(running, peak)
+    async with open_test_client(server, protocol_version=MODERN, call_limits=limits) as client:
+        app = client.app
+        calls = app._inflight.acquire_nowait(None)  # the call cap is full
+        assert (await client.request("server/discover")).status == 200
+        assert (await client.request("tools/list")).status == 503
+        probe = app._discover_slots.acquire_nowait(None)  # so is the probe pool now
+        refused = await client.request("server/discover")
+        assert refused.status == 503
+        assert "server/discover probes in flight" in refused.json()["error"]["message"]
+        probe.release()
+        calls.release()
+        stats = app.statistics().inflight_discover
+        assert stats is not None
+        assert (stats.in_flight, stats.refused_busy) == (0, 1)

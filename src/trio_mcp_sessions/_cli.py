@@ -315,6 +315,12 @@ def _parser() -> argparse.ArgumentParser:
         help="requests that may wait in line for a slot at --max-inflight (default 0: none)",
     )
     run.add_argument(
+        "--max-inflight-discover",
+        type=int,
+        default=calls.max_inflight_discover,
+        help="server/discover probes answered at once (their own pool; more get 503)",
+    )
+    run.add_argument(
         "--inflight-queue-timeout",
         type=float,
         default=calls.inflight_queue_timeout,
@@ -569,6 +575,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
                 max_inflight=args.max_inflight,
                 max_inflight_per_client=args.max_inflight_per_client,
                 max_inflight_queued=args.inflight_queue,
+                max_inflight_discover=args.max_inflight_discover,
                 inflight_queue_timeout=args.inflight_queue_timeout,
                 tool_limits=_keyed_limits(
                     args.tool_rate_limit, args.tool_rate_limit_per_client, "tool"
