@@ -24,7 +24,16 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "entry points": (("<pkg>", "__main__", "_cli", "_serve", "testing"), ("",), ("",)),
     "transport": (
         ("_transport", "_metrics"),
-        ("_transport", "_metrics", "_interface", "_streams", "_protocol", "_errors", "_options"),
+        (
+            "_transport",
+            "_metrics",
+            "_interface",
+            "_streams",
+            "_protocol",
+            "_errors",
+            "_options",
+            "_auth",
+        ),
         (
             "_ratelimit",
             "_server._server",
@@ -62,6 +71,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
             "_manager._limits",
             "_stores._guard",
             "_transport._http",
+            "_auth._config",
+            "_auth._types",
         ),
         (),
     ),
@@ -80,6 +91,9 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     # Bounded handles: a library for tool code, on the server API's errors and
     # the stores' plumbing (a SQLite database, a Redis client).
     "handles": (("_handles",), ("_handles", "_errors", "_server", "_stores"), ()),
+    # The OAuth 2.1 resource server: plain data and the challenges' arithmetic,
+    # and the verifiers (their own HTTP client); the transport asks it.
+    "auth": (("_auth",), ("_auth", "_errors", "_protocol", "_ratelimit"), ()),
     "stores": (("_stores",), ("_stores", "_errors"), ("_ratelimit",)),
     "interface": (("_interface", "_streams"), ("_errors",), ("_protocol", "_streams")),
     "protocol core": (("_protocol", "_errors", "_ratelimit"), ("_protocol",), ()),

@@ -1,0 +1,7 @@
+"""OAuth 2.1 resource server (MCP Authorization): verified tokens, challenges, metadata, scopes."""
+
+from ._types import InvalidToken as InvalidToken
+from ._types import RunnableVerifier as RunnableVerifier
+from ._types import TokenVerifier as TokenVerifier
+from ._types import VerifiedToken as VerifiedToken
+from ._types import VerifierUnavailable as VerifierUnavailable
