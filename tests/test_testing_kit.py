@@ -8,7 +8,13 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sessions import Context, McpServer, ServerOptions, SessionLimits
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    Context,
+    McpServer,
+    ServerOptions,
+    SessionLimits,
+)
 from trio_mcp_sessions.testing import (
     McpTestClient,
     TestEvent,
@@ -90,6 +96,7 @@ async def test_the_session_s_get_stream_delete_and_404(
     async with open_test_client(make_server()) as client:
         await client.initialize()
         manager = client.app.manager
+        assert isinstance(manager, BoundedSessionManager)
         async with client.open_get_stream() as stream:
             assert isinstance(stream, TestStream)
             assert (stream.status, stream.headers["content-type"]) == (200, "text/event-stream")
