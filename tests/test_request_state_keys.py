@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
-CAPS = {"elicitation": {}}
+CAPS: dict[str, Any] = {"elicitation": {}}
 META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": CAPS,
