@@ -439,6 +439,14 @@ class McpTestClient:
         this task, so its exceptions come out as they are. An answer that
         stays open (a GET stream) is for :meth:`stream`.
 
+        Args:
+            method: The HTTP method.
+            body: Bytes, or chunks sent one by one: an iterable, or an async
+                iterable (which may sleep between chunks, on the mock clock).
+            path: The path, with a query string if any.
+            headers: Names to values (latin-1), or raw ``(name, value)``
+                byte pairs sent as they are, repeats and odd bytes included.
+
         Raises:
             AssertionError: The app broke the ASGI protocol (a second
                 response start, a body before the start, no answer at all).
