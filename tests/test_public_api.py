@@ -52,6 +52,7 @@ PUBLIC = {
     "InvalidRequestState",
     "KeyedLimit",
     "LATEST_PROTOCOL_VERSION",
+    "LifespanApp",
     "ListenLimits",
     "ListenPolicy",
     "ManagerStatistics",
