@@ -604,3 +604,23 @@ def test_auth_and_a_principal_hook_are_exclusive() -> None:
         StreamableHTTPApp(
             make_server(), auth=resource_server(TableVerifier()), principal=lambda scope: "x"
         )
+
+
+async def test_the_resource_server_in_the_metrics(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    pytest.importorskip("prometheus_client", reason="needs the metrics extra")
+    client, verifier, _ = await start(start_server, http, metrics_path="/metrics")
+    token = verifier.add("t", "alice", "mcp")
+    await client.post(initialize_body())
+    await client.post(initialize_body(), "bad")
+    await client.post(initialize_body(), token)
+    text = (await http.get(client.origin + "/metrics")).text.splitlines()
+    for line in (
+        'mcp_auth_requests_total{outcome="verified"} 1.0',
+        'mcp_auth_requests_total{outcome="missing"} 1.0',
+        'mcp_auth_requests_total{outcome="invalid"} 1.0',
+        "mcp_auth_failing_keys 1.0",
+        "mcp_listen_ended_token_expired_total 0.0",
+    ):
+        assert line in text, line
