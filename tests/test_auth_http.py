@@ -33,6 +33,7 @@ from trio_mcp_sessions import (
     VerifiedToken,
     VerifierUnavailable,
 )
+from trio_mcp_sessions.testing import open_test_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -653,46 +654,27 @@ def test_hostile_credentials_get_a_clear_answer(
     async def main() -> None:
         verifier = TableVerifier()
         app = StreamableHTTPApp(make_server(), auth=resource_server(verifier), refusal_delay=0)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(app.run)
+        async with open_test_client(app) as client:
             headers = [
-                (b"host", b"127.0.0.1:8000"),
                 (b"accept", b"application/json, text/event-stream"),
                 (b"content-type", b"application/json"),
                 *((b"authorization", v) for v in values),
             ]
-            scope = {
-                "type": "http",
-                "method": method,
-                "path": "/mcp",
-                "query_string": query,
-                "headers": headers,
-                "client": ("127.0.0.1", 5000),
-                "server": ("127.0.0.1", 8000),
-            }
             body = json.dumps(initialize_body()).encode()
-            sent: list[dict[str, Any]] = []
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            await app(scope, receive, send)
-            status = sent[0]["status"]
-            assert status in (400, 401), (status, values, query)
-            header = dict(sent[0]["headers"])[b"www-authenticate"]
-            if status == 400:
-                assert b'error="invalid_request"' in header
+            response = await client.send(
+                method, body, path=f"/mcp?{query.decode()}", headers=headers
+            )
+            assert response.status in (400, 401), (response.status, values, query)
+            header = response.headers["www-authenticate"]
+            if response.status == 400:
+                assert 'error="invalid_request"' in header
             elif verifier.calls:  # a well-formed token, unknown to the verifier
-                assert b'error="invalid_token"' in header
+                assert 'error="invalid_token"' in header
             else:  # no credentials: no error (RFC 6750 3.1)
-                assert b"error=" not in header
+                assert "error=" not in header
             stats = app.statistics().auth
             assert stats is not None
             assert stats.verified == 0
             assert app.manager.statistics().live_sessions == 0  # type: ignore[attr-defined]
-            nursery.cancel_scope.cancel()
 
     trio.run(main)

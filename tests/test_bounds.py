@@ -28,6 +28,7 @@ from trio_mcp_sessions import (
     TooManySessions,
 )
 from trio_mcp_sessions._ratelimit import SlidingWindow, SlidingWindowLimiter
+from trio_mcp_sessions.testing import McpTestClient, open_test_client
 
 # -- configuration ---------------------------------------------------------------------
 
@@ -374,76 +375,66 @@ async def test_200_concurrent_initializes_never_exceed_the_cap(
     assert events.statistics() == (0, 0, 0)
 
 
-async def test_http_429_503_and_404_after_eviction(
-    start_server: StartServer, http: httpx.AsyncClient
-) -> None:
+async def test_http_429_503_and_404_after_eviction(autojump_clock: trio.testing.MockClock) -> None:
     server, _ = make_server()
     app = StreamableHTTPApp(
         server,
         limits=SessionLimits(max_sessions=1, rate_limit_per_client=RateLimit(2, 3600)),
     )
-    url = await start_server(app)
-    first = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
-    victim = first.headers["mcp-session-id"]
-    async with http.stream(
-        "GET", url, headers={"accept": "text/event-stream", "mcp-session-id": victim}
-    ) as stream:
-        # The victim holds a GET stream, so the default policy will not evict it: 503.
-        refused = await http.post(url, json=initialize_body(request_id=7), headers=INIT_HEADERS)
-        assert refused.status_code == 503
-        assert refused.headers["retry-after"] == "5"
-        assert refused.json() == {
-            "jsonrpc": "2.0",
-            "id": 7,
-            "error": {"code": -32000, "message": refused.json()["error"]["message"]},
-        }
-        assert "limit" in refused.json()["error"]["message"]
-        await stream.aclose()
-    with trio.fail_after(5):
-        # The server learns of the closed GET through Hypercorn; wait for it.
-        while manager_of(app).statistics().busy_sessions:  # noqa: ASYNC110
-            await trio.sleep(0.01)
-    second = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
-    assert second.status_code == 200  # the idle victim made room
-    gone = await http.post(
-        url,
-        json={"jsonrpc": "2.0", "id": 3, "method": "ping"},
-        headers={**INIT_HEADERS, "mcp-session-id": victim},
-    )
-    assert gone.status_code == 404
-    assert gone.json()["error"]["code"] == -32001
-    limited = await http.post(url, json=initialize_body(request_id=9), headers=INIT_HEADERS)
-    assert limited.status_code == 429
-    assert 3500 < int(limited.headers["retry-after"]) <= 3600
-    assert limited.json()["id"] == 9
-    assert limited.json()["error"]["code"] == -32000
-    assert "Too Many Requests" in limited.json()["error"]["message"]
+    async with open_test_client(app) as victim:
+        await victim.initialize()
+        other = McpTestClient(app)
+        async with victim.open_get_stream() as stream:
+            assert stream.status == 200
+            # The victim holds a GET stream, so the default policy will not evict it: 503.
+            refused = await other.post(initialize_body(request_id=7))
+            assert refused.status == 503
+            assert refused.headers["retry-after"] == "5"
+            assert refused.json() == {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "error": {"code": -32000, "message": refused.json()["error"]["message"]},
+            }
+            assert "limit" in refused.json()["error"]["message"]
+        # The client left and the app's response returned: the victim is idle now.
+        assert manager_of(app).statistics().busy_sessions == 0
+        second = await other.post(initialize_body())
+        assert second.status == 200  # the idle victim made room
+        gone = await victim.request("ping")
+        assert gone.status == 404
+        assert gone.json()["error"]["code"] == -32001
+        limited = await other.post(initialize_body(request_id=9))
+        assert limited.status == 429
+        assert int(limited.headers["retry-after"]) == 3600  # the mock clock has not moved
+        assert limited.json()["id"] == 9
+        assert limited.json()["error"]["code"] == -32000
+        assert "Too Many Requests" in limited.json()["error"]["message"]
 
 
-async def test_metrics_endpoint(start_server: StartServer, http: httpx.AsyncClient) -> None:
+async def test_metrics_endpoint(autojump_clock: trio.testing.MockClock) -> None:
     server, _ = make_server()
     app = StreamableHTTPApp(server, metrics_path="/metrics", limits=SessionLimits(max_sessions=7))
-    url = await start_server(app)
-    r = await http.post(url, json=initialize_body(), headers=INIT_HEADERS)
-    await http.delete(url, headers={"mcp-session-id": r.headers["mcp-session-id"]})
-    metrics = await http.get(url.replace("/mcp", "/metrics"))
-    assert metrics.status_code == 200
-    assert metrics.headers["content-type"].startswith("text/plain")
-    text = metrics.text
-    assert "mcp_sessions_live 0.0" in text
-    assert "mcp_sessions_max 7.0" in text
-    assert "mcp_sessions_created_total 1.0" in text
-    assert 'mcp_sessions_closed_total{reason="deleted"} 1.0' in text
-    assert "mcp_requests_in_flight 0.0" in text
-    assert "mcp_readers_dropped_total 0.0" in text
-    assert "mcp_connections_cut_total 0.0" in text
-    assert (await http.post(url.replace("/mcp", "/metrics"))).status_code == 405
-    # What the transport refused is counted by status.
-    r = await http.post(url, content=b"{", headers=INIT_HEADERS)
-    assert r.status_code == 400
-    assert app.statistics().refused_by_status == {400: 1, 405: 1}
-    text = (await http.get(url.replace("/mcp", "/metrics"))).text
-    assert 'mcp_http_refused_total{status="400"} 1.0' in text
+    async with open_test_client(app) as client:
+        await client.initialize()
+        assert (await client.delete()).status == 200
+        metrics = await client.send("GET", path="/metrics")
+        assert metrics.status == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        text = metrics.body.decode()
+        assert "mcp_sessions_live 0.0" in text
+        assert "mcp_sessions_max 7.0" in text
+        assert "mcp_sessions_created_total 1.0" in text
+        assert 'mcp_sessions_closed_total{reason="deleted"} 1.0' in text
+        assert "mcp_requests_in_flight 0.0" in text
+        assert "mcp_readers_dropped_total 0.0" in text
+        assert "mcp_connections_cut_total 0.0" in text
+        assert (await client.send("POST", path="/metrics")).status == 405
+        # What the transport refused is counted by status.
+        r = await client.post(b"{")
+        assert r.status == 400
+        assert app.statistics().refused_by_status == {400: 1, 405: 1}
+        text = (await client.send("GET", path="/metrics")).body.decode()
+        assert 'mcp_http_refused_total{status="400"} 1.0' in text
 
 
 async def test_shared_rate_limiter_falls_back_to_local_windows(

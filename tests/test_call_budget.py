@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
-
 import pytest
 import trio
+import trio.testing
 
 from trio_mcp_sessions import CallLimits, McpServer, RateLimit, ServerOptions, StreamableHTTPApp
 from trio_mcp_sessions._cli import _parser, options_from
-
-if TYPE_CHECKING:
-    import httpx
-
-    from conftest import StartServer
+from trio_mcp_sessions.testing import open_test_client
 
 pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
+MODERN = "2026-07-28"
 META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -35,53 +30,40 @@ def make_server() -> McpServer:
     return server
 
 
-async def post(http: httpx.AsyncClient, url: str, method: str, params: dict[str, Any]) -> Any:
-    headers = {
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": method,
-    }
-    if method == "tools/call":
-        headers["mcp-name"] = params["name"]
-    body = {"jsonrpc": "2.0", "id": 9, "method": method, "params": {**params, "_meta": META}}
-    return await http.post(url, content=json.dumps(body), headers=headers)
-
-
 async def test_calls_over_the_budget_get_429_and_discover_stays_free(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(rate_limit_per_client=RateLimit(3, 60))
     app = StreamableHTTPApp(make_server(), options=ServerOptions(call_limits=limits))
-    with trio.fail_after(10):
-        url = await start_server(app)
+    async with open_test_client(app, protocol_version=MODERN) as client:
         call = {"name": "echo", "arguments": {"text": "hi"}}
         for _ in range(3):
-            assert (await post(http, url, "tools/call", call)).status_code == 200
-        refused = await post(http, url, "tools/call", call)
-        assert refused.status_code == 429
-        assert int(refused.headers["retry-after"]) >= 1
+            assert (await client.request("tools/call", call, name="echo")).status == 200
+        refused = await client.request("tools/call", call, name="echo")
+        assert refused.status == 429
+        retry_after = int(refused.headers["retry-after"])
+        assert retry_after >= 1
         error = refused.json()
-        assert error["id"] == 9
+        assert error["id"] == 4
         assert "too many requests" in error["error"]["message"]
         # The probe is never charged to the call budget (it has its own): a
         # refused probe would send a dual-era client back to the handshake.
         for _ in range(10):
-            discover = await post(http, url, "server/discover", {})
-            assert discover.status_code == 200, discover.text
+            discover = await client.request("server/discover")
+            assert discover.status == 200, discover.body
         # Sessions are a different budget: a 2025 client is unaffected.
         assert app.sessionless is not None
         assert app.sessionless.statistics().answered == 3 + 10
+        # Once the window has moved on, calls are served again.
+        await trio.sleep(60)
+        assert (await client.request("tools/call", call, name="echo")).status == 200
 
 
-async def test_without_a_budget_nothing_is_counted(
-    start_server: StartServer, http: httpx.AsyncClient
-) -> None:
-    with trio.fail_after(10):
-        url = await start_server(StreamableHTTPApp(make_server()))
-        call = {"name": "echo", "arguments": {"text": "hi"}}
+async def test_without_a_budget_nothing_is_counted(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_test_client(make_server(), protocol_version=MODERN) as client:
         for _ in range(20):
-            assert (await post(http, url, "tools/call", call)).status_code == 200
+            result = await client.call_tool("echo", {"text": "hi"})  # asserts a 200
+            assert result["content"][0]["text"] == "hi"
 
 
 def test_the_command_line_sets_the_call_budget() -> None:

@@ -1,16 +1,16 @@
 """Keyed call budgets of 2026-07-28 requests: per method, per tool, discover's own, shared.
 
 The arithmetic is sans-IO (:class:`CallWindows`, plain numbers, a hypothesis
-model); the answers are checked over real HTTP (Hypercorn on 127.0.0.1), the
-sharing with a real ``redis-server``.
+model); the HTTP answers are checked through the app in process (the test
+kit, on trio's mock clock where no Redis is involved), the sharing with a
+real ``redis-server``.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import trio
@@ -33,11 +33,7 @@ from trio_mcp_sessions import (
 )
 from trio_mcp_sessions._cli import _open_stores, _parser, options_from
 from trio_mcp_sessions._manager._budgets import CallWindows
-
-if TYPE_CHECKING:
-    import httpx
-
-    from conftest import StartServer
+from trio_mcp_sessions.testing import McpTestClient, TestResponse, open_test_client
 
 pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
@@ -64,36 +60,30 @@ def make_server() -> McpServer:
 
 
 async def post(
-    http: httpx.AsyncClient,
-    url: str,
+    client: McpTestClient,
     method: str,
     params: dict[str, Any] | None = None,
     *,
     mcp_name: str | None = None,
     user: str | None = None,
-) -> httpx.Response:
+) -> TestResponse:
     params = params or {}
-    headers = {
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": method,
-    }
+    headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": method}
     if method == "tools/call":
         headers["mcp-name"] = mcp_name or params["name"]
     if user is not None:
         headers["x-user"] = user
     body = {"jsonrpc": "2.0", "id": 9, "method": method, "params": {**params, "_meta": META}}
-    return await http.post(url, content=json.dumps(body), headers=headers)
+    return await client.post(body, headers=headers)
 
 
 def call(name: str) -> dict[str, Any]:
     return {"name": name, "arguments": {"text": "hi"}}
 
 
-def assert_refused(response: httpx.Response, **budget: str) -> dict[str, Any]:
+def assert_refused(response: TestResponse, **budget: str) -> dict[str, Any]:
     """429, Retry-After, and a JSON-RPC error that names *budget* and nothing else."""
-    assert response.status_code == 429, response.text
+    assert response.status == 429, response.body
     retry_after = int(response.headers["retry-after"])
     assert retry_after >= 1
     error = response.json()["error"]
@@ -293,30 +283,29 @@ def test_no_budget_is_ever_exceeded(
 
 
 async def test_a_tool_over_its_budget_gets_429_naming_the_tool(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(tool_limits={"expensive": KeyedLimit(per_client=RateLimit(2, 60))})
     app = StreamableHTTPApp(
         make_server(), options=ServerOptions(call_limits=limits, metrics_path="/metrics")
     )
-    with trio.fail_after(10):
-        url = await start_server(app)
+    async with open_test_client(app) as client:
         for _ in range(2):
-            assert (await post(http, url, "tools/call", call("expensive"))).status_code == 200
-        refused = await post(http, url, "tools/call", call("expensive"))
+            assert (await post(client, "tools/call", call("expensive"))).status == 200
+        refused = await post(client, "tools/call", call("expensive"))
         error = assert_refused(refused, budget="tool", scope="per_client", name="expensive")
         assert error["message"] == (
             "Too Many Requests: too many calls of tool 'expensive' from this client; slow down"
         )
         assert refused.json()["id"] == 9
         # Other tools, other methods and the probe are not this budget.
-        assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
-        assert (await post(http, url, "tools/list")).status_code == 200
+        assert (await post(client, "tools/call", call("echo"))).status == 200
+        assert (await post(client, "tools/list")).status == 200
         stats = app.call_statistics()
         assert stats.refused == {Budget("tool", "expensive", per_client=True): 1}
         assert stats.admitted == 2  # the others had no budget to spend from
         assert stats.tracked_keys == 1
-        metrics = (await http.get(url.replace("/mcp", "/metrics"))).text
+        metrics = (await client.send("GET", path="/metrics")).body.decode()
         assert (
             'mcp_call_budget_refused_total{budget="tool",name="expensive",scope="per_client"} 1.0'
             in metrics
@@ -325,20 +314,19 @@ async def test_a_tool_over_its_budget_gets_429_naming_the_tool(
 
 
 async def test_the_tool_name_counts_only_once_the_header_matches_the_body(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(tool_limits={"expensive": KeyedLimit(total=RateLimit(1, 60))})
     app = StreamableHTTPApp(make_server(), options=ServerOptions(call_limits=limits))
-    with trio.fail_after(10):
-        url = await start_server(app)
+    async with open_test_client(app) as client:
         # A header naming another tool than the body is refused before any budget.
         for header, body in (("expensive", "echo"), ("echo", "expensive")):
-            mismatch = await post(http, url, "tools/call", call(body), mcp_name=header)
-            assert mismatch.status_code == 400, mismatch.text
+            mismatch = await post(client, "tools/call", call(body), mcp_name=header)
+            assert mismatch.status == 400, mismatch.body
         assert app.call_statistics().admitted == 0
-        assert (await post(http, url, "tools/call", call("expensive"))).status_code == 200
+        assert (await post(client, "tools/call", call("expensive"))).status == 200
         assert_refused(
-            await post(http, url, "tools/call", call("expensive")),
+            await post(client, "tools/call", call("expensive")),
             budget="tool",
             scope="global",
             name="expensive",
@@ -346,48 +334,46 @@ async def test_the_tool_name_counts_only_once_the_header_matches_the_body(
 
 
 async def test_a_method_budget_and_the_call_budget(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(
         rate_limit=RateLimit(4, 60),
         method_limits={"tools/list": KeyedLimit(total=RateLimit(1, 60))},
     )
     app = StreamableHTTPApp(make_server(), options=ServerOptions(call_limits=limits))
-    with trio.fail_after(10):
-        url = await start_server(app)
-        assert (await post(http, url, "tools/list")).status_code == 200
+    async with open_test_client(app) as client:
+        assert (await post(client, "tools/list")).status == 200
         error = assert_refused(
-            await post(http, url, "tools/list"), budget="method", scope="global", name="tools/list"
+            await post(client, "tools/list"), budget="method", scope="global", name="tools/list"
         )
         assert "too many tools/list requests from all clients together" in error["message"]
         for _ in range(3):
-            assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
+            assert (await post(client, "tools/call", call("echo"))).status == 200
         error = assert_refused(
-            await post(http, url, "tools/call", call("echo")), budget="calls", scope="global"
+            await post(client, "tools/call", call("echo")), budget="calls", scope="global"
         )
         assert error["message"].endswith("too many requests from all clients together; slow down")
 
 
 async def test_clients_have_their_own_windows_and_see_only_their_own(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(rate_limit_per_client=RateLimit(1, 60), rate_limit_key=by_user)
     app = StreamableHTTPApp(make_server(), options=ServerOptions(call_limits=limits))
-    with trio.fail_after(10):
-        url = await start_server(app)
-        assert (await post(http, url, "tools/call", call("echo"), user="alice")).status_code == 200
-        refused = await post(http, url, "tools/call", call("echo"), user="alice")
+    async with open_test_client(app) as client:
+        assert (await post(client, "tools/call", call("echo"), user="alice")).status == 200
+        refused = await post(client, "tools/call", call("echo"), user="alice")
         assert_refused(refused, budget="calls", scope="per_client")
-        assert "alice" not in refused.text  # not even the client's own key is echoed
-        assert (await post(http, url, "tools/call", call("echo"), user="bob")).status_code == 200
+        assert b"alice" not in refused.body  # not even the client's own key is echoed
+        assert (await post(client, "tools/call", call("echo"), user="bob")).status == 200
         # No key: exempt from every per-client window.
         for _ in range(3):
-            assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
+            assert (await post(client, "tools/call", call("echo"))).status == 200
         assert app.call_statistics().tracked_keys == 2
 
 
 async def test_discover_is_never_throttled_by_the_call_budget_and_has_its_own(
-    start_server: StartServer, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     limits = CallLimits(
         rate_limit=RateLimit(1, 60),
@@ -395,36 +381,36 @@ async def test_discover_is_never_throttled_by_the_call_budget_and_has_its_own(
         discover_limit=KeyedLimit(per_client=RateLimit(5, 1)),
     )
     app = StreamableHTTPApp(make_server(), options=ServerOptions(call_limits=limits))
-    url = await start_server(app)
-    assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
-    assert_refused(
-        await post(http, url, "tools/call", call("echo")), budget="calls", scope="global"
-    )
-    # The call budget is spent; the probe is not charged to it.
-    for _ in range(5):
-        discover = await post(http, url, "server/discover")
-        assert discover.status_code == 200, discover.text
-    refused = await post(http, url, "server/discover")
-    error = assert_refused(refused, budget="discover", scope="per_client")
-    assert "too many server/discover requests from this client" in error["message"]
-    await trio.sleep(1)  # the discover window passes; the call window does not
-    assert (await post(http, url, "server/discover")).status_code == 200
-    assert (await post(http, url, "tools/call", call("echo"))).status_code == 429
-    stats = app.call_statistics()
-    assert stats.refused == {Budget("calls"): 2, Budget("discover", per_client=True): 1}
+    async with open_test_client(app) as client:
+        assert (await post(client, "tools/call", call("echo"))).status == 200
+        assert_refused(
+            await post(client, "tools/call", call("echo")), budget="calls", scope="global"
+        )
+        # The call budget is spent; the probe is not charged to it.
+        for _ in range(5):
+            discover = await post(client, "server/discover")
+            assert discover.status == 200, discover.body
+        refused = await post(client, "server/discover")
+        error = assert_refused(refused, budget="discover", scope="per_client")
+        assert "too many server/discover requests from this client" in error["message"]
+        await trio.sleep(1)  # the discover window passes; the call window does not
+        assert (await post(client, "server/discover")).status == 200
+        assert (await post(client, "tools/call", call("echo"))).status == 429
+        stats = app.call_statistics()
+        assert stats.refused == {Budget("calls"): 2, Budget("discover", per_client=True): 1}
 
 
 async def test_the_default_discover_budget_holds_100_a_second(
-    start_server: StartServer, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     app = StreamableHTTPApp(make_server())
-    url = await start_server(app)
-    statuses = [(await post(http, url, "server/discover")).status_code for _ in range(101)]
-    assert statuses == [200] * 100 + [429]
-    await trio.sleep(1)
-    assert (await post(http, url, "server/discover")).status_code == 200
-    for _ in range(150):  # no call budget by default
-        assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
+    async with open_test_client(app) as client:
+        statuses = [(await post(client, "server/discover")).status for _ in range(101)]
+        assert statuses == [200] * 100 + [429]
+        await trio.sleep(1)
+        assert (await post(client, "server/discover")).status == 200
+        for _ in range(150):  # no call budget by default
+            assert (await post(client, "tools/call", call("echo"))).status == 200
 
 
 # -- shared through Redis -------------------------------------------------------------
@@ -451,8 +437,6 @@ async def test_redis_spends_in_every_window_or_none_and_names_the_one_that_refus
 async def test_two_instances_share_a_per_client_call_budget(
     nursery: trio.Nursery,
     redis_server: RedisServer,
-    start_server: StartServer,
-    http: httpx.AsyncClient,
 ) -> None:
     limits = CallLimits(
         rate_limit_per_client=RateLimit(3, 60),
@@ -470,28 +454,28 @@ async def test_two_instances_share_a_per_client_call_budget(
         StreamableHTTPApp(make_server(), call_limits=limits, rate_limiter=second),
     ]
     with trio.fail_after(20):
-        urls = [await start_server(app) for app in apps]
-        assert (await post(http, urls[0], "tools/call", call("expensive"))).status_code == 200
-        assert_refused(
-            await post(http, urls[1], "tools/call", call("expensive")),
-            budget="tool",
-            scope="global",
-            name="expensive",
-        )
-        assert (await post(http, urls[1], "tools/call", call("echo"))).status_code == 200
-        assert (await post(http, urls[0], "tools/call", call("echo"))).status_code == 200
-        for url in urls:  # three spent between them: each instance refuses the fourth
+        async with open_test_client(apps[0]) as one, open_test_client(apps[1]) as other:
+            assert (await post(one, "tools/call", call("expensive"))).status == 200
             assert_refused(
-                await post(http, url, "tools/call", call("echo")),
-                budget="calls",
-                scope="per_client",
+                await post(other, "tools/call", call("expensive")),
+                budget="tool",
+                scope="global",
+                name="expensive",
             )
-        client = await redis_client(nursery, redis_server)
-        keys = {key async for key in client.scan_iter(match="p:*")}
+            assert (await post(other, "tools/call", call("echo"))).status == 200
+            assert (await post(one, "tools/call", call("echo"))).status == 200
+            for client in (one, other):  # three spent between them: each refuses the fourth
+                assert_refused(
+                    await post(client, "tools/call", call("echo")),
+                    budget="calls",
+                    scope="per_client",
+                )
+        redis = await redis_client(nursery, redis_server)
+        keys = {key async for key in redis.scan_iter(match="p:*")}
         # Their own keys, not the creation windows' (p:rl:global, p:rl:c:...).
         assert keys == {b"p:rl:call:calls:c:127.0.0.1", b"p:rl:call:tool:expensive"}
         # A window's TTL (Redis keeps real time; the three 429s waited their refusal_delay).
-        assert 50_000 < await client.pttl(b"p:rl:call:calls:c:127.0.0.1") <= 60_000
+        assert 50_000 < await redis.pttl(b"p:rl:call:calls:c:127.0.0.1") <= 60_000
         for app in apps:
             stats = app.call_statistics()
             assert stats.shared
@@ -505,8 +489,6 @@ async def test_two_instances_share_a_per_client_call_budget(
 async def test_redis_down_means_local_windows_not_500(
     nursery: trio.Nursery,
     redis_server: RedisServer,
-    start_server: StartServer,
-    http: httpx.AsyncClient,
 ) -> None:
     limits = CallLimits(rate_limit_per_client=RateLimit(2, 60))
     limiter = RedisRateLimiter(await redis_client(nursery, redis_server), prefix="p")
@@ -514,22 +496,20 @@ async def test_redis_down_means_local_windows_not_500(
         make_server(), call_limits=limits, call_rate_limiter=limiter, metrics_path="/metrics"
     )
     with trio.fail_after(20):
-        url = await start_server(app)
-        assert (await post(http, url, "tools/call", call("echo"))).status_code == 200
-        redis_server.stop()
-        # The shared window held one; this instance's own windows start afresh.
-        statuses = [
-            (await post(http, url, "tools/call", call("echo"))).status_code for _ in range(3)
-        ]
-        assert statuses == [200, 200, 429]
-        assert (await post(http, url, "server/discover")).status_code == 200
-        stats = app.call_statistics()
-        assert stats.fallbacks == 4
-        assert stats.store is not None
-        assert stats.store.state == "open"
-        metrics = (await http.get(url.replace("/mcp", "/metrics"))).text
-        assert "mcp_call_budget_store_down 1.0" in metrics
-        assert "mcp_call_budget_fallbacks_total 4.0" in metrics
+        async with open_test_client(app) as client:
+            assert (await post(client, "tools/call", call("echo"))).status == 200
+            redis_server.stop()
+            # The shared window held one; this instance's own windows start afresh.
+            statuses = [(await post(client, "tools/call", call("echo"))).status for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            assert (await post(client, "server/discover")).status == 200
+            stats = app.call_statistics()
+            assert stats.fallbacks == 4
+            assert stats.store is not None
+            assert stats.store.state == "open"
+            metrics = (await client.send("GET", path="/metrics")).body.decode()
+            assert "mcp_call_budget_store_down 1.0" in metrics
+            assert "mcp_call_budget_fallbacks_total 4.0" in metrics
     redis_server.start()
     gc.collect()
 

@@ -1,8 +1,9 @@
 """Deadlines: a handler's (progress pushes it, never past a maximum), the body's, the headers'.
 
 Every deadline runs on trio's clock: the sessionless service and a session
-without HTTP, then real Hypercorn on 127.0.0.1 with real sockets (the clock
-jumps only after 10 ms of real idleness, so the kernel delivers first).
+without HTTP, the app through the test kit, then real Hypercorn on 127.0.0.1
+for what a socket decides (the clock jumps only after 10 ms of real
+idleness, so the kernel delivers first).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _harness import messages
 from conftest import initialize_body
 from test_manager import INFO, call, drain, open_session
 from test_sessionless import modern
@@ -46,6 +46,7 @@ from trio_mcp_sessions._protocol._deadline import (
 from trio_mcp_sessions._protocol._jsonrpc import Notification, Request, Response
 from trio_mcp_sessions._serve import HEADER_TIMEOUT
 from trio_mcp_sessions._stateless import SessionlessService
+from trio_mcp_sessions.testing import open_test_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -408,11 +409,6 @@ def test_a_wait_for_the_client_moves_the_deadline_on_never_past_the_maximum() ->
 
 # -- real HTTP --------------------------------------------------------------------------------
 
-MODERN_HEADERS = {
-    "accept": "application/json, text/event-stream",
-    "content-type": "application/json",
-    "mcp-protocol-version": "2026-07-28",
-}
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -420,33 +416,23 @@ MODERN_META = {
 
 
 async def test_a_tool_over_its_deadline_answers_is_error_over_http(
-    autojump_clock: trio.testing.MockClock, start_server: StartServer
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    autojump_clock.autojump_threshold = 0.01  # real sockets: let the kernel deliver first
+    """The HTTP answer and the metrics, through the app in process (the test kit)."""
     server, ended = make_server()
     app = StreamableHTTPApp(server, request_timeout=30, max_request_time=30, metrics_path="/m")
-    url = await start_server(app)
-    body = {
-        "jsonrpc": "2.0",
-        "id": 7,
-        "method": "tools/call",
-        "params": {"name": "hang", "_meta": MODERN_META},
-    }
-    headers = {**MODERN_HEADERS, "mcp-method": "tools/call", "mcp-name": "hang"}
-    # The server's deadline, not the client's: the test's own bounds it.
-    with trio.fail_after(100):
-        async with httpx.AsyncClient(timeout=None) as http:
-            start = trio.current_time()
-            response = await http.post(url, content=json.dumps(body), headers=headers)
-            took = trio.current_time() - start
-            metrics = (await http.get(url.removesuffix("/mcp") + "/m")).text
-    assert response.status_code == 200
-    [reply] = messages(response)
-    assert 30 <= took < 31
-    assert reply["id"] == 7
+    async with open_test_client(app, protocol_version="2026-07-28") as client:
+        start = trio.current_time()
+        response = await client.request("tools/call", {"name": "hang"}, name="hang")
+        took = trio.current_time() - start
+        metrics = (await client.send("GET", path="/m")).body.decode()
+    assert response.status == 200
+    [reply] = response.messages
+    assert took == 30  # the server's deadline, to the mock clock's tick
+    assert reply["id"] == 1
     assert reply["result"]["isError"] is True
     assert "'hang' timed out after 30 s" in text_of(reply["result"])
-    assert len(ended) == 1
+    assert ended == [start + 30]
     assert app.sessionless is not None
     assert app.sessionless.statistics().timed_out == 1
     assert "mcp_sessionless_timed_out_total 1.0" in metrics

@@ -130,10 +130,11 @@ def test_the_forwarded_for_key_trusts_only_the_proxy(
     assert client_key(RequestInfo(client_address=peer, headers=headers)) == key
 
 
-def _testing_module() -> dict[str, Any]:
-    [code] = [code for kind, code in _blocks("howto/testing.md") if kind == "pytest"]
+def _testing_module(block: int = 0) -> dict[str, Any]:
+    """The testing page's *block*-th ``pytest`` block, executed as a module."""
+    code = [code for kind, code in _blocks("howto/testing.md") if kind == "pytest"][block]
     namespace: dict[str, Any] = {"__name__": "test_weather"}
-    exec(compile(code, "howto/testing.md:pytest", "exec"), namespace)
+    exec(compile(code, f"howto/testing.md:pytest[{block}]", "exec"), namespace)
     return namespace
 
 
@@ -149,6 +150,29 @@ async def test_the_testing_how_to_clock_tests_pass(
     name: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     await _testing_module()[name](autojump_clock)
+
+
+def test_the_testing_how_to_kit_block_has_its_tests() -> None:
+    names = {name for name in _testing_module(1) if name.startswith("test_")}
+    assert names == {
+        "test_both_eras",
+        "test_the_get_stream_and_the_end_of_a_session",
+        "test_a_body_that_trickles_gets_408",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_both_eras",
+        "test_the_get_stream_and_the_end_of_a_session",
+        "test_a_body_that_trickles_gets_408",
+    ],
+)
+async def test_the_testing_how_to_kit_tests_pass(
+    name: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    await _testing_module(1)[name](autojump_clock)
 
 
 def test_the_api_reference_documents_every_public_name() -> None:

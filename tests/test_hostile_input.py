@@ -23,7 +23,6 @@ import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from _harness import parse_sse
 from conftest import StartServer, initialize_body
 from trio_mcp_sessions import (
     BoundedSessionManager,
@@ -46,9 +45,10 @@ from trio_mcp_sessions._protocol._jsonrpc import (
 from trio_mcp_sessions._protocol._lifecycle import parse_initialize
 from trio_mcp_sessions._session import parse_event_id
 from trio_mcp_sessions._transport._http import HostPolicy, split_host, valid_authority
+from trio_mcp_sessions.testing import McpTestClient, TestResponse
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, MutableMapping
+    from collections.abc import Iterator
     from pathlib import Path
 
 LATEST = "2025-11-25"
@@ -270,66 +270,26 @@ def make_server() -> McpServer:
     return server
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-
-    def messages(self) -> list[Any]:
-        """The JSON-RPC messages of the answer (SSE events or one JSON value)."""
-        if self.headers.get(b"content-type", b"").startswith(b"text/event-stream"):
-            return [e.json() for e in parse_sse(self.body.decode()) if e.data]
-        value = json.loads(self.body)
-        return value if isinstance(value, list) else [value]
-
-
 async def asgi_request(
     app: StreamableHTTPApp, method: str, headers: Headers, body: bytes = b""
-) -> Answer:
-    """One request through the ASGI interface; any exception out of the app fails the test.
+) -> TestResponse:
+    """One request through the test kit, headers as raw bytes; any exception fails the test.
 
-    The body arrives in two chunks, as a network would deliver it.
+    The body arrives in two chunks, as a network would deliver it; the kit
+    fails the test if the app breaks the ASGI protocol (a second response
+    start, a body before it, no answer).
     """
-    if not any(name == b"host" for name, _ in headers):
-        headers = [(b"host", b"127.0.0.1:8000"), *headers]
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": method,
-        "path": "/mcp",
-        "headers": headers,
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-    }
     half = len(body) // 2
-    chunks = [body[:half], body[half:]]
-    out: dict[str, Any] = {"status": None, "headers": {}, "body": b""}
-
-    async def receive() -> MutableMapping[str, Any]:
-        if chunks:
-            chunk = chunks.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-        if method == "GET":
-            # A GET that was served opens a stream: the client leaves soon.
-            await trio.sleep(0.02)
-            return {"type": "http.disconnect"}
-        await trio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            assert out["status"] is None, "response started twice"
-            out["status"] = message["status"]
-            out["headers"] = dict(message["headers"])
-        else:
-            assert message["type"] == "http.response.body"
-            out["body"] += message.get("body", b"")
-
+    client = McpTestClient(app)
     with trio.fail_after(5):
-        await app(scope, receive, send)
-    assert out["status"] is not None, "no answer"
-    return Answer(out["status"], out["headers"], out["body"])
+        async with client.stream(method, [body[:half], body[half:]], headers=headers) as response:
+            if method != "GET" or response.status != 200:
+                return await response.read()
+            # A GET that was served opens a stream: the client leaves soon.
+            with trio.move_on_after(0.02):
+                return await response.read()
+            data = [event.json() for event in response.events if event.data]
+            return TestResponse(response.status, response.headers, b"", data, response.events)
 
 
 class _ErrorRecorder(logging.Handler):
@@ -381,7 +341,7 @@ class Scene:
         body = _message(id=self.next_id, method="tools/call", params=_echo_params("still here"))
         answer = await asgi_request(self.app, "POST", self.session_headers(), body)
         assert answer.status == 200, answer
-        (reply,) = answer.messages()
+        (reply,) = answer.messages
         assert reply["id"] == self.next_id
         assert reply["result"]["content"][0]["text"] == "still here"
 
@@ -397,7 +357,7 @@ async def open_scene(
     await nursery.start(app.run)
     answer = await asgi_request(app, "POST", POST, json.dumps(initialize_body(version)).encode())
     assert answer.status == 200, answer
-    session_id = answer.headers[b"mcp-session-id"].decode()
+    session_id = answer.headers["mcp-session-id"]
     scene = Scene(app, session_id, version)
     notified = await asgi_request(
         app,
@@ -409,13 +369,13 @@ async def open_scene(
     return scene
 
 
-def assert_well_answered(answer: Answer, method: str) -> None:
+def assert_well_answered(answer: TestResponse, method: str) -> None:
     """A 2xx or 4xx; a JSON-RPC body on everything but 202 and a GET's stream."""
     assert 200 <= answer.status < 500, answer
     if answer.status == 202 or (method == "DELETE" and answer.status == 200):
         assert answer.body == b""
         return
-    messages = answer.messages()
+    messages = answer.messages
     assert messages or (method == "GET" and answer.status == 200), answer
     for message in messages:
         assert message["jsonrpc"] == "2.0"
@@ -457,7 +417,7 @@ async def _settle(tasks: int) -> None:
             await trio.sleep(0.001)
 
 
-async def run_case(scene: Scene, method: str, headers: Headers, body: bytes) -> Answer:
+async def run_case(scene: Scene, method: str, headers: Headers, body: bytes) -> TestResponse:
     """Send one hostile request; check the answer and that nothing was left behind."""
     tasks_before = await _quiet_task_count()
     before = scene.manager.statistics()
@@ -468,9 +428,9 @@ async def run_case(scene: Scene, method: str, headers: Headers, body: bytes) -> 
     opened = after.created - before.created
     # A request may open a session only by a successful initialize, which
     # answers 200 with its id; anything else leaves the count alone.
-    if answer.status == 200 and b"mcp-session-id" in answer.headers and opened:
+    if answer.status == 200 and "mcp-session-id" in answer.headers and opened:
         assert opened == 1
-        new_id = answer.headers[b"mcp-session-id"].decode()
+        new_id = answer.headers["mcp-session-id"]
         await scene.manager.close_session(new_id)
         await _settle(tasks_before)
         after = scene.manager.statistics()
@@ -665,7 +625,7 @@ def test_hostile_initialize(tmp_path: Path, body: str) -> None:
     async def case(scene: Scene) -> None:
         answer = await run_case(scene, "POST", POST, body.encode())
         if answer.status != 200:
-            assert b"mcp-session-id" not in answer.headers
+            assert "mcp-session-id" not in answer.headers
 
     run_in_trio(tmp_path, case)
 
@@ -713,8 +673,8 @@ def test_hostile_headers(
         if method == "DELETE" and with_session:
             # A DELETE the header does not spoil ends a session: not the live one.
             init = json.dumps(initialize_body(scene.version)).encode()
-            other = (await asgi_request(scene.app, "POST", POST, init)).headers[b"mcp-session-id"]
-            base = [(k, other if k == b"mcp-session-id" else v) for k, v in base]
+            other = (await asgi_request(scene.app, "POST", POST, init)).headers["mcp-session-id"]
+            base = [(k, other.encode() if k == b"mcp-session-id" else v) for k, v in base]
         if method == "GET":
             base = [(k, v) for k, v in base if k not in (b"accept", b"content-type")]
             base.append((b"accept", b"text/event-stream"))
@@ -761,7 +721,7 @@ async def test_reported_bodies(
     with no_errors_logged():
         answer = await run_case(scene, "POST", headers, body.encode())
     assert answer.status == status
-    (error,) = answer.messages()
+    (error,) = answer.messages
     assert error["error"]["code"] == code
     assert error.get("id") == echoed
 
@@ -784,8 +744,8 @@ async def test_reported_initialize_allocates_nothing(
     with no_errors_logged():
         answer = await run_case(scene, "POST", POST, body.encode())
     assert answer.status == 400
-    assert b"mcp-session-id" not in answer.headers
-    (error,) = answer.messages()
+    assert "mcp-session-id" not in answer.headers
+    (error,) = answer.messages
     assert error["error"]["code"] in (INVALID_REQUEST, INVALID_PARAMS)
 
 
@@ -821,7 +781,7 @@ async def test_reported_last_event_id(tmp_path: Path, nursery: trio.Nursery) -> 
     with no_errors_logged():
         answer = await run_case(scene, "GET", headers, b"")
     assert answer.status == 400
-    (error,) = answer.messages()
+    (error,) = answer.messages
     assert error["error"]["code"] == INVALID_REQUEST
 
 
@@ -833,11 +793,11 @@ async def test_input_limits_option_reaches_the_app(tmp_path: Path, nursery: trio
     assert (await asgi_request(scene.app, "POST", scene.session_headers(), body)).status == 200
     deep = _message(id=2, method="ping", params={"a": {"b": {"c": {}}}})
     answer = await run_case(scene, "POST", scene.session_headers(), deep)
-    assert (answer.status, answer.messages()[0]["id"]) == (400, 2)
+    assert (answer.status, answer.messages[0]["id"]) == (400, 2)
     long_id = _message(id="abcd", method="ping")
     answer = await run_case(scene, "POST", scene.session_headers(), long_id)
     assert answer.status == 400
-    assert "id" not in answer.messages()[0]
+    assert "id" not in answer.messages[0]
 
 
 async def test_a_handler_returning_a_surrogate_keeps_its_session(
@@ -849,7 +809,7 @@ async def test_a_handler_returning_a_surrogate_keeps_its_session(
         body = _message(id=1, method="tools/call", params={"name": "odd", "arguments": {}})
         answer = await run_case(scene, "POST", scene.session_headers(), body)
     assert answer.status == 200
-    (reply,) = answer.messages()
+    (reply,) = answer.messages
     assert reply["result"]["content"][0]["text"] == "\ud800"
 
 

@@ -27,6 +27,7 @@ from trio_mcp_sessions import (
 )
 from trio_mcp_sessions._cli import _parser, options_from
 from trio_mcp_sessions._manager._inflight import InflightLimiter, InflightSlot
+from trio_mcp_sessions.testing import McpTestClient, open_test_client
 
 if TYPE_CHECKING:
     from conftest import StartServer
@@ -417,34 +418,40 @@ async def test_a_refused_post_is_answered_before_its_body(
     assert peak[0] == 1
 
 
+async def occupy_in_process(
+    nursery: trio.Nursery, client: McpTestClient, running: list[int], seconds: float = 1.0
+) -> None:
+    """Start a call of the slow tool through the test kit; return once the tool runs."""
+    call = {"name": "slow", "arguments": {"seconds": seconds}}
+    nursery.start_soon(partial(client.request, "tools/call", call, name="slow"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert running[0] == 1
+
+
 async def test_a_false_discover_header_buys_no_way_around_the_cap(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     running, peak = [0], [0]
     limits = CallLimits(max_inflight=1)
     app = StreamableHTTPApp(slow_server(running, peak), options=ServerOptions(call_limits=limits))
-    url = await start_server(app)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await occupy(nursery, http, url, running)
-            for method in ("server/discover", "subscriptions/listen"):
-                lying = await http.post(
-                    url,
-                    content=modern_body(2, "tools/call", {"name": "slow", "arguments": {}}),
-                    headers=modern_headers(method),
-                )
-                assert lying.status_code == 503, method
-            honest = await http.post(
-                url,
-                content=modern_body(3, "server/discover"),
-                headers=modern_headers("server/discover"),
+    async with (
+        open_test_client(app, protocol_version=MODERN) as client,
+        trio.open_nursery() as nursery,
+    ):
+        await occupy_in_process(nursery, client, running)
+        for method in ("server/discover", "subscriptions/listen"):
+            lying = await client.post(
+                modern_body(2, "tools/call", {"name": "slow", "arguments": {}}),
+                headers=modern_headers(method),
             )
-            assert honest.status_code == 200
+            assert lying.status == 503, method
+        honest = await client.request("server/discover")
+        assert honest.status == 200
     assert peak[0] == 1
 
 
 async def test_the_per_client_cap_holds_in_the_session_era_too(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A session's POSTs count against its client's cap (429), batches one slot per request."""
     running, peak = [0], [0]
@@ -452,24 +459,9 @@ async def test_the_per_client_cap_holds_in_the_session_era_too(
     app = StreamableHTTPApp(
         slow_server(running, peak), options=ServerOptions(call_limits=limits, reply_mode="json")
     )
-    url = await start_server(app)
-    base = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-03-26",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    with trio.fail_after(10):
-        response = await http.post(url, json=init, headers=base)
-        session = {**base, "mcp-session-id": response.headers["mcp-session-id"]}
-        await http.post(
-            url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
-        )
+    async with open_test_client(app, protocol_version="2025-03-26") as client:
+        await client.initialize()
+        session = client.session_headers()
 
         def call(request_id: int, seconds: float) -> dict[str, Any]:
             return {
@@ -480,23 +472,22 @@ async def test_the_per_client_cap_holds_in_the_session_era_too(
             }
 
         batch = [call(1, 0), call(2, 0), call(3, 0)]
-        over = await http.post(url, json=batch, headers=session)
-        assert over.status_code == 429
+        over = await client.post(batch, headers=session)
+        assert over.status == 429
         assert "already has 2 requests in flight" in over.json()["error"]["message"]
         assert running[0] == peak[0] == 0  # nothing of the batch started
-        assert (await http.post(url, json=batch[:2], headers=session)).status_code == 200
+        assert (await client.post(batch[:2], headers=session)).status == 200
         async with trio.open_nursery() as nursery:
             for index in (4, 5):
-                nursery.start_soon(partial(http.post, url, json=call(index, 1.0), headers=session))
-            while running[0] < 2:  # noqa: ASYNC110 - the handler's own counter
-                await trio.sleep(0.01)
-            refused = await http.post(url, json=call(6, 0), headers=session)
-            assert refused.status_code == 429
+                nursery.start_soon(partial(client.post, call(index, 1.0), headers=session))
+            await trio.testing.wait_all_tasks_blocked()
+            assert running[0] == 2
+            refused = await client.post(call(6, 0), headers=session)
+            assert refused.status == 429
             assert refused.headers["retry-after"] == "1"
-        # The slots go back when the server has sent the end (just after the client has it).
-        await wait_until(lambda: _inflight(app).in_flight == 0)
-    stats = _inflight(app)
-    assert (stats.in_flight, stats.clients, stats.refused_per_client) == (0, 0, 2)
+        # Each answer was complete when its post returned: its slot is back.
+        stats = _inflight(app)
+        assert (stats.in_flight, stats.clients, stats.refused_per_client) == (0, 0, 2)
 
 
 def _inflight(app: StreamableHTTPApp) -> InflightStatistics:
@@ -505,26 +496,21 @@ def _inflight(app: StreamableHTTPApp) -> InflightStatistics:
     return stats
 
 
-async def test_the_caps_are_exported_as_metrics(
-    start_server: StartServer, http: httpx.AsyncClient
-) -> None:
+async def test_the_caps_are_exported_as_metrics(autojump_clock: trio.testing.MockClock) -> None:
     running, peak = [0], [0]
     limits = CallLimits(max_inflight=1, max_inflight_per_client=1)
     app = StreamableHTTPApp(
         slow_server(running, peak),
         options=ServerOptions(call_limits=limits, metrics_path="/metrics", refusal_delay=0),
     )
-    url = await start_server(app)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await occupy(nursery, http, url, running)
-            refused = await http.post(
-                url,
-                content=modern_body(2, "tools/call", {"name": "slow", "arguments": {}}),
-                headers=modern_headers("tools/call", "slow"),
-            )
-            assert refused.status_code == 429  # the same client (127.0.0.1) is over its 1
-            text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text
+    async with (
+        open_test_client(app, protocol_version=MODERN) as client,
+        trio.open_nursery() as nursery,
+    ):
+        await occupy_in_process(nursery, client, running)
+        refused = await client.request("tools/call", {"name": "slow"}, name="slow")
+        assert refused.status == 429  # the same client (127.0.0.1) is over its 1
+        text = (await client.send("GET", path="/metrics")).body.decode()
     lines = text.splitlines()
     for line in (
         'mcp_inflight_requests{pool="calls"} 1.0',
@@ -635,8 +621,6 @@ async def test_server_discover_has_its_own_pool_and_its_cap(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A full call cap never refuses a probe; a full probe pool refuses one (503)."""
-    from trio_mcp_sessions.testing import open_test_client
-
     running, peak = [0], [0]
     limits = CallLimits(max_inflight=1, max_inflight_discover=1)
     server = slow_server(running, peak)

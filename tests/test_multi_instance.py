@@ -9,13 +9,20 @@ hangs, then recovers without a restart.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 import trio
 
+from _harness import messages
 from _processes import (
     ServerProcess,
     SwitchableProxy,
@@ -188,3 +195,92 @@ async def test_a_redis_outage_degrades_then_recovers(redis_server: RedisServer) 
         for server in (first, second):
             await server.kill()
     await stop_all(first, second)
+
+
+# -- several Hypercorn workers on one port --------------------------------------------
+
+
+async def _call_on_fresh_connections(url: str, session_id: str, count: int) -> list[str | int]:
+    """*count* ``worker`` calls of one session, each on a new connection (so on any worker).
+
+    A 200's entry is the PID of the worker that ran the call; anything else, its status.
+    """
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "worker", "arguments": {}},
+    }
+    seen: list[str | int] = []
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=10, limits=no_reuse) as http:
+        for _ in range(count):
+            r = await http.post(url, json=call, headers=session_headers(session_id))
+            if r.status_code != 200:
+                assert r.json()["error"]["code"] == -32001, r.text  # session not found
+                seen.append(r.status_code)
+                continue
+            [reply] = [m for m in messages(r) if "result" in m]
+            seen.append(reply["result"]["content"][0]["text"])
+    return seen
+
+
+@pytest.mark.parametrize("stores", ["memory", "redis"])
+async def test_hypercorn_workers_share_sessions_only_through_redis(
+    redis_server: RedisServer, stores: str
+) -> None:
+    """``hypercorn -k trio -w 2`` of a LifespanApp: two processes accepting on one socket.
+
+    In memory each worker has its own sessions (the other one answers 404);
+    with Redis a session created on one worker is restored on the other.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if stores == "redis":
+        env |= {"MCP_TEST_REDIS": redis_server.url, "MCP_TEST_PREFIX": uuid.uuid4().hex[:8]}
+    command = [
+        *(sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--workers", "2"),
+        *("--bind", f"fd://{listener.fileno()}", "_workers_app:app"),
+    ]
+    process = await trio.lowlevel.open_process(
+        command,
+        cwd=Path(__file__).parent,
+        env=env,
+        pass_fds=[listener.fileno()],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    listener.close()  # the workers hold it now
+    try:
+        with trio.fail_after(60):
+            async with httpx.AsyncClient(timeout=10) as http:
+                while True:  # until a worker accepts (they start in a second or two)
+                    try:
+                        session_id = await initialize(http, url)
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)
+            seen: list[str | int] = []
+            # Each connection goes to whichever worker accepts it first: bounded, but
+            # enough that both take some (both appeared within 20 in every trial).
+            while len(seen) < 400 and len(set(seen)) < 2:
+                seen += await _call_on_fresh_connections(url, session_id, 20)
+    finally:
+        process.send_signal(signal.SIGTERM)  # to Hypercorn's parent: it stops the workers
+        with trio.fail_after(30):
+            assert process.stderr is not None
+            stderr = b"".join([chunk async for chunk in process.stderr])
+            code = await process.wait()
+    assert code == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    pids = {entry for entry in seen if isinstance(entry, str)}
+    assert str(process.pid) not in pids  # the parent only supervises
+    if stores == "memory":
+        assert len(pids) == 1, seen  # only the worker that created the session has it
+        assert 404 in seen, seen
+    else:
+        assert len(pids) == 2, seen  # restored on the other worker: every call answered
+        assert all(isinstance(entry, str) for entry in seen), seen

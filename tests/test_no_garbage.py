@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import trio
@@ -26,58 +26,31 @@ from trio_mcp_sessions import (
     StreamableHTTPApp,
     VerifiedToken,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+from trio_mcp_sessions.testing import McpTestClient, open_test_client
 
 
 def modern(
     request_id: int, *, meta: bool = True, name: str = "echo", body_extra: bytes = b""
-) -> tuple[dict[str, Any], bytes]:
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     params: dict[str, Any] = {"name": "echo", "arguments": {"text": "x"}}
     if meta:
         params["_meta"] = META
     body = json.dumps(
         {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
     )
-    data = body.encode() + body_extra
     headers = [
-        (b"host", b"127.0.0.1:8000"),
         (b"accept", b"application/json, text/event-stream"),
         (b"content-type", b"application/json"),
         (b"mcp-protocol-version", b"2026-07-28"),
         (b"mcp-method", b"tools/call"),
         (b"mcp-name", name.encode()),
     ]
-    return {
-        "type": "http",
-        "method": "POST",
-        "path": "/mcp",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }, data
+    return body.encode() + body_extra, headers
 
 
-async def answer(app: StreamableHTTPApp, scope: dict[str, Any], body: bytes) -> int:
-    given = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await trio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status: int = sent[0]["status"]
-    return status
+async def answer(client: McpTestClient, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """One request through the test kit (which must itself leave no cycles: see below)."""
+    return (await client.send("POST", body, headers=headers)).status
 
 
 CASES: dict[str, tuple[CallLimits, dict[str, Any], int]] = {
@@ -97,16 +70,17 @@ async def test_an_answer_leaves_no_reference_cycles(case: str) -> None:
     app = StreamableHTTPApp(
         make_server(), options=ServerOptions(call_limits=limits, refusal_delay=0)
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(app.run)
+    async with open_test_client(app) as client:
         if case.startswith("over the") and "in-flight" in case:
             held = app._inflight.acquire_nowait("127.0.0.1")  # the cap is full
         for request_id in (1, 2):  # warm: first-use caches are not garbage
-            await answer(app, *modern(request_id, **shape))
+            await answer(client, *modern(request_id, **shape))
         gc.collect()
         gc.disable()
         try:
-            statuses = {await answer(app, *modern(request_id, **shape)) for request_id in range(50)}
+            statuses = {
+                await answer(client, *modern(request_id, **shape)) for request_id in range(50)
+            }
             found = gc.collect()
         finally:
             gc.enable()
@@ -114,7 +88,6 @@ async def test_an_answer_leaves_no_reference_cycles(case: str) -> None:
         assert found == 0, f"{found} objects in cycles after 50 requests"
         if case.startswith("over the") and "in-flight" in case:
             held.release()
-        nursery.cancel_scope.cancel()
 
 
 class _Tokens:
@@ -155,24 +128,22 @@ async def test_an_authorization_answer_leaves_no_reference_cycles(case: str) -> 
     )
     app = StreamableHTTPApp(server, auth=auth, options=ServerOptions(refusal_delay=0))
 
-    def request(request_id: int) -> tuple[dict[str, Any], bytes]:
-        scope, body = modern(request_id, name=tool)
+    def request(request_id: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        body, headers = modern(request_id, name=tool)
         body = body.replace(b'"echo"', json.dumps(tool).encode())
         if authorization is not None:
-            scope["headers"].append((b"authorization", authorization))
-        return scope, body
+            headers.append((b"authorization", authorization))
+        return body, headers
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(app.run)
+    async with open_test_client(app) as client:
         for request_id in (1, 2):
-            await answer(app, *request(request_id))
+            await answer(client, *request(request_id))
         gc.collect()
         gc.disable()
         try:
-            statuses = {await answer(app, *request(request_id)) for request_id in range(50)}
+            statuses = {await answer(client, *request(n)) for n in range(50)}
             found = gc.collect()
         finally:
             gc.enable()
         assert statuses == {status}
         assert found == 0, f"{found} objects in cycles after 50 requests"
-        nursery.cancel_scope.cancel()

@@ -59,6 +59,7 @@ PUBLIC = {
     "InvalidRequestState",
     "KeyedLimit",
     "LATEST_PROTOCOL_VERSION",
+    "LifespanApp",
     "ListenLimits",
     "ListenPolicy",
     "ManagerStatistics",
@@ -141,9 +142,34 @@ def test_public_names_are_exactly_the_pinned_ones() -> None:
 def test_the_testing_module_is_public_and_pinned() -> None:
     import trio_mcp_sessions.testing as testing
 
-    assert set(testing.__all__) == {"McpTestClient", "TestResponse", "open_test_client"}
+    assert set(testing.__all__) == {
+        "McpTestClient",
+        "TestEvent",
+        "TestResponse",
+        "TestStream",
+        "open_test_client",
+    }
     for name in testing.__all__:
         assert getattr(testing, name).__doc__, name
+    # What a test builds requests from: the MCP-shaped calls and the raw HTTP ones.
+    public_methods = {
+        name
+        for name in vars(testing.McpTestClient)
+        if not name.startswith("_") and callable(getattr(testing.McpTestClient, name))
+    }
+    assert public_methods == {
+        "call_tool",
+        "delete",
+        "initialize",
+        "open_get_stream",
+        "post",
+        "request",
+        "send",
+        "session_headers",
+        "stream",
+    }
+    for name in public_methods:
+        assert getattr(testing.McpTestClient, name).__doc__, name
 
 
 def test_public_objects_present_themselves_as_public() -> None:

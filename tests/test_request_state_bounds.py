@@ -17,7 +17,6 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _harness import messages
 from test_sessionless import answer, modern, running
 from trio_mcp_sessions import Context, McpServer, RequestStateCodec, StreamableHTTPApp
 from trio_mcp_sessions._protocol._request_state import (
@@ -29,9 +28,6 @@ from trio_mcp_sessions._protocol._request_state import (
 )
 
 if TYPE_CHECKING:
-    import httpx
-
-    from conftest import StartServer
     from trio_mcp_sessions._stateless import SessionlessService
 
 K1 = b"\x01" * 32
@@ -326,31 +322,31 @@ def test_the_command_line_sets_the_round_bounds() -> None:
 
 
 async def test_over_http_the_refusals_are_400s_and_counted_in_the_metrics(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     pytest.importorskip(
         "prometheus_client", reason="metrics need the [metrics] extra (in [dev]): prometheus-client"
     )
-    from test_request_state_keys import META, call
+    from test_request_state_keys import CAPS, META, call
     from test_request_state_keys import make_server as asking_server
+    from trio_mcp_sessions.testing import open_test_client
 
     app = StreamableHTTPApp(
         asking_server(),
         metrics_path="/metrics",
         request_states=RequestStateCodec(max_input_bytes=64),
     )
-    with trio.fail_after(10):
-        url = await start_server(app)
+    async with open_test_client(app, protocol_version="2026-07-28", capabilities=CAPS) as client:
         params = {"_meta": META, "name": "ask", "arguments": {}}
         big = {"colour": {"action": "accept", "content": {"colour": "x" * 100}}}
-        r = await call(http, url, {**params, "inputResponses": big})
-        assert r.status_code == 400
+        r = await call(client, {**params, "inputResponses": big})
+        assert r.status == 400
         assert r.json()["error"]["data"] == {"max_input_bytes": 64}
-        [first] = messages(await call(http, url, params))
+        [first] = (await call(client, params)).messages
         token = first["result"]["requestState"]
         tampered = {**params, "requestState": token[:-1] + ("B" if token[-1] == "A" else "A")}
-        assert (await call(http, url, tampered)).status_code == 400
-        text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text.splitlines()
+        assert (await call(client, tampered)).status == 400
+        text = (await client.send("GET", path="/metrics")).body.decode().splitlines()
     for line in (
         "mcp_sessionless_refused_inputs_total 1.0",
         "mcp_sessionless_refused_request_states_total 1.0",

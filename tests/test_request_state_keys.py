@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import trio
 
-from _harness import messages
 from trio_mcp_sessions import Context, McpServer, RequestStateCodec, StreamableHTTPApp
 from trio_mcp_sessions._cli import _read_keys
+from trio_mcp_sessions.testing import McpTestClient, TestResponse, open_test_client
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import httpx
-
-    from conftest import StartServer
+    import trio.testing
 
 pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
+CAPS: dict[str, Any] = {"elicitation": {}}
 META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    "io.modelcontextprotocol/clientCapabilities": CAPS,
 }
-HEADERS = {
-    "accept": "application/json, text/event-stream",
-    "content-type": "application/json",
-    "mcp-protocol-version": "2026-07-28",
-    "mcp-method": "tools/call",
-    "mcp-name": "ask",
-}
+MODERN = "2026-07-28"
 
 
 def make_server() -> McpServer:
@@ -48,39 +39,37 @@ def make_server() -> McpServer:
     return server
 
 
-async def call(http: httpx.AsyncClient, url: str, params: dict[str, Any]) -> httpx.Response:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    return await http.post(url, content=json.dumps(body), headers=HEADERS)
+async def call(client: McpTestClient, params: dict[str, Any]) -> TestResponse:
+    return await client.request("tools/call", params, name="ask")
 
 
 @pytest.mark.parametrize("same_keys", [True, False])
 async def test_a_round_begun_on_one_instance_finishes_on_another_with_the_same_keys(
-    start_server: StartServer, http: httpx.AsyncClient, same_keys: bool
+    autojump_clock: trio.testing.MockClock, same_keys: bool
 ) -> None:
     key = secrets.token_bytes(32)
     other = key if same_keys else secrets.token_bytes(32)
-    with trio.fail_after(10):
-        first_url = await start_server(
-            StreamableHTTPApp(make_server(), request_states=RequestStateCodec([key]))
-        )
-        second_url = await start_server(
-            StreamableHTTPApp(make_server(), request_states=RequestStateCodec([other]))
-        )
+    first_app = StreamableHTTPApp(make_server(), request_states=RequestStateCodec([key]))
+    second_app = StreamableHTTPApp(make_server(), request_states=RequestStateCodec([other]))
+    async with (
+        open_test_client(first_app, protocol_version=MODERN, capabilities=CAPS) as on_first,
+        open_test_client(second_app, protocol_version=MODERN, capabilities=CAPS) as on_second,
+    ):
         params = {"_meta": META, "name": "ask", "arguments": {}}
-        [first] = messages(await call(http, first_url, params))
+        [first] = (await call(on_first, params)).messages
         state = first["result"]["requestState"]
         retry = {
             **params,
             "requestState": state,
             "inputResponses": {"colour": {"action": "accept", "content": {"colour": "teal"}}},
         }
-        r = await call(http, second_url, retry)
+        r = await call(on_second, retry)
         if same_keys:
-            assert r.status_code == 200, r.text
-            [done] = messages(r)
+            assert r.status == 200, r.body
+            [done] = r.messages
             assert done["result"]["content"][0]["text"] == "colour: teal"
         else:
-            assert r.status_code == 400
+            assert r.status == 400
             error = r.json()["error"]
             assert (error["code"], error["data"]["reason"]) == (-32602, "unknown_key")
 
@@ -108,18 +97,18 @@ def test_a_bad_key_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
 
 
 async def test_rounds_and_refused_states_are_exported_as_metrics(
-    start_server: StartServer, http: httpx.AsyncClient
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     pytest.importorskip(
         "prometheus_client", reason="metrics need the [metrics] extra (in [dev]): prometheus-client"
     )
-    with trio.fail_after(10):
-        url = await start_server(StreamableHTTPApp(make_server(), metrics_path="/metrics"))
+    app = StreamableHTTPApp(make_server(), metrics_path="/metrics")
+    async with open_test_client(app, protocol_version=MODERN, capabilities=CAPS) as client:
         params = {"_meta": META, "name": "ask", "arguments": {}}
-        [first] = messages(await call(http, url, params))
+        [first] = (await call(client, params)).messages
         tampered = {**params, "requestState": first["result"]["requestState"] + "x"}
-        assert (await call(http, url, tampered)).status_code == 400
-        text = (await http.get(url.removesuffix("/mcp") + "/metrics")).text.splitlines()
+        assert (await call(client, tampered)).status == 400
+        text = (await client.send("GET", path="/metrics")).body.decode().splitlines()
     for line in (
         "mcp_sessionless_in_flight 0.0",
         "mcp_sessionless_input_required_total 1.0",

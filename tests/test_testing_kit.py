@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import pytest
 import trio
 import trio.testing
 
-from trio_mcp_sessions import Context, McpServer, ServerOptions, SessionLimits
-from trio_mcp_sessions.testing import McpTestClient, TestResponse, open_test_client
+from trio_mcp_sessions import (
+    BoundedSessionManager,
+    Context,
+    McpServer,
+    ServerOptions,
+    SessionLimits,
+)
+from trio_mcp_sessions.testing import (
+    McpTestClient,
+    TestEvent,
+    TestResponse,
+    TestStream,
+    open_test_client,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from trio_mcp_sessions import StreamableHTTPApp
 
 
 def make_server() -> McpServer:
@@ -69,3 +88,81 @@ async def test_raw_posts_and_answers(autojump_clock: trio.testing.MockClock) -> 
         assert (bad.status, bad.json()["error"]["code"]) == (400, -32700)
         with pytest.raises(AssertionError, match=r"answered 400: .*send initialize first"):
             await client.call_tool("forecast", {"city": "Oslo"})  # no session yet
+
+
+async def test_the_session_s_get_stream_delete_and_404(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_client(make_server()) as client:
+        await client.initialize()
+        manager = client.app.manager
+        assert isinstance(manager, BoundedSessionManager)
+        async with client.open_get_stream() as stream:
+            assert isinstance(stream, TestStream)
+            assert (stream.status, stream.headers["content-type"]) == (200, "text/event-stream")
+            await manager.notify_all("notifications/tools/list_changed")
+            message = await stream.next_message()
+            assert message["method"] == "notifications/tools/list_changed"
+            [priming, event] = stream.events
+            assert isinstance(event, TestEvent)
+            assert (priming.data, priming.retry) == ("", 1000)
+            assert event.json() == message
+        # Missed while away, then resumed from the last id seen.
+        await manager.notify_all("notifications/prompts/list_changed")
+        async with client.open_get_stream(last_event_id=event.id) as resumed:
+            missed = await resumed.next_message()
+            assert missed["method"] == "notifications/prompts/list_changed"
+        assert (await client.delete()).status == 200
+        assert (await client.delete()).status == 404
+        assert (await client.request("ping")).status == 404
+
+
+async def test_raw_requests_chunked_bodies_other_paths_and_batches(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    async with open_test_client(make_server(), body_timeout=10, metrics_path="/metrics") as client:
+        # Exactly the headers given, as bytes: no accept, so 406.
+        raw = await client.send("POST", ping, headers=[(b"content-type", b"application/json")])
+        assert (raw.status, raw.json()["error"]["code"]) == (406, -32000)
+        # A body in chunks, then one that trickles past the body deadline (mock clock).
+        headers = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+        }
+        chunked = await client.send("POST", [ping[:10], ping[10:]], headers=headers)
+        assert chunked.status == 400  # a ping before initialize
+        assert "initialize" in chunked.json()["error"]["message"]
+
+        async def trickle() -> AsyncIterator[bytes]:
+            for byte in ping:
+                await trio.sleep(1)
+                yield bytes([byte])
+
+        slow = await client.send("POST", trickle(), headers=headers)
+        assert (slow.status, slow.headers["connection"]) == (408, "close")
+        assert (await client.send("GET", path="/metrics")).body.startswith(b"# HELP")
+        # A batch at 2025-03-26: a list posted is one.
+        old = McpTestClient(client.app, protocol_version="2025-03-26")
+        await old.initialize()
+        batch = await old.post(
+            [{"jsonrpc": "2.0", "id": n, "method": "ping"} for n in (1, 2)],
+            headers=old.session_headers(),
+        )
+        assert sorted(m["id"] for m in batch.messages) == [1, 2]
+
+
+class _Broken:
+    """An ASGI app that starts its response twice (the kit must say so, not hide it)."""
+
+    path = "/mcp"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+
+
+async def test_an_app_that_breaks_the_asgi_protocol_fails_the_test() -> None:
+    client = McpTestClient(cast("StreamableHTTPApp", _Broken()))
+    with pytest.raises(AssertionError, match="started its response twice"):
+        await client.send("GET")

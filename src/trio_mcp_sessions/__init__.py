@@ -115,6 +115,7 @@ from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._asgi import TransportStatistics as TransportStatistics
 from ._transport._auth import AuthStatistics as AuthStatistics
 from ._transport._http import HostPolicy as HostPolicy
+from ._transport._lifespan import LifespanApp as LifespanApp
 
 __version__ = "0.1.0"
 
