@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 PUBLIC = {
+    "VerifierUnavailable",
+    "VerifiedToken",
+    "TokenVerifier",
+    "RunnableVerifier",
+    "JwtVerifierStatistics",
+    "JwtVerifier",
+    "InvalidToken",
+    "IntrospectionVerifierStatistics",
+    "IntrospectionVerifier",
     "AppArguments",
     "BoundedSessionManager",
     "Budget",
