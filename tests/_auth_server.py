@@ -61,6 +61,8 @@ class AuthorizationServer:
     hits: Counter[str] = field(default_factory=Counter)
     introspected: list[Introspected] = field(default_factory=list)
     wall: Callable[[], float] = time.time
+    #: Cancel it to take the server down (set by :func:`serve_authorization_server`).
+    stop: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     # -- keys and tokens -----------------------------------------------------------
 
@@ -194,7 +196,7 @@ async def serve_authorization_server(
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     config.graceful_timeout = 0.1
-    scope = trio.CancelScope()
+    scope = server.stop
 
     async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
         with scope:
