@@ -332,3 +332,25 @@ def test_any_answer_is_verified_or_refused_cleanly(answer: Any) -> None:
         return
     assert answer["active"] is True
     assert RESOURCE in verified.audience
+
+
+async def test_requests_in_flight_are_bounded(
+    server: AuthorizationServer, start: StartVerifier
+) -> None:
+    verifier = await start(max_inflight=3)
+    server.hold[INTROSPECT] = gate = trio.Event()
+    tokens = [opaque(server) for _ in range(4)]
+    async with trio.open_nursery() as nursery:
+        for token in tokens[:3]:
+            nursery.start_soon(verifier.verify, token)
+        await wait_all_tasks_blocked()
+        assert verifier.statistics().inflight == 3
+        with pytest.raises(VerifierUnavailable, match="too many introspections"):
+            await verifier.verify(tokens[3])
+        # The same token joins its request: no new one needed.
+        nursery.start_soon(verifier.verify, tokens[0])
+        await wait_all_tasks_blocked()
+        gate.set()
+    stats = verifier.statistics()
+    assert (stats.refused_busy, stats.inflight, stats.verified) == (1, 0, 4)
+    await verifier.verify(tokens[3])

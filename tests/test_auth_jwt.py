@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import random
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
@@ -676,3 +677,31 @@ def test_check_claims_needs_exp_and_aud() -> None:
             check_claims(
                 {**base, **change}, issuer=ISSUER, audiences=(RESOURCE,), now=1e9, leeway=0
             )
+
+
+async def test_hostile_tokens_end_to_end_are_only_invalid_and_cost_one_refetch(
+    server: AuthorizationServer, start: StartVerifier, mock_clock: MockClock
+) -> None:
+    """The whole verify() path, key lookup and refetch included, against a seeded corpus."""
+    verifier = await start()
+    await verifier.verify(server.token())
+    mock_clock.jump(30)
+    rng = random.Random(1468)
+    good = server.token().split(".")
+    pieces: list[Any] = [None, 0, "", "k", "rsa-1", "ec-1", "RS256", "ES256", [], {}, "a" * 300]
+    tokens = []
+    for _ in range(300):
+        header = {
+            "alg": rng.choice([*DEFAULT_ALGORITHMS, "none", "HS256", *pieces]),
+            "kid": rng.choice([*pieces, f"kid-{rng.randrange(10**6)}"]),
+            "typ": rng.choice(["at+jwt", "JWT", *pieces]),
+        }
+        body = server.claims(**{rng.choice(["aud", "exp", "sub", "iss"]): rng.choice(pieces)})
+        signature = rng.choice([good[2], "AAAA", good[2][::-1], ""])
+        tokens.append(f"{b64(header)}.{b64(body)}.{signature}")
+        tokens.append(rng.choice([".".join(good[:2]), good[0] + "..", "x" * rng.randrange(40)]))
+    for token in tokens:
+        with pytest.raises(InvalidToken):
+            await verifier.verify(token)
+    assert server.hits[JWKS] == 2  # one refetch for all the unknown kids
+    assert verifier.statistics().invalid == len(tokens)

@@ -52,6 +52,50 @@ def looks_like_bearer_token(token: object, max_length: int) -> bool:
     )
 
 
+class _OneChunkIterator:
+    """Yields the request body once; a plain iterator, so a failed send leaves no generator."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data or None
+
+    def __aiter__(self) -> _OneChunkIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
+
+
+_STREAM_CLASS: Any = None
+
+
+def _one_chunk(data: bytes) -> Any:
+    """An ``httpx.AsyncByteStream`` of *data* that is not an async generator.
+
+    httpx's own body streams are async generators; when a send fails
+    half-way (the server went away), httpcore drops one unexhausted and trio
+    warns when the garbage collector finds it.
+    """
+    global _STREAM_CLASS
+    if _STREAM_CLASS is None:
+        httpx = import_httpx()
+
+        class OneChunkStream(httpx.AsyncByteStream):  # type: ignore[misc,name-defined]
+            def __init__(self, data: bytes) -> None:
+                self._body = data
+
+            def __aiter__(self) -> _OneChunkIterator:
+                return _OneChunkIterator(self._body)
+
+            async def aclose(self) -> None:
+                await trio.lowlevel.checkpoint()
+
+        _STREAM_CLASS = OneChunkStream
+    return _STREAM_CLASS(data)
+
+
 class FetchError(Exception):
     """A request to the authorization server failed; *reason* is safe to show and log."""
 
@@ -89,13 +133,21 @@ async def request_json(
     """
     httpx = import_httpx()
     where = _where(url)
+    content = urllib.parse.urlencode(dict(data)).encode() if data is not None else b""
     send_headers = {"accept": "application/json", "accept-encoding": "identity"}
+    if data is not None:
+        send_headers["content-type"] = "application/x-www-form-urlencoded"
     send_headers.update(headers or {})
     body = bytearray()
     status = 0
     with trio.move_on_after(timeout) as scope:
         try:
-            async with client.stream(method, url, data=data, headers=send_headers) as response:
+            request = client.build_request(method, url, headers=send_headers)
+            request.stream = _one_chunk(content)
+            if data is not None:
+                request.headers["content-length"] = str(len(content))
+            response = await client.send(request, stream=True)
+            try:
                 status = response.status_code
                 if not 200 <= status < 300:
                     raise FetchError(f"{where} answered {status}", status=status)
@@ -112,6 +164,8 @@ async def request_json(
                             reading.cancel()
                 if reading.cancelled_caught:
                     raise FetchError(f"{where} sent more than {max_bytes} bytes")
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise FetchError(f"{where} did not answer within {timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:

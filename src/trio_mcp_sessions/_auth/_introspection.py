@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
-from ._http import ClientRunner, FetchError, fingerprint, looks_like_bearer_token, request_json
+from ._http import (
+    ClientRunner,
+    FetchError,
+    fingerprint,
+    import_httpx,
+    looks_like_bearer_token,
+    request_json,
+)
 from ._jwt import MAX_TOKEN_LENGTH, _audiences, check_claims
 from ._metadata import MetadataError, check_http_url, discover_metadata, metadata_urls
 from ._types import InvalidToken, VerifiedToken, VerifierUnavailable
@@ -94,6 +101,8 @@ class IntrospectionVerifierStatistics:
         introspection_failures: Of those, how many got no usable answer.
         cache_hits: Verifications answered from the cache (active or inactive).
         cache_misses: Verifications that needed a request (or joined one in flight).
+        refused_busy: Verifications refused because ``max_inflight`` requests were out.
+        inflight: Introspection requests out now.
         cached_active: Active answers in the cache now.
         cached_inactive: Inactive answers in the cache now.
     """
@@ -105,6 +114,8 @@ class IntrospectionVerifierStatistics:
     introspection_failures: int
     cache_hits: int
     cache_misses: int
+    refused_busy: int
+    inflight: int
     cached_active: int
     cached_inactive: int
 
@@ -169,6 +180,8 @@ class IntrospectionVerifier:
         negative_ttl: How long an inactive answer is reused.
         max_cached: Most active answers kept (least recently used go first).
         max_cached_invalid: Most inactive answers kept.
+        max_inflight: Most introspection requests at once (distinct tokens);
+            beyond it a verification that needs one is unavailable (503) at once.
         leeway: Seconds of clock skew allowed on ``exp`` and ``nbf``.
         http_timeout: Deadline in seconds of every request to the issuer.
         max_response_bytes: Largest metadata or introspection answer read.
@@ -190,12 +203,14 @@ class IntrospectionVerifier:
         negative_ttl: float = 5.0,
         max_cached: int = 10_000,
         max_cached_invalid: int = 1_000,
+        max_inflight: int = 100,
         leeway: float = 60.0,
         http_timeout: float = 5.0,
         max_response_bytes: int = 64 * 1024,
         start_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        import_httpx()
         metadata_urls(issuer)  # checks the issuer's form
         if introspection_endpoint is not None:
             check_http_url(introspection_endpoint, "introspection_endpoint")
@@ -212,8 +227,11 @@ class IntrospectionVerifier:
         ):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0")
-        if max_cached < 0 or max_cached_invalid < 0 or max_response_bytes < 1:
+        if max_cached < 0 or max_cached_invalid < 0:
             raise ValueError("max_cached and max_cached_invalid must be >= 0")
+        if max_inflight < 1 or max_response_bytes < 1:
+            raise ValueError("max_inflight and max_response_bytes must be >= 1")
+        self._max_inflight = max_inflight
         self.issuer = issuer
         self.audiences = _audiences(audience)
         self._endpoint = introspection_endpoint
@@ -236,6 +254,7 @@ class IntrospectionVerifier:
         self._lookups: dict[bytes, _Lookup] = {}
         self._verified = self._invalid = self._unavailable = 0
         self._requests = self._failures = self._hits = self._misses = 0
+        self._refused_busy = 0
 
     def __repr__(self) -> str:
         return (
@@ -253,6 +272,8 @@ class IntrospectionVerifier:
             introspection_failures=self._failures,
             cache_hits=self._hits,
             cache_misses=self._misses,
+            refused_busy=self._refused_busy,
+            inflight=len(self._lookups),
             cached_active=len(self._active),
             cached_inactive=len(self._inactive),
         )
@@ -263,6 +284,7 @@ class IntrospectionVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The verified token, or :exc:`InvalidToken` / :exc:`VerifierUnavailable`."""
+        await trio.lowlevel.checkpoint()  # a checkpoint even for a token refused at once
         try:
             verified = await self._verify(token)
         except InvalidToken as exc:
@@ -286,6 +308,9 @@ class IntrospectionVerifier:
             self._misses += 1
             lookup = self._lookups.get(key)
             if lookup is None:
+                if len(self._lookups) >= self._max_inflight:
+                    self._refused_busy += 1
+                    raise VerifierUnavailable("too many introspections in flight", retry_after=1.0)
                 lookup = self._lookups[key] = _Lookup()
                 nursery.start_soon(self._introspect, token, key, lookup)
             with trio.move_on_after(self._http_timeout * 2 + 1):

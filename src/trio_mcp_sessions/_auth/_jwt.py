@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._http import ClientRunner, FetchError, fingerprint, looks_like_bearer_token, request_json
+from ._http import (
+    ClientRunner,
+    FetchError,
+    fingerprint,
+    import_httpx,
+    looks_like_bearer_token,
+    request_json,
+)
 from ._metadata import MetadataError, check_http_url, discover_metadata, metadata_urls
 from ._types import InvalidToken, VerifiedToken, VerifierUnavailable
 
@@ -439,6 +446,7 @@ class JwtVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         _joserfc()
+        import_httpx()
         metadata_urls(issuer)  # checks the issuer's form
         if jwks_uri is not None:
             check_http_url(jwks_uri, "jwks_uri")
@@ -504,6 +512,7 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The verified token, or :exc:`InvalidToken` / :exc:`VerifierUnavailable`."""
+        await trio.lowlevel.checkpoint()  # a checkpoint even for a token refused at once
         try:
             verified = await self._verify(token)
         except InvalidToken as exc:
