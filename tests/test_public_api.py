@@ -26,6 +26,8 @@ PUBLIC = {
     "IntrospectionVerifierStatistics",
     "IntrospectionVerifier",
     "AppArguments",
+    "AuthStatistics",
+    "ResourceServer",
     "BoundedSessionManager",
     "Budget",
     "CacheHint",

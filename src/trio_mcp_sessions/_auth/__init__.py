@@ -1,5 +1,6 @@
 """OAuth 2.1 resource server (MCP Authorization): verified tokens, challenges, metadata, scopes."""
 
+from ._config import ResourceServer as ResourceServer
 from ._introspection import IntrospectionVerifier as IntrospectionVerifier
 from ._introspection import IntrospectionVerifierStatistics as IntrospectionVerifierStatistics
 from ._jwt import DEFAULT_ALGORITHMS as DEFAULT_ALGORITHMS
