@@ -30,10 +30,14 @@ from _auth_server import (
     closed_port_url,
     serve_authorization_server,
 )
+from _harness import Probe, make_server
+from conftest import INIT_HEADERS, StartServer, initialize_body
 from trio_mcp_sessions import (
     InvalidToken,
     JwtVerifier,
+    ResourceServer,
     RunnableVerifier,
+    StreamableHTTPApp,
     VerifiedToken,
     VerifierUnavailable,
 )
@@ -48,6 +52,8 @@ from trio_mcp_sessions._auth._metadata import MetadataError, metadata_urls, pars
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    import httpx
 
 JWKS = "/jwks"
 RFC8414 = "/.well-known/oauth-authorization-server"
@@ -705,3 +711,44 @@ async def test_hostile_tokens_end_to_end_are_only_invalid_and_cost_one_refetch(
             await verifier.verify(token)
     assert server.hits[JWKS] == 2  # one refetch for all the unknown kids
     assert verifier.statistics().invalid == len(tokens)
+
+
+# -- in the app: the transport runs the verifier and maps its answers -----------------
+
+
+async def test_the_app_runs_the_verifier_and_maps_its_answers(
+    server: AuthorizationServer,
+    wall: Callable[[], float],
+    start_server: StartServer,
+    http: httpx.AsyncClient,
+    mock_clock: MockClock,
+) -> None:
+    verifier = JwtVerifier(server.issuer, RESOURCE, clock=wall)
+    auth = ResourceServer(RESOURCE, [server.issuer], verifier, scopes={"notes:read"})
+    url = await start_server(StreamableHTTPApp(make_server(Probe()), auth=auth))
+
+    async def initialize(token: str) -> httpx.Response:
+        headers = {**INIT_HEADERS, "authorization": f"Bearer {token}"}
+        return await http.post(url, json=initialize_body(), headers=headers)
+
+    ok = await initialize(server.token())
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["mcp-session-id"]
+    wrong = await initialize(server.token(aud="http://127.0.0.1/other"))
+    assert wrong.status_code == 401
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    narrow = await initialize(server.token(scope="notes:write"))
+    assert narrow.status_code == 403
+    assert 'scope="notes:read"' in narrow.headers["www-authenticate"]
+    # A new kid while the AS is failing: 503 with Retry-After, never a 401.
+    mock_clock.jump(30)
+    server.fail[JWKS] = 503
+    late = server.add_key("RSA", "rsa-late")
+    down = await initialize(server.token(late, scope="notes:read"))
+    assert down.status_code == 503, down.text
+    assert int(down.headers["retry-after"]) >= 1
+    assert "www-authenticate" not in down.headers
+    server.fail.clear()
+    mock_clock.jump(30)
+    assert (await initialize(server.token(late, scope="notes:read"))).status_code == 200
+    assert verifier.statistics().verified == 3
