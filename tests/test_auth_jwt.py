@@ -752,3 +752,50 @@ async def test_the_app_runs_the_verifier_and_maps_its_answers(
     mock_clock.jump(30)
     assert (await initialize(server.token(late, scope="notes:read"))).status_code == 200
     assert verifier.statistics().verified == 3
+
+
+jwk_values = json_values | st.sampled_from(["AQAB", "P-256", "Ed25519", "sig", "RS256", "AAAA"])
+jwks_documents = st.fixed_dictionaries(
+    {
+        "keys": st.lists(
+            st.fixed_dictionaries(
+                {"kty": st.sampled_from(["RSA", "EC", "OKP", "oct"]) | jwk_values},
+                optional={
+                    k: jwk_values for k in ("n", "e", "crv", "x", "y", "kid", "use", "alg", "d")
+                },
+            ),
+            max_size=4,
+        )
+    }
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(jwks_documents | json_values)
+def test_any_key_set_document_parses_or_is_refused_cleanly(document: Any) -> None:
+    """A key set comes from the network: nothing in it may raise past the fetch."""
+    try:
+        keys = parse_key_set(document, max_keys=10)
+    except MetadataError:
+        return
+    assert 1 <= len(keys) <= 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"issuer": st.just(ISSUER) | json_values},
+        optional={
+            "jwks_uri": st.just("https://as.example/jwks") | json_values,
+            "introspection_endpoint": json_values,
+            "introspection_endpoint_auth_methods_supported": json_values,
+        },
+    )
+    | json_values
+)
+def test_any_metadata_document_parses_or_is_refused_cleanly(document: Any) -> None:
+    try:
+        metadata = parse_metadata(document, ISSUER)
+    except MetadataError:
+        return
+    assert metadata.issuer == ISSUER
