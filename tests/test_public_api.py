@@ -16,14 +16,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 PUBLIC = {
+    "VerifierUnavailable",
+    "VerifiedToken",
+    "TokenVerifier",
+    "RunnableVerifier",
+    "JwtVerifierStatistics",
+    "JwtVerifier",
+    "InvalidToken",
+    "IntrospectionVerifierStatistics",
+    "IntrospectionVerifier",
     "AppArguments",
     "AuthStatistics",
-    "InvalidToken",
     "ResourceServer",
-    "RunnableVerifier",
-    "TokenVerifier",
-    "VerifiedToken",
-    "VerifierUnavailable",
     "BoundedSessionManager",
     "Budget",
     "CacheHint",

@@ -5,7 +5,11 @@ The public API lives here; everything in underscore modules is private.
 
 import contextlib as _contextlib
 
+from ._auth import IntrospectionVerifier as IntrospectionVerifier
+from ._auth import IntrospectionVerifierStatistics as IntrospectionVerifierStatistics
 from ._auth import InvalidToken as InvalidToken
+from ._auth import JwtVerifier as JwtVerifier
+from ._auth import JwtVerifierStatistics as JwtVerifierStatistics
 from ._auth import RunnableVerifier as RunnableVerifier
 from ._auth import TokenVerifier as TokenVerifier
 from ._auth import VerifiedToken as VerifiedToken
