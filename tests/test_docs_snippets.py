@@ -12,6 +12,7 @@ comment (``% test: KIND``) on the line before it, and this module checks each:
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
 import shutil
@@ -33,7 +34,7 @@ from conftest import INIT_HEADERS, initialize_body
 from trio_mcp_sessions import RequestInfo, serve
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["tutorial.md", "howto/deploying.md", "howto/testing.md"]
+PAGES = ["tutorial.md", "howto/deploying.md", "howto/protecting.md", "howto/testing.md"]
 BLOCK = re.compile(r"^(?:% test: (\w+)\n)?```python\n(.*?)^```$", re.M | re.S)
 KINDS = {"quickstart", "run", "pytest"}
 
@@ -215,3 +216,51 @@ async def test_tls_from_a_hypercorn_config_as_the_deploying_page_says(tmp_path: 
                 reply = await http.post(f"{url}/mcp", json=initialize_body(), headers=INIT_HEADERS)
             assert reply.status_code == 200
             stop.set()
+
+
+def test_the_protecting_blocks_run() -> None:
+    namespace = _run_page("howto/protecting.md", {})
+    app = namespace["protected"]
+    assert app.statistics().auth is not None
+    server = namespace["notes_server"]
+    assert server.tool_scopes("add_note") == {"notes:write"}
+    assert namespace["hierarchy"]("notes", "notes:read")
+    assert not namespace["hierarchy"]("notes", "notebook")
+
+
+def _protecting_module() -> dict[str, Any]:
+    [code] = [code for kind, code in _blocks("howto/protecting.md") if kind == "pytest"]
+    namespace: dict[str, Any] = {"__name__": "test_protected"}
+    exec(compile(code, "howto/protecting.md:pytest", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["test_a_call_without_its_scope_names_what_to_ask_for", "test_no_token_gets_a_challenge"],
+)
+async def test_the_protecting_how_to_tests_pass(
+    name: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    assert {n for n in _protecting_module() if n.startswith("test_")} == {
+        "test_a_call_without_its_scope_names_what_to_ask_for",
+        "test_no_token_gets_a_challenge",
+    }
+    await _protecting_module()[name](autojump_clock)
+
+
+def test_every_flag_the_docs_show_exists() -> None:
+    """A ``--flag`` in a shell block of the README or a page is one the command line has."""
+    from trio_mcp_sessions._cli import _parser
+
+    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    known = {
+        option for action in commands.choices["serve"]._actions for option in action.option_strings
+    }
+    shell = re.compile(r"^```(?:bash|sh|console)\n(.*?)^```$", re.M | re.S)
+    for path in [DOCS.parent / "README.md", *(DOCS / page for page in PAGES)]:
+        for block in shell.findall(path.read_text()):
+            if "trio_mcp_sessions serve" not in block and "trio-mcp-sessions serve" not in block:
+                continue
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", block):
+                assert flag in known, f"{path.name}: {flag} is not a flag of serve"

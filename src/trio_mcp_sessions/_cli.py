@@ -10,13 +10,15 @@ import gc
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any, Final, NoReturn, get_args
+from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
 
 import trio
 from hypercorn.config import Config
 
+from ._auth._config import DEFAULT_FAILED_VERIFICATIONS, ResourceServer
 from ._interface import ReplyMode
 from ._manager import CallLimits, EvictionPolicy, SessionLimits
 from ._manager._limits import DISCOVER_LIMIT, KeyedLimit, positive_seconds
@@ -29,6 +31,9 @@ from ._server._server import McpServer
 from ._stateless._listen import ListenLimits, ListenPolicy
 from ._transport._asgi import AppArguments, StreamableHTTPApp
 from ._transport._http import HostPolicy
+
+if TYPE_CHECKING:
+    from ._auth._types import TokenVerifier
 
 __all__ = ["listen_limits_from", "load_target", "main", "options_from", "request_states_from"]
 
@@ -536,6 +541,62 @@ def _parser() -> argparse.ArgumentParser:
         help="once serving, move what startup made out of the garbage collector's way "
         "(gc.freeze: shorter collection pauses under load; default on)",
     )
+    auth = run.add_argument_group(
+        "authorization (an OAuth 2.1 resource server; needs the auth extra)"
+    )
+    auth.add_argument(
+        "--auth-resource",
+        default=None,
+        metavar="URL",
+        help="this endpoint's public URL (https://host/mcp): requires a bearer token "
+        "issued for it on every request (default off)",
+    )
+    auth.add_argument(
+        "--auth-issuer",
+        default=None,
+        metavar="URL",
+        help="the authorization server that issues the tokens (its issuer identifier)",
+    )
+    auth.add_argument(
+        "--auth-scopes",
+        default="",
+        metavar="SCOPES",
+        help="scopes every request needs, space- or comma-separated",
+    )
+    auth.add_argument(
+        "--auth-introspection-client-id",
+        default=None,
+        metavar="ID",
+        help="verify opaque tokens by RFC 7662 introspection as this client "
+        "(default: JWTs with the issuer's keys)",
+    )
+    auth.add_argument(
+        "--auth-introspection-secret-env",
+        default="MCP_INTROSPECTION_SECRET",
+        metavar="NAME",
+        help="the environment variable holding that client's secret (never a flag: "
+        "command lines are visible to every user of the machine)",
+    )
+    auth.add_argument(
+        "--auth-allow-jwt-typ",
+        action="store_true",
+        help="accept JWTs typed JWT, not only at+jwt (Keycloak, Entra; aud still keeps "
+        "ID tokens out)",
+    )
+    auth.add_argument(
+        "--auth-filter-lists",
+        action="store_true",
+        help="list only the tools the caller's scopes allow",
+    )
+    auth.add_argument(
+        "--auth-max-failed",
+        type=_call_rate_or_off,
+        default=DEFAULT_FAILED_VERIFICATIONS,
+        metavar="FAILURES/SECONDS|off",
+        help="failed verifications per client key before its requests are refused "
+        f"unverified with 429 (default {DEFAULT_FAILED_VERIFICATIONS.max_creations}/"
+        f"{DEFAULT_FAILED_VERIFICATIONS.window:g})",
+    )
     run.add_argument("--certfile", default=None, help="serve TLS (https) with this certificate")
     run.add_argument("--keyfile", default=None, help="the certificate's private key")
     run.add_argument(
@@ -602,6 +663,51 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
                 tuple(args.allowed_host) if args.allowed_host else None,
                 tuple(args.allowed_origin) if args.allowed_origin else None,
             ),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def auth_from(args: argparse.Namespace) -> ResourceServer | None:
+    """The :class:`ResourceServer` the ``--auth-*`` flags ask for (``None``: no authorization)."""
+    if args.auth_resource is None:
+        for flag in ("auth_issuer", "auth_introspection_client_id"):
+            if getattr(args, flag) is not None:
+                raise SystemExit(f"error: --{flag.replace('_', '-')} needs --auth-resource")
+        return None
+    if args.auth_issuer is None:
+        raise SystemExit("error: --auth-resource needs --auth-issuer (who issues the tokens)")
+    from ._auth import IntrospectionVerifier, JwtVerifier
+
+    scopes = [s for s in args.auth_scopes.replace(",", " ").split() if s]
+    try:
+        verifier: TokenVerifier
+        if args.auth_introspection_client_id is not None:
+            secret = os.environ.get(args.auth_introspection_secret_env)
+            if not secret:
+                raise SystemExit(
+                    f"error: --auth-introspection-client-id needs the client secret in "
+                    f"the environment variable {args.auth_introspection_secret_env}"
+                )
+            verifier = IntrospectionVerifier(
+                args.auth_issuer,
+                audience=args.auth_resource,
+                client_id=args.auth_introspection_client_id,
+                client_secret=secret,
+            )
+        else:
+            verifier = JwtVerifier(
+                args.auth_issuer,
+                audience=args.auth_resource,
+                require_typ=not args.auth_allow_jwt_typ,
+            )
+        return ResourceServer(
+            args.auth_resource,
+            [args.auth_issuer],
+            verifier,
+            scopes=scopes,
+            filter_lists=args.auth_filter_lists,
+            max_failed_verifications=args.auth_max_failed,
         )
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -692,12 +798,13 @@ def _refuse_unused_options(parser: argparse.ArgumentParser, args: argparse.Names
 
 def _check_extras(args: argparse.Namespace) -> None:
     """A missing optional dependency, named with the command that installs it."""
-    for wanted, module, extra in (
-        (args.redis, "coredis", "redis"),
-        (args.metrics_path, "prometheus_client", "metrics"),
+    for wanted, module, extra, option in (
+        (args.redis, "coredis", "redis", "--redis"),
+        (args.metrics_path, "prometheus_client", "metrics", "--metrics-path"),
+        (args.auth_resource, "joserfc", "auth", "--auth-resource"),
+        (args.auth_resource, "httpx", "auth", "--auth-resource"),
     ):
         if wanted and not _importable(module):
-            option = "--redis" if extra == "redis" else "--metrics-path"
             raise SystemExit(
                 f"error: {option} needs the {extra} extra: pip install 'trio-mcp-sessions[{extra}]'"
             )
@@ -749,6 +856,7 @@ def _main(argv: list[str] | None) -> int:
         if args.no_event_store:
             arguments["event_store"] = None
         arguments["request_states"] = request_states_from(args)
+        arguments["auth"] = auth_from(args)
     else:
         path = target.path
 

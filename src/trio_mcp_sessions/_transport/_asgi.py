@@ -48,7 +48,7 @@ from ._replies import _JSON, _reply_sse, _send_simple
 from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, post_session
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from .._auth._config import ResourceServer
     from .._handles import HandleStore
@@ -363,18 +363,25 @@ class StreamableHTTPApp:
         """Run the built-in session manager until cancelled (what the ASGI lifespan does).
 
         A user-supplied manager is the user's to run; then this only waits.
+        A resource server's verifier runs here too, first in and last out:
+        sessions still closing may have requests to verify.
         """
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as outer:
             verifier = self._auth.verifier_to_run if self._auth is not None else None
+            verifying = trio.CancelScope()
             if verifier is not None:
-                await nursery.start(verifier.run)
-            if self.sessionless is not None:
-                await nursery.start(self.sessionless.run)
-            if self._bounded is None:
-                task_status.started()
-                await trio.sleep_forever()
-            await nursery.start(self._bounded.run)
-            task_status.started()
+                await outer.start(_run_in, verifying, verifier.run)
+            try:
+                async with trio.open_nursery() as nursery:
+                    if self.sessionless is not None:
+                        await nursery.start(self.sessionless.run)
+                    if self._bounded is None:
+                        task_status.started()
+                        await trio.sleep_forever()
+                    await nursery.start(self._bounded.run)
+                    task_status.started()
+            finally:
+                verifying.cancel()  # it serves until cancelled: the manager returned (aclose)
 
     def begin_drain(self) -> None:
         """Stop admitting sessions and requests; end GET streams with a ``retry`` hint.
@@ -708,6 +715,17 @@ class StreamableHTTPApp:
                     held[0].extend_nowait(extra)
                 except ServiceUnavailable as exc:
                     raise _answer_for(exc) from None
+
+
+async def _run_in(
+    scope: trio.CancelScope,
+    run: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``run(task_status=)`` inside *scope*, so its owner can end it (a verifier serves forever)."""
+    with scope:
+        await run(task_status=task_status)
 
 
 class _ClientGone(Exception):
