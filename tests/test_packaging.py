@@ -207,6 +207,8 @@ def test_the_unpacked_sdist_runs_its_own_tests(built: Built) -> None:
         "tests/conformance/package.json",
         "tests/conformance/package-lock.json",
         "tests/ts_client/client.mjs",
+        "tests/_oidc_provider.py",
+        "tests/oidc/provider.mjs",
         "examples/notes_server.py",
         "examples/conformance_server.py",
         "bench/loadgen.py",
