@@ -87,7 +87,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         ("_stateless", "_interface", "_streams", "_errors", "_protocol", "_server"),
         (),
     ),
-    "server API": (("_server",), ("_server", "_protocol"), ()),
+    "server API": (("_server",), ("_server", "_protocol"), ("_auth._types",)),
     # Bounded handles: a library for tool code, on the server API's errors and
     # the stores' plumbing (a SQLite database, a Redis client).
     "handles": (("_handles",), ("_handles", "_errors", "_server", "_stores"), ()),
@@ -95,7 +95,11 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     # and the verifiers (their own HTTP client); the transport asks it.
     "auth": (("_auth",), ("_auth", "_errors", "_protocol", "_ratelimit"), ()),
     "stores": (("_stores",), ("_stores", "_errors"), ("_ratelimit",)),
-    "interface": (("_interface", "_streams"), ("_errors",), ("_protocol", "_streams")),
+    "interface": (
+        ("_interface", "_streams"),
+        ("_errors",),
+        ("_protocol", "_streams", "_auth._types"),
+    ),
     "protocol core": (("_protocol", "_errors", "_ratelimit"), ("_protocol",), ()),
 }
 

@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 
 PUBLIC = {
     "AppArguments",
+    "AuthStatistics",
+    "InvalidToken",
+    "ResourceServer",
+    "RunnableVerifier",
+    "TokenVerifier",
+    "VerifiedToken",
+    "VerifierUnavailable",
     "BoundedSessionManager",
     "Budget",
     "CacheHint",

@@ -5,6 +5,12 @@ The public API lives here; everything in underscore modules is private.
 
 import contextlib as _contextlib
 
+from ._auth import InvalidToken as InvalidToken
+from ._auth import RunnableVerifier as RunnableVerifier
+from ._auth import TokenVerifier as TokenVerifier
+from ._auth import VerifiedToken as VerifiedToken
+from ._auth import VerifierUnavailable as VerifierUnavailable
+from ._auth._config import ResourceServer as ResourceServer
 from ._errors import EventsPurged as EventsPurged
 from ._errors import RateLimited as RateLimited
 from ._errors import ServerBusy as ServerBusy
@@ -107,6 +113,7 @@ from ._streams import SseEvent as SseEvent
 from ._transport._asgi import AppArguments as AppArguments
 from ._transport._asgi import StreamableHTTPApp as StreamableHTTPApp
 from ._transport._asgi import TransportStatistics as TransportStatistics
+from ._transport._auth import AuthStatistics as AuthStatistics
 from ._transport._http import HostPolicy as HostPolicy
 
 __version__ = "0.1.0"

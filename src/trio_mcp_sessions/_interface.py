@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from collections.abc import Set as AbstractSet
 
+    from ._auth._types import VerifiedToken
     from ._protocol._jsonrpc import ErrorResponse, Message, Request, Response
     from ._protocol._lifecycle import ClientInfo
     from ._streams import EventStream
@@ -50,13 +52,21 @@ class RequestInfo:
 
     Attributes:
         client_address: ``"host"`` of the peer, or ``None`` when unknown.
-        principal: The authenticated identity, if the application set one.
+        principal: The authenticated identity: the verified token's
+            ``(iss, sub, client_id)`` under a resource server, else what the
+            application's ``principal`` hook named.
         headers: Lower-cased request headers.
+        token: The verified access token (its facts, never the bearer
+            string) under a resource server.
+        scope_filter: ``fn(scopes) -> bool`` when lists show only what the
+            token's scopes allow (``ResourceServer(filter_lists=True)``).
     """
 
     client_address: str | None = None
     principal: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    token: VerifiedToken | None = None
+    scope_filter: Callable[[AbstractSet[str]], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)

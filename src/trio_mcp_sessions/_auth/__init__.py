@@ -1,5 +1,6 @@
 """OAuth 2.1 resource server (MCP Authorization): verified tokens, challenges, metadata, scopes."""
 
+from ._config import ResourceServer as ResourceServer
 from ._types import InvalidToken as InvalidToken
 from ._types import RunnableVerifier as RunnableVerifier
 from ._types import TokenVerifier as TokenVerifier

@@ -45,7 +45,9 @@ class EvictionPolicy(enum.Enum):
 
 
 def _client_address(info: RequestInfo) -> str | None:
-    return info.client_address
+    """The default client key: the verified caller ``(iss, sub)``, else the peer address."""
+    token = info.token
+    return token.rate_limit_key if token is not None else info.client_address
 
 
 def positive_seconds(name: str, value: object, *, optional: bool = False) -> None:

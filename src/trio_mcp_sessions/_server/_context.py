@@ -12,9 +12,10 @@ from .._protocol._deadline import RequestDeadline
 from .._protocol._jsonrpc import Notification, RequestId
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from collections.abc import Set as AbstractSet
 
+    from .._auth._types import VerifiedToken
     from .._protocol._lifecycle import ClientInfo
 
 __all__ = ["LOG_LEVELS", "Context", "InputRequest", "Peer"]
@@ -215,6 +216,8 @@ class Context:
         "_last_progress",
         "_peer",
         "_principal",
+        "_scope_filter",
+        "_token",
         "default_timeout",
         "meta",
         "request_id",
@@ -230,9 +233,13 @@ class Context:
         request_timeout: float = math.inf,
         max_request_time: float = math.inf,
         principal: str | None = None,
+        token: VerifiedToken | None = None,
+        scope_filter: Callable[[AbstractSet[str]], bool] | None = None,
     ) -> None:
         self._peer = peer
         self._principal = principal
+        self._token = token
+        self._scope_filter = scope_filter
         self.request_id = request_id
         self.meta: dict[str, Any] = meta or {}
         self.default_timeout = default_timeout
@@ -268,6 +275,23 @@ class Context:
         ``principal`` hook; ``None`` without auth). A session's is the one it
         was bound to at ``initialize``, which every one of its requests must match."""
         return self._principal
+
+    @property
+    def token(self) -> VerifiedToken | None:
+        """The verified access token of this request (``None`` without a resource server).
+
+        Its facts only (issuer, subject, client, scopes, expiry, claims): the
+        bearer string itself never reaches a handler, so it cannot be passed
+        on to another service by mistake (use a token exchange for that).
+        """
+        return self._token
+
+    def may_use(self, scopes: AbstractSet[str]) -> bool:
+        """Whether this request's token covers *scopes*; always true unless lists are filtered.
+
+        What ``tools/list`` asks with ``ResourceServer(filter_lists=True)``.
+        """
+        return self._scope_filter is None or self._scope_filter(scopes)
 
     @property
     def is_restored(self) -> bool:

@@ -58,6 +58,8 @@ class RegisteredTool:
     enum_params: dict[str, type[enum.Enum]] = field(default_factory=dict)
     #: The schema's ``x-mcp-header`` parameters: ``{path: (header name, type)}``.
     param_headers: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
+    #: OAuth scopes a call needs beyond the resource server's own (``scopes=``).
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -143,6 +145,7 @@ def tool_record(
     output_schema: dict[str, Any] | None,
     annotations: dict[str, Any] | None,
     meta: dict[str, Any] | None,
+    scopes: frozenset[str] = frozenset(),
 ) -> RegisteredTool:
     """The record of ``@server.tool()``; a ValueError for an ``x-mcp-header`` out of the rules."""
     tool_name, doc, arg_docs, ctx_params = _introspect(fn, name)
@@ -166,6 +169,7 @@ def tool_record(
         frozenset(params),
         _enum_params(fn),
         param_headers,
+        scopes,
     )
 
 

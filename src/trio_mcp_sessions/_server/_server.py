@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
@@ -29,6 +29,7 @@ from .._protocol._jsonrpc import (
     Notification,
     Request,
 )
+from .._protocol._oauth import SCOPE_TOKEN as _SCOPE_TOKEN
 from ._caching import DEFAULT_CACHE_HINT, CacheHint
 from ._content import text_content
 from ._context import LOG_LEVELS, Context, Peer
@@ -191,6 +192,7 @@ class McpServer:
         output_schema: dict[str, Any] | None = None,
         annotations: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        scopes: Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Register a tool.
 
@@ -205,11 +207,22 @@ class McpServer:
         property of *input_schema* with ``"x-mcp-header": "Name"``) is
         mirrored in an ``Mcp-Param-Name`` header at 2026-07-28.
 
+        *scopes* are the OAuth scopes a call needs, beyond the resource
+        server's own (:class:`ResourceServer`): a token without them gets
+        403 ``insufficient_scope`` naming every scope the call needs, before
+        the tool runs. Without a resource server they mean nothing.
+
         Raises:
             ValueError: An ``x-mcp-header`` breaks the spec's rules (not an
                 HTTP token, used twice, or on a parameter that is not a
-                string, integer or boolean).
+                string, integer or boolean), or a scope is not an OAuth scope.
         """
+        if isinstance(scopes, str):
+            raise TypeError(f"scopes must be a collection of scope names, not {scopes!r}")
+        needed = frozenset(scopes)
+        for scope in needed:
+            if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
+                raise ValueError(f"tool scopes: {scope!r} is not a valid OAuth scope")
 
         def register(fn: F) -> F:
             tool = tool_record(
@@ -221,11 +234,21 @@ class McpServer:
                 output_schema=output_schema,
                 annotations=annotations,
                 meta=meta,
+                scopes=needed,
             )
             self._tools[tool.name] = tool
             return fn
 
         return register
+
+    def tool_scopes(self, name: str) -> frozenset[str]:
+        """The scopes a call of tool *name* needs (``@server.tool(scopes=...)``; unknown: none)."""
+        tool = self._tools.get(name)
+        return tool.scopes if tool is not None else frozenset()
+
+    def all_tool_scopes(self) -> frozenset[str]:
+        """Every scope some tool needs (for the metadata's ``scopes_supported``)."""
+        return frozenset().union(*(tool.scopes for tool in self._tools.values()))
 
     def remove_tool(self, name: str) -> bool:
         """Unregister a tool; whether it was there. Tell clients with ``notify_all``."""
@@ -527,7 +550,9 @@ class McpServer:
             case "ping":
                 return {}
             case "tools/list":
-                return {"tools": [t.definition for t in self._tools.values()]}
+                return {
+                    "tools": [t.definition for t in self._tools.values() if ctx.may_use(t.scopes)]
+                }
             case "tools/call":
                 return await call_tool(self._tools, ctx, params)
             case "resources/list":

@@ -183,6 +183,8 @@ class _Inbound(_Outbound):
             request_timeout=self._request_timeout,
             max_request_time=self._max_request_time,
             principal=self.principal,
+            token=info.token,
+            scope_filter=info.scope_filter,
         )
         reply: Response | ErrorResponse | None = None
         try:

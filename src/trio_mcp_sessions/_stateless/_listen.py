@@ -16,6 +16,7 @@ reach their lifetime, earliest first.
 from __future__ import annotations
 
 import enum
+import heapq
 import logging
 import math
 from collections import OrderedDict
@@ -154,6 +155,8 @@ class ListenStatistics:
         ended_lifetime: Streams ended at :attr:`ListenLimits.max_lifetime`.
         evicted: Streams ended to make room for a new one
             (:attr:`ListenPolicy.LEAST_RECENTLY_DELIVERED`), at either cap.
+        ended_token_expired: Streams ended when their access token expired
+            (under a resource server), before their lifetime.
     """
 
     open_streams: int
@@ -168,13 +171,22 @@ class ListenStatistics:
     refused_per_client: int
     ended_lifetime: int
     evicted: int
+    ended_token_expired: int = 0
 
 
 @final
 class _Listener:
     """One open stream: its id, what it wants, where it goes, whose it is, when it ends."""
 
-    __slots__ = ("client", "closing", "expires_at", "filter", "stream", "subscription_id")
+    __slots__ = (
+        "by_token",
+        "client",
+        "closing",
+        "expires_at",
+        "filter",
+        "stream",
+        "subscription_id",
+    )
 
     def __init__(
         self,
@@ -184,6 +196,7 @@ class _Listener:
         closing: bytes,
         client: str | None,
         expires_at: float,
+        by_token: bool = False,
     ) -> None:
         self.subscription_id = subscription_id
         self.filter = filter
@@ -191,6 +204,8 @@ class _Listener:
         self.closing = closing
         self.client = client
         self.expires_at = expires_at
+        #: It ends when its access token expires, before its lifetime.
+        self.by_token = by_token
 
 
 @final
@@ -205,8 +220,11 @@ class ListenHub:
 
     def __init__(self, limits: ListenLimits | None = None) -> None:
         self.limits = limits if limits is not None else ListenLimits()
-        # In opening order, which is also expiry order (one lifetime for all).
         self._listeners: OrderedDict[int, _Listener] = OrderedDict()
+        # (expires_at, key), earliest first: a lifetime, or an access token's end
+        # when that comes sooner. Entries of closed streams go when they surface
+        # (or when they outnumber the open ones).
+        self._expiries: list[tuple[float, int]] = []
         # Least recently delivered first: all of them, and per client key.
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._by_client: dict[str, OrderedDict[int, None]] = {}
@@ -218,6 +236,7 @@ class ListenHub:
         self._refused_per_client = 0
         self._ended_slow = 0
         self._ended_lifetime = 0
+        self._ended_token_expired = 0
         self._evicted = 0
         self._closed_by_server = 0
         self._delivered = 0
@@ -230,12 +249,15 @@ class ListenHub:
         now: float,
         client_key: str | None = None,
         server_info: Mapping[str, Any] | None = None,
+        ends_by: float | None = None,
     ) -> EventStream:
         """A new stream whose first event is the acknowledgement of *honoured*.
 
         Args:
             now: Trio's clock (:func:`trio.current_time`): the lifetime starts here.
             client_key: Whose stream it is, for the per-client cap (``None``: no key).
+            ends_by: Trio time the stream must end by, whatever its lifetime
+                (its access token expires then); ended the same graceful way.
 
         Raises:
             ServiceUnavailable: At a cap under :attr:`ListenPolicy.REJECT`, or
@@ -275,15 +297,30 @@ class ListenHub:
             max_buffer_bytes=limits.max_buffered_bytes,
         )
         lifetime = limits.max_lifetime
+        expires_at = math.inf if lifetime is None else now + lifetime
+        by_token = ends_by is not None and ends_by < expires_at
+        if by_token:
+            assert ends_by is not None
+            expires_at = ends_by
         listener = _Listener(
             subscription_id,
             honoured,
             stream,
             encode(closing_result(subscription_id, server_info)),
             client_key,
-            math.inf if lifetime is None else now + lifetime,
+            expires_at,
+            by_token,
         )
         self._listeners[key] = listener
+        if expires_at < math.inf:
+            if len(self._expiries) > 2 * len(self._listeners) + 64:
+                self._expiries = [
+                    (other.expires_at, k)
+                    for k, other in self._listeners.items()
+                    if other.expires_at < math.inf and k != key
+                ]
+                heapq.heapify(self._expiries)
+            heapq.heappush(self._expiries, (expires_at, key))
         self._recent[key] = None
         if client_key is not None:
             self._by_client.setdefault(client_key, OrderedDict())[key] = None
@@ -363,42 +400,47 @@ class ListenHub:
             stream.end()
 
     def next_expiry(self) -> float | None:
-        """When the oldest open stream reaches its lifetime (``None``: nothing to end)."""
-        for listener in self._listeners.values():
-            return None if listener.expires_at == math.inf else listener.expires_at
+        """When the next open stream reaches its end (``None``: nothing to end)."""
+        expiries = self._expiries
+        while expiries:
+            at, key = expiries[0]
+            listener = self._listeners.get(key)
+            if listener is not None and listener.expires_at == at:
+                return at
+            heapq.heappop(expiries)  # a stream that closed earlier
         return None
 
     def expire(self, now: float) -> int:
-        """End, gracefully, every stream whose lifetime is over at *now*; how many."""
+        """End, gracefully, every stream whose lifetime (or token) is over at *now*; how many."""
         ended = 0
-        while self._listeners:
-            key, listener = next(iter(self._listeners.items()))
-            if listener.expires_at > now:
-                break
-            self._ended_lifetime += 1
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            at, key = heapq.heappop(expiries)
+            listener = self._listeners.get(key)
+            if listener is None or listener.expires_at != at:
+                continue
+            if listener.by_token:
+                self._ended_token_expired += 1
+            else:
+                self._ended_lifetime += 1
             ended += 1
             self._end(key, listener)
         return ended
 
     async def run(self) -> None:
-        """End streams at their lifetime, earliest first, until cancelled.
+        """End streams at their lifetime or their token's end, earliest first, until cancelled.
 
-        One task for every stream: streams expire in the order they opened,
-        so it sleeps until the oldest one's deadline (on trio's clock), and
-        waits for an open when there is none.
+        One task for every stream: it sleeps until the earliest end (on
+        trio's clock), or until a stream opens (it may end sooner).
         """
-        if self.limits.max_lifetime is None:
-            await trio.sleep_forever()
         while True:
             deadline = self.next_expiry()
-            if deadline is None:
-                self._opened_event = trio.Event()
-                try:
+            self._opened_event = trio.Event()
+            try:
+                with trio.move_on_at(math.inf if deadline is None else deadline):
                     await self._opened_event.wait()
-                finally:
-                    self._opened_event = None
-                continue
-            await trio.sleep_until(deadline)
+            finally:
+                self._opened_event = None
             self.expire(trio.current_time())
 
     def close_all(self) -> None:
@@ -420,5 +462,6 @@ class ListenHub:
             max_streams_per_client=self.limits.max_streams_per_client,
             refused_per_client=self._refused_per_client,
             ended_lifetime=self._ended_lifetime,
+            ended_token_expired=self._ended_token_expired,
             evicted=self._evicted,
         )

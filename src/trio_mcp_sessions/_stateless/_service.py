@@ -246,12 +246,15 @@ class SessionlessService:
         nursery.start_soon(self._serve, request, info, exchange, scope, notifications)
         return exchange
 
-    def open_listen(self, request: ModernRequest, *, client_key: str | None) -> EventStream:
+    def open_listen(
+        self, request: ModernRequest, *, client_key: str | None, ends_by: float | None = None
+    ) -> EventStream:
         """Open a ``subscriptions/listen`` stream: its acknowledgement is already on it.
 
         Args:
             client_key: Whose stream it is (:attr:`client_key` of the request),
                 for the per-client cap; ``None``: only the global cap applies.
+            ends_by: Trio time it ends by at the latest (its access token's expiry).
 
         Raises:
             ProtocolError: An invalid filter (-32602).
@@ -276,6 +279,7 @@ class SessionlessService:
             now=trio.current_time(),
             client_key=client_key,
             server_info=server.server_info(),
+            ends_by=ends_by,
         )
 
     async def _serve(
@@ -344,6 +348,8 @@ class SessionlessService:
             request_timeout=self.request_timeout,
             max_request_time=self.max_request_time,
             principal=info.principal,
+            token=info.token,
+            scope_filter=info.scope_filter,
         )
         try:
             result = await self.server.handle_request(

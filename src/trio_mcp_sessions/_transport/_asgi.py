@@ -13,6 +13,7 @@ client) is :mod:`._replies`.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from .._protocol._subscriptions import LISTEN
 from .._stateless import SessionlessService  # the 2026-07-28 half, built here
 from . import _hypercorn_h2
 from ._answers import SESSION_HEADER, _answer_for, _from_protocol_error, _HTTPError, _too_large
+from ._auth import AuthGate, AuthStatistics, token_deadline
 from ._http import HostPolicy, accepts, is_json_content_type, valid_authority
 from ._modern import method_not_allowed, post_modern
 from ._replies import _JSON, _reply_sse, _send_simple
@@ -48,6 +50,7 @@ from ._sessions import VERSION_HEADER, SseReply, delete_session, get_stream, pos
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from .._auth._config import ResourceServer
     from .._handles import HandleStore
     from .._manager import CallLimits, InflightSlot, InflightStatistics, SessionLimits
     from .._manager._broadcast import ChangeRelay
@@ -95,6 +98,7 @@ class TransportStatistics:
             (:attr:`CallLimits.max_inflight_discover`).
         refusals_delayed: 429s sent after waiting ``refusal_delay``.
         refusals_delaying: 429s waiting now (at most ``max_delayed_refusals``).
+        auth: The resource server's counts (``None`` without one).
     """
 
     refused_by_status: dict[int, int] = field(default_factory=dict)
@@ -104,6 +108,7 @@ class TransportStatistics:
     inflight_discover: InflightStatistics | None = None
     refusals_delayed: int = 0
     refusals_delaying: int = 0
+    auth: AuthStatistics | None = None
 
 
 class AppArguments(TypedDict, total=False):
@@ -118,6 +123,7 @@ class AppArguments(TypedDict, total=False):
     rate_limiter: SharedRateLimiter | None
     call_rate_limiter: SharedCallLimiter | None
     principal: Callable[[Scope], str | None] | None
+    auth: ResourceServer | None
     on_session_created: Callable[[str, RequestInfo], None] | None
     on_session_closed: Callable[[str, CloseReason], None] | None
     request_states: RequestStateCodec | None
@@ -180,7 +186,12 @@ class StreamableHTTPApp:
             :class:`RedisRateLimiter`); while it is unreachable each
             instance's own windows apply.
         principal: ``fn(scope) -> str | None`` naming the authenticated
-            caller (for keyed limits and session binding).
+            caller (for keyed limits and session binding), when something in
+            front of the app authenticates; not with *auth*.
+        auth: Make this server an OAuth 2.1 resource server
+            (:class:`ResourceServer`): Protected Resource Metadata, a bearer
+            token verified on every request of both eras, scopes per
+            method and tool; the verified caller is the principal.
         on_session_created: ``fn(session_id, RequestInfo)`` after a successful
             ``initialize`` (built-in manager).
         on_session_closed: ``fn(session_id, CloseReason)`` after every close
@@ -206,6 +217,7 @@ class StreamableHTTPApp:
         rate_limiter: SharedRateLimiter | None = None,
         call_rate_limiter: SharedCallLimiter | None = None,
         principal: Callable[[Scope], str | None] | None = None,
+        auth: ResourceServer | None = None,
         on_session_created: Callable[[str, RequestInfo], None] | None = None,
         on_session_closed: Callable[[str, CloseReason], None] | None = None,
         request_states: RequestStateCodec | None = None,
@@ -260,6 +272,11 @@ class StreamableHTTPApp:
         self.body_timeout = options.body_timeout
         self._delaying = 0  # 429s waiting out their refusal_delay now
         self._delayed = 0
+        if auth is not None and principal is not None:
+            raise TypeError(
+                "pass auth or principal, not both: under a resource server the "
+                "verified token names the principal"
+            )
         self._principal = principal
         self._bounded: BoundedSessionManager | None = None
         if manager is None:
@@ -308,6 +325,8 @@ class StreamableHTTPApp:
             calls.max_inflight_discover, what="server/discover probes"
         )
         self._client_key = calls.rate_limit_key
+        #: The OAuth 2.1 resource server at the door (``None``: no authorization).
+        self._auth = AuthGate(auth, server, calls.rate_limit_key, self.path) if auth else None
         if self.sessionless is not None and isinstance(manager, BoundedSessionManager):
             # The manager's broadcasts reach the listen streams too.
             manager.broadcast.add_listener(self.sessionless.listen)
@@ -346,6 +365,9 @@ class StreamableHTTPApp:
         A user-supplied manager is the user's to run; then this only waits.
         """
         async with trio.open_nursery() as nursery:
+            verifier = self._auth.verifier_to_run if self._auth is not None else None
+            if verifier is not None:
+                await nursery.start(verifier.run)
             if self.sessionless is not None:
                 await nursery.start(self.sessionless.run)
             if self._bounded is None:
@@ -380,6 +402,7 @@ class StreamableHTTPApp:
             inflight_discover=self._discover_slots.statistics(),
             refusals_delayed=self._delayed,
             refusals_delaying=self._delaying,
+            auth=self._auth.statistics() if self._auth is not None else None,
         )
 
     def export_handles(self, *stores: HandleStore) -> None:
@@ -435,9 +458,10 @@ class StreamableHTTPApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         held: list[InflightSlot] = []  # the request's in-flight slot, once it has one
+        ends: list[float] = []  # a GET stream's end: its access token's expiry
         try:
             try:
-                stream = await self._handle(scope, receive, send, held)
+                stream = await self._handle(scope, receive, send, held, ends)
             except _HTTPError as exc:
                 self._refused[exc.status] += 1
                 for slot in held:  # a refusal holds no slot, even while it waits
@@ -449,7 +473,13 @@ class StreamableHTTPApp:
             if stream is not None:
                 # Written from here, with the request's frames and headers gone: a
                 # server holds one of these per open SSE response.
-                await _reply_sse(receive, send, *stream)
+                await _reply_sse(
+                    receive,
+                    send,
+                    *stream,
+                    ends_at=ends[0] if ends else None,
+                    retry_ms=self.retry_ms,
+                )
         finally:
             for slot in held:  # the response ended, or its client left
                 slot.release()
@@ -479,11 +509,27 @@ class StreamableHTTPApp:
             self._delayed += 1
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, held: list[InflightSlot]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        held: list[InflightSlot],
+        ends: list[float],
     ) -> SseReply | None:
         """Validate and dispatch; an SSE answer comes back to be written by the caller."""
         path = scope.get("path", "").rstrip("/")
         is_metrics = self._metrics is not None and path == self.metrics_path
+        auth = self._auth
+        if auth is not None and path in auth.metadata_paths:
+            # Public, for any origin (CORS), derived from the configured resource.
+            headers = _headers(scope)
+            host = headers.get("host")
+            if host is not None and not valid_authority(host):
+                raise _HTTPError(400, INVALID_REQUEST, "Bad Request: malformed Host header")
+            if not self.host_policy.host_allowed(host, (scope.get("server") or (None,))[0]):
+                raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
+            await auth.serve_metadata(scope["method"], send)
+            return None
         if path != self.path.rstrip("/") and not is_metrics:
             raise _HTTPError(404, SERVER_ERROR, "Not Found")
         headers = _headers(scope)
@@ -506,12 +552,26 @@ class StreamableHTTPApp:
             await _send_simple(send, 200, body, [(b"content-type", content_type)])
             return None
         client = scope.get("client")
-        info = RequestInfo(
-            client_address=client[0] if client else None,
-            principal=self._principal(scope) if self._principal is not None else None,
-            headers=headers,
-        )
         method = scope["method"]
+        address = client[0] if client else None
+        if auth is not None and method in ("POST", "GET", "DELETE"):
+            # Before the body, before any session: a refused request holds nothing.
+            token = await auth.authenticate(scope, RequestInfo(address, headers=headers))
+            info = RequestInfo(
+                address,
+                principal=token.principal,
+                headers=headers,
+                token=token,
+                scope_filter=auth.allows(token),
+            )
+            if method == "GET" and token.expires_at is not None:
+                ends.append(token_deadline(token) or math.inf)
+        else:
+            info = RequestInfo(
+                client_address=address,
+                principal=self._principal(scope) if self._principal is not None else None,
+                headers=headers,
+            )
         if (
             method != "POST"
             and self.sessionless is not None
@@ -569,6 +629,8 @@ class StreamableHTTPApp:
             messages, is_batch = decode_body(body, self.input_limits)
         except ProtocolError as exc:
             raise _from_protocol_error(exc) from None
+        if self._auth is not None and info.token is not None:
+            self._auth.check_scopes(messages, info.token)  # 403 before anything is allocated
         self._settle_slots(claimed, messages, info, held)
         if (
             self.sessionless is not None

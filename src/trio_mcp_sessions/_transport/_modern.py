@@ -24,6 +24,7 @@ from .._protocol._era import (
 from .._protocol._jsonrpc import SERVER_ERROR, Notification, ProtocolError, Request
 from .._protocol._subscriptions import LISTEN
 from ._answers import _answer_for, _from_protocol_error, _HTTPError
+from ._auth import token_deadline
 from ._http import accepts
 from ._replies import _reply_modern, _send_simple
 
@@ -117,7 +118,9 @@ async def post_modern(
             raise _budget_refusal(exc, request_id) from None
     if listen:
         try:
-            stream = service.open_listen(modern, client_key=service.client_key(info))
+            stream = service.open_listen(
+                modern, client_key=service.client_key(info), ends_by=token_deadline(info.token)
+            )
         except ServiceUnavailable as exc:  # the cap, draining
             raise _answer_for(exc, request_id) from None
         except ProtocolError as exc:  # the filter

@@ -49,7 +49,16 @@ async def _reply_sse(
     send: Send,
     stream: EventStream,
     extra_headers: list[tuple[bytes, bytes]],
+    *,
+    ends_at: float | None = None,
+    retry_ms: int | None = None,
 ) -> None:
+    """Write *stream* as an SSE response until it ends or its client leaves.
+
+    *ends_at* (trio time; an access token's expiry) ends it sooner, with a
+    ``retry`` hint of *retry_ms*: the client reconnects with a fresh token
+    (and ``Last-Event-ID``), and nothing it has not read is lost.
+    """
     try:
         await send(
             {
@@ -65,11 +74,15 @@ async def _reply_sse(
         first = [*([stream.priming] if stream.priming is not None else []), *stream.replay]
         ready, ended = await _wait_briefly(stream)
         events = first + ready
+        deadline = math.inf if ends_at is None else ends_at
         # One task per response: it writes, and between writes it waits for
         # news on the stream and for the client's disconnect at once.
         busy_writes = 0
         while True:
             chunk = b"".join(encode_sse(e.event_id, e.data, e.retry_ms) for e in events)
+            if not ended and trio.current_time() >= deadline:
+                ended = True  # the token expired: end here, with a retry hint
+                chunk += encode_sse(None, b"", retry_ms)
             if ended:
                 stream.detach()  # the session is idle again before the client sees the end
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
@@ -80,8 +93,9 @@ async def _reply_sse(
             events, ended = _drain_ready(stream)
             if not events and not ended:
                 busy_writes = 0
-                if not await _wait_for_news(stream, receive):
-                    return  # the client is gone
+                with trio.move_on_at(deadline):
+                    if not await _wait_for_news(stream, receive):
+                        return  # the client is gone
                 events, ended = _drain_ready(stream)
             elif busy_writes >= _POLL_EVERY:
                 # A stream that always has news never parks in receive(),
