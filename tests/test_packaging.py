@@ -209,6 +209,7 @@ def test_the_unpacked_sdist_runs_its_own_tests(built: Built) -> None:
         "tests/ts_client/client.mjs",
         "tests/_oidc_provider.py",
         "tests/oidc/provider.mjs",
+        "tests/ts_client/oauth_client.mjs",
         "examples/notes_server.py",
         "examples/conformance_server.py",
         "bench/loadgen.py",
