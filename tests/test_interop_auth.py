@@ -33,7 +33,7 @@ import subprocess
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import httpx2
@@ -44,6 +44,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import (
     AuthorizationCodeResult,
@@ -56,9 +57,12 @@ from _conformance_tools import TESTS_DIR, ConformanceTools, conformance_env
 from _harness import manager_of, wait_until
 from _oidc_provider import (
     INTEROP_CLIENT,
+    SVC_CLIENT,
+    SVC_SECRET,
     Browser,
     Callback,
     OidcProvider,
+    oidc_provider,
     provider_tools,
 )
 from trio_mcp_sessions import (
@@ -319,9 +323,12 @@ async def authorized_transport(
         yield streams
 
 
-def sdk_client(url: str, auth: OAuthClientProvider, wire: Wire) -> Client:
-    """A session-era client (``legacy``: initialize, one ``Mcp-Session-Id``, DELETE)."""
-    return Client(authorized_transport(url, auth, wire), mode="legacy", read_timeout_seconds=10.0)
+def sdk_client(
+    url: str, auth: OAuthClientProvider, wire: Wire, mode: Literal["legacy", "auto"] = "legacy"
+) -> Client:
+    """``legacy``: the session era (initialize, one ``Mcp-Session-Id``, DELETE);
+    ``auto``: the SDK's default, which speaks 2026-07-28 with us (no session)."""
+    return Client(authorized_transport(url, auth, wire), mode=mode, read_timeout_seconds=10.0)
 
 
 def only_text(result: Any) -> str:
@@ -451,6 +458,103 @@ async def test_python_sdk_client_registers_by_dcr(
     assert [c.error for c in user.callbacks] == [None, "invalid_scope"]
     ours = [r for r in tracebacks.records if not r.name.startswith("mcp.")]
     assert not ours, tracebacks.describe()  # the SDK logs its own failed flow
+
+
+async def test_python_sdk_client_steps_up_at_2026_07_28(
+    provider: OidcProvider, nursery: trio.Nursery, tracebacks: TracebackRecorder
+) -> None:
+    """The SDK's default mode speaks 2026-07-28 with us: every request is checked, no session."""
+    protected = await serve_protected(nursery, provider)
+    wire = Wire()
+    async with Browser(provider) as browser:
+        user = HeadlessUser(browser)
+        auth = OAuthClientProvider(
+            protected.url,
+            client_metadata(),
+            MemoryStorage(client_info=pre_registered()),
+            redirect_handler=user.redirect,
+            callback_handler=user.callback,
+        )
+        with trio.fail_after(TIMEOUT):
+            async with sdk_client(protected.url, auth, wire, mode="auto") as client:
+                first = json.loads(only_text(await client.call_tool("whoami", {})))
+                wrote = json.loads(only_text(await client.call_tool("write_note", {"text": "y"})))
+                assert client.protocol_version == "2026-07-28"
+
+    assert first["session"] is None
+    assert (first["sub"], first["scopes"]) == ("alice", [BASE])
+    assert wrote == {"wrote": "y", "session": None, "principal": first["principal"]}
+    assert browser.prompts == ["login", "consent", "consent"]
+    mcp = [e for e in wire.exchanges if e.path.endswith("/mcp") and "/.well-known/" not in e.path]
+    assert [e.status for e in mcp if e.status >= 400] == [401, 403]
+    assert all(e.session is None for e in mcp)
+    assert [e.status for e in wire.at("/token")] == [200, 200]
+    assert manager_of(protected.app).statistics().created == 0
+    assert not tracebacks.records, tracebacks.describe()
+
+
+async def test_python_sdk_client_refreshes_and_keeps_the_session(
+    tools: ConformanceTools, nursery: trio.Nursery, tracebacks: TracebackRecorder
+) -> None:
+    """Tokens that live one second: the SDK refreshes, and the session is still the caller's."""
+    async with oidc_provider(tools, access_token_ttl=1) as short, Browser(short) as browser:
+        protected = await serve_protected(nursery, short)
+        storage = MemoryStorage(client_info=pre_registered())
+        wire = Wire()
+        user = HeadlessUser(browser)
+        auth = OAuthClientProvider(
+            protected.url,
+            client_metadata(),
+            storage,
+            redirect_handler=user.redirect,
+            callback_handler=user.callback,
+        )
+        with trio.fail_after(TIMEOUT):
+            async with sdk_client(protected.url, auth, wire) as client:
+                first = json.loads(only_text(await client.call_tool("whoami", {})))
+                # Real time: the AS stamps exp with its own clock.
+                await trio.sleep(1.5)
+                again = json.loads(only_text(await client.call_tool("whoami", {})))
+
+    assert again["session"] == first["session"]
+    assert again["principal"] == first["principal"]
+    assert browser.prompts == ["login", "consent"]  # one authorization, then refreshes
+    assert len(storage.saved_tokens) >= 2
+    first_token, *refreshed = storage.saved_tokens
+    assert all(t.access_token != first_token.access_token for t in refreshed)
+    assert [e.status for e in wire.at("/token")] == [200] * len(storage.saved_tokens)
+    jtis = {v.token_id for v in protected.verifier.verified}
+    assert len(jtis) >= 2  # the server saw the new token, on the same session
+    assert manager_of(protected.app).statistics().created == 1
+    assert not tracebacks.records, tracebacks.describe()
+
+
+async def test_python_sdk_client_credentials(
+    provider: OidcProvider, nursery: trio.Nursery, tracebacks: TracebackRecorder
+) -> None:
+    """A machine client: ``client_credentials`` with the resource, no user, no browser."""
+    protected = await serve_protected(nursery, provider)
+    storage = MemoryStorage()
+    wire = Wire()
+    auth = ClientCredentialsOAuthProvider(
+        protected.url,
+        storage,
+        client_id=SVC_CLIENT,
+        client_secret=SVC_SECRET,
+        scope=f"{BASE} {WRITE}",
+        issuer=provider.issuer,
+    )
+    with trio.fail_after(TIMEOUT):
+        async with sdk_client(protected.url, auth, wire) as client:
+            me = json.loads(only_text(await client.call_tool("whoami", {})))
+            wrote = json.loads(only_text(await client.call_tool("write_note", {"text": "z"})))
+    assert (me["sub"], me["client_id"]) == (SVC_CLIENT, SVC_CLIENT)
+    assert me["scopes"] == [BASE]  # the challenge's scope, not the one configured
+    assert wrote["session"] == me["session"]
+    assert wrote["principal"] == me["principal"]
+    # The 403 made it ask again, with the union.
+    assert [e.status for e in wire.at("/token")] == [200, 200]
+    assert not tracebacks.records, tracebacks.describe()
 
 
 # -- the TypeScript SDK's authProvider -----------------------------------------------------
