@@ -23,7 +23,8 @@
 // --jwks FILE: the private signing keys ({"keys": [...]}); when the file does
 // not exist a fresh ES256 key is generated and written there, so a restart
 // with another file rotates the keys and one with the same file keeps them.
-// --access-token-ttl applies to every resource's tokens (default 300 s).
+// --access-token-ttl applies to every resource's tokens (default: the
+// OIDC_ACCESS_TOKEN_TTL environment variable, else 300 s).
 //
 // When listening it prints one line of JSON to stdout,
 //   {"ready": true, "issuer": "http://127.0.0.1:PORT", "pid": N, "kids": [...]}
@@ -46,7 +47,7 @@ const { values: opts } = parseArgs({
   args: rest,
   options: {
     port: { type: "string", default: "0" },
-    "access-token-ttl": { type: "string", default: "300" },
+    "access-token-ttl": { type: "string", default: process.env.OIDC_ACCESS_TOKEN_TTL ?? "300" },
     jwks: { type: "string" },
     scopes: { type: "string", default: "notes:read notes:write" },
     "svc-secret": { type: "string", default: "svc-secret" },
