@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from _harness import SseReader, messages
 from conftest import INIT_HEADERS, initialize_body
@@ -604,3 +606,93 @@ def test_auth_and_a_principal_hook_are_exclusive() -> None:
         StreamableHTTPApp(
             make_server(), auth=resource_server(TableVerifier()), principal=lambda scope: "x"
         )
+
+
+async def test_the_resource_server_in_the_metrics(
+    start_server: StartServer, http: httpx.AsyncClient
+) -> None:
+    pytest.importorskip("prometheus_client", reason="needs the metrics extra")
+    client, verifier, _ = await start(start_server, http, metrics_path="/metrics")
+    token = verifier.add("t", "alice", "mcp")
+    await client.post(initialize_body())
+    await client.post(initialize_body(), "bad")
+    await client.post(initialize_body(), token)
+    text = (await http.get(client.origin + "/metrics")).text.splitlines()
+    for line in (
+        'mcp_auth_requests_total{outcome="verified"} 1.0',
+        'mcp_auth_requests_total{outcome="missing"} 1.0',
+        'mcp_auth_requests_total{outcome="invalid"} 1.0',
+        "mcp_auth_failing_keys 1.0",
+        "mcp_listen_ended_token_expired_total 0.0",
+    ):
+        assert line in text, line
+
+
+# -- hostile credentials, in process -----------------------------------------------------------
+
+_authorization_values = st.one_of(
+    st.binary(max_size=60),
+    st.builds(lambda t: b"Bearer " + t, st.binary(max_size=60)),
+    st.builds(lambda t: b"bearer\t" + t.encode(), st.text(max_size=20)),
+    st.sampled_from([b"Bearer", b"Bearer ", b"Basic", b" Bearer x", b"Bearer x=y=", b"Bearer =="]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@example(values=[b" Bearer x"], query=b"", method="POST")
+@given(
+    values=st.lists(_authorization_values, max_size=3),
+    query=st.sampled_from([b"", b"access_token=x", b"a=b", b"ACCESS_TOKEN", b"%00"]),
+    method=st.sampled_from(["POST", "GET", "DELETE"]),
+)
+def test_hostile_credentials_get_a_clear_answer(
+    values: list[bytes], query: bytes, method: str
+) -> None:
+    """Whatever the Authorization headers hold: 400, 401 or 429, never a verifier's 200 by luck."""
+
+    async def main() -> None:
+        verifier = TableVerifier()
+        app = StreamableHTTPApp(make_server(), auth=resource_server(verifier), refusal_delay=0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.run)
+            headers = [
+                (b"host", b"127.0.0.1:8000"),
+                (b"accept", b"application/json, text/event-stream"),
+                (b"content-type", b"application/json"),
+                *((b"authorization", v) for v in values),
+            ]
+            scope = {
+                "type": "http",
+                "method": method,
+                "path": "/mcp",
+                "query_string": query,
+                "headers": headers,
+                "client": ("127.0.0.1", 5000),
+                "server": ("127.0.0.1", 8000),
+            }
+            body = json.dumps(initialize_body()).encode()
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            status = sent[0]["status"]
+            assert status in (400, 401), (status, values, query)
+            header = dict(sent[0]["headers"])[b"www-authenticate"]
+            if status == 400:
+                assert b'error="invalid_request"' in header
+            elif verifier.calls:  # a well-formed token, unknown to the verifier
+                assert b'error="invalid_token"' in header
+            else:  # no credentials: no error (RFC 6750 3.1)
+                assert b"error=" not in header
+            stats = app.statistics().auth
+            assert stats is not None
+            assert stats.verified == 0
+            assert app.manager.statistics().live_sessions == 0  # type: ignore[attr-defined]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

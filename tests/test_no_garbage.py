@@ -17,7 +17,15 @@ import pytest
 import trio
 
 from test_call_budget import META, make_server
-from trio_mcp_sessions import CallLimits, RateLimit, ServerOptions, StreamableHTTPApp
+from trio_mcp_sessions import (
+    CallLimits,
+    InvalidToken,
+    RateLimit,
+    ResourceServer,
+    ServerOptions,
+    StreamableHTTPApp,
+    VerifiedToken,
+)
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -106,4 +114,65 @@ async def test_an_answer_leaves_no_reference_cycles(case: str) -> None:
         assert found == 0, f"{found} objects in cycles after 50 requests"
         if case.startswith("over the") and "in-flight" in case:
             held.release()
+        nursery.cancel_scope.cancel()
+
+
+class _Tokens:
+    """A verifier of one good token (``good``, scope ``mcp``); others are invalid."""
+
+    async def verify(self, token: str) -> VerifiedToken:
+        await trio.lowlevel.checkpoint()
+        if token != "good":
+            raise InvalidToken("unknown token")
+        return VerifiedToken("https://as", "alice", "c", frozenset({"mcp"}))
+
+
+AUTH_CASES: dict[str, tuple[bytes | None, str, int]] = {
+    "a verified call": (b"Bearer good", "echo", 200),
+    "no credentials": (None, "echo", 401),
+    "malformed credentials": (b"Bearer a b", "echo", 400),
+    "an invalid token": (b"Bearer bad", "echo", 401),
+    "a missing tool scope": (b"Bearer good", "guarded", 403),
+}
+
+
+@pytest.mark.parametrize("case", list(AUTH_CASES))
+async def test_an_authorization_answer_leaves_no_reference_cycles(case: str) -> None:
+    authorization, tool, status = AUTH_CASES[case]
+    server = make_server()
+
+    @server.tool(scopes={"admin"})
+    async def guarded(text: str) -> str:
+        """Needs admin."""
+        return text
+
+    auth = ResourceServer(
+        "http://127.0.0.1:8000/mcp",
+        ["https://as"],
+        _Tokens(),
+        scopes={"mcp"},
+        max_failed_verifications=None,  # 50 bad tokens in a row: no 429 here
+    )
+    app = StreamableHTTPApp(server, auth=auth, options=ServerOptions(refusal_delay=0))
+
+    def request(request_id: int) -> tuple[dict[str, Any], bytes]:
+        scope, body = modern(request_id, name=tool)
+        body = body.replace(b'"echo"', json.dumps(tool).encode())
+        if authorization is not None:
+            scope["headers"].append((b"authorization", authorization))
+        return scope, body
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        for request_id in (1, 2):
+            await answer(app, *request(request_id))
+        gc.collect()
+        gc.disable()
+        try:
+            statuses = {await answer(app, *request(request_id)) for request_id in range(50)}
+            found = gc.collect()
+        finally:
+            gc.enable()
+        assert statuses == {status}
+        assert found == 0, f"{found} objects in cycles after 50 requests"
         nursery.cancel_scope.cancel()

@@ -135,6 +135,8 @@ class MetricsExporter:
                 value=transport.refusals_delaying,
             )
             yield from self._inflight_metrics(transport)
+            if transport.auth is not None:
+                yield from self._auth_metrics(transport)
         if self._listen is not None:
             yield from self._listen_metrics(self._listen())
         if self._sessionless is not None:
@@ -184,6 +186,40 @@ class MetricsExporter:
             counters["circuit_opened"].add_metric([store], guard.opened)
         yield state
         yield from counters.values()
+
+    def _auth_metrics(self, transport: TransportStatistics) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self._prefix
+        auth = transport.auth
+        assert auth is not None
+        outcomes = CounterMetricFamily(
+            f"{p}_auth_requests",
+            "Requests by what the resource server made of their credentials "
+            "(verified, missing, malformed, invalid, insufficient_scope, unavailable, throttled).",
+            labels=["outcome"],
+        )
+        for outcome in (
+            "verified",
+            "missing",
+            "malformed",
+            "invalid",
+            "insufficient_scope",
+            "unavailable",
+            "throttled",
+        ):
+            outcomes.add_metric([outcome], getattr(auth, outcome))
+        yield outcomes
+        yield GaugeMetricFamily(
+            f"{p}_auth_failing_keys",
+            "Client keys with failed verifications in their window (max_failed_verifications).",
+            value=auth.failing_keys,
+        )
+        yield CounterMetricFamily(
+            f"{p}_auth_metadata_served",
+            "Protected Resource Metadata documents served.",
+            value=auth.metadata_served,
+        )
 
     def _inflight_metrics(self, transport: TransportStatistics) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -268,6 +304,11 @@ class MetricsExporter:
                 "ended_lifetime",
                 "Listen streams ended gracefully at their maximum lifetime.",
                 listen.ended_lifetime,
+            ),
+            (
+                "ended_token_expired",
+                "Listen streams ended gracefully when their access token expired.",
+                listen.ended_token_expired,
             ),
             (
                 "evicted",
