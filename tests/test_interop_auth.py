@@ -496,8 +496,13 @@ async def test_python_sdk_client_steps_up_at_2026_07_28(
 async def test_python_sdk_client_refreshes_and_keeps_the_session(
     tools: ConformanceTools, nursery: trio.Nursery, tracebacks: TracebackRecorder
 ) -> None:
-    """Tokens that live one second: the SDK refreshes, and the session is still the caller's."""
-    async with oidc_provider(tools, access_token_ttl=1) as short, Browser(short) as browser:
+    """Short-lived tokens: the SDK refreshes, and the session is still the caller's.
+
+    ``exp`` is whole seconds (``iat`` + TTL, ``iat`` rounded down), so a token
+    of TTL 2 is good for 1 to 2 s, while the SDK counts 2 s from receipt: each
+    token is used within milliseconds of arriving, and the sleep outlasts both.
+    """
+    async with oidc_provider(tools, access_token_ttl=2) as short, Browser(short) as browser:
         protected = await serve_protected(nursery, short)
         storage = MemoryStorage(client_info=pre_registered())
         wire = Wire()
@@ -513,7 +518,7 @@ async def test_python_sdk_client_refreshes_and_keeps_the_session(
             async with sdk_client(protected.url, auth, wire) as client:
                 first = json.loads(only_text(await client.call_tool("whoami", {})))
                 # Real time: the AS stamps exp with its own clock.
-                await trio.sleep(1.5)
+                await trio.sleep(2.5)
                 again = json.loads(only_text(await client.call_tool("whoami", {})))
 
     assert again["session"] == first["session"]
