@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -52,6 +53,12 @@ META = {
 }
 
 
+@dataclass(frozen=True)
+class TableStatistics:
+    calls: int
+    cached_tokens: int
+
+
 class TableVerifier:
     """Tokens it knows verify as their entry; others are invalid; ``down`` is an outage."""
 
@@ -72,6 +79,9 @@ class TableVerifier:
             None if ttl is None else time.time() + ttl,
         )
         return token
+
+    def statistics(self) -> TableStatistics:
+        return TableStatistics(self.calls, len(self.tokens))
 
     async def verify(self, token: str) -> VerifiedToken:
         await trio.lowlevel.checkpoint()
@@ -624,6 +634,8 @@ async def test_the_resource_server_in_the_metrics(
         'mcp_auth_requests_total{outcome="missing"} 1.0',
         'mcp_auth_requests_total{outcome="invalid"} 1.0',
         "mcp_auth_failing_keys 1.0",
+        "mcp_auth_verifier_calls_total 2.0",  # the verifier's own record, field by field
+        "mcp_auth_verifier_cached_tokens 1.0",
         "mcp_listen_ended_token_expired_total 0.0",
     ):
         assert line in text, line

@@ -7,6 +7,7 @@ time, so nothing is counted twice and no hot path pays for metrics.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -220,6 +221,20 @@ class MetricsExporter:
             "Protected Resource Metadata documents served.",
             value=auth.metadata_served,
         )
+        verifier = auth.verifier
+        if dataclasses.is_dataclass(verifier):
+            # The verifier's own counts: JWKS fetches, introspections, cache hits, ...
+            # Sizes held now (cached_*, inflight) are gauges, the rest counters.
+            for item in dataclasses.fields(verifier):
+                value = getattr(verifier, item.name)
+                if isinstance(value, bool) or not isinstance(value, int):
+                    continue
+                name = f"{p}_auth_verifier_{item.name}"
+                text = f"{type(verifier).__name__}.{item.name}"
+                if item.name.startswith("cached") or item.name == "inflight":
+                    yield GaugeMetricFamily(name, text, value=value)
+                else:
+                    yield CounterMetricFamily(name, text, value=value)
 
     def _inflight_metrics(self, transport: TransportStatistics) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import trio
 
@@ -82,6 +82,8 @@ class AuthStatistics:
         throttled: 429: refused unverified after too many failed verifications.
         failing_keys: Client keys with failed verifications in their window now.
         metadata_served: Protected Resource Metadata documents served.
+        verifier: The verifier's own ``statistics()`` record, if it has one
+            (:class:`JwtVerifierStatistics`, :class:`IntrospectionVerifierStatistics`).
     """
 
     verified: int
@@ -93,6 +95,7 @@ class AuthStatistics:
     throttled: int
     failing_keys: int
     metadata_served: int
+    verifier: Any = None
 
 
 @final
@@ -150,9 +153,11 @@ class AuthGate:
         return verifier if isinstance(verifier, RunnableVerifier) else None
 
     def statistics(self) -> AuthStatistics:
+        own = getattr(self.config.verifier, "statistics", None)
         return AuthStatistics(
             **self._counts,
             failing_keys=self._failures.tracked_keys() if self._failures is not None else 0,
+            verifier=own() if callable(own) else None,
         )
 
     # -- metadata ------------------------------------------------------------------
