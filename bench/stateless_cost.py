@@ -11,7 +11,13 @@ scheduling rounds per request. Also, for comparison, the same with:
   back a finished reply at once (our HTTP checks, the ladder and the answer,
   without running a handler; JSON only).
 
+``--auth`` puts ours behind a resource server: ``table`` (a verifier that
+answers at once: the gate's own cost) or ``jwt`` (our ``JwtVerifier`` with an
+RS256 token, its key set served once by a loopback Hypercorn, then cached:
+what a real deployment pays per call).
+
     .venv/bin/python bench/stateless_cost.py --requests 3000 --rounds 7
+    .venv/bin/python bench/stateless_cost.py --app ours --reply json --auth none table jwt
 """
 
 from __future__ import annotations
@@ -109,10 +115,85 @@ def _stub_service(app: Any) -> None:
     app.sessionless.open_request = open_request
 
 
+RESOURCE = "http://127.0.0.1:8000/mcp"
+
+
+async def _resource_server(kind: str, nursery: trio.Nursery) -> tuple[Any, bytes]:
+    """``(ResourceServer, Authorization header)`` for ``--auth`` *kind*."""
+    from trio_mcp_sessions import JwtVerifier, ResourceServer, VerifiedToken
+
+    if kind == "table":
+        token = VerifiedToken("https://as.bench", "alice", "bench", frozenset({"mcp"}))
+
+        class Fixed:
+            async def verify(self, bearer: str) -> VerifiedToken:
+                await trio.lowlevel.checkpoint()
+                return token
+
+        return ResourceServer(RESOURCE, ["https://as.bench"], Fixed(), scopes={"mcp"}), (
+            b"Bearer bench"
+        )
+    from functools import partial
+
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, RSAKey
+
+    key = RSAKey.generate_key(2048, {"kid": "bench-1"})
+    jwks = json.dumps(KeySet([key]).as_dict(private=False)).encode()
+
+    async def keys(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]  # startup, shutdown
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": jwks})
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    binds = await nursery.start(
+        partial(hypercorn_serve, keys, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+    )
+    issuer = binds[0]
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "sub": "alice",
+        "aud": RESOURCE,
+        "client_id": "bench",
+        "scope": "mcp",
+        "iat": now,
+        "exp": now + 3600,
+    }
+    header = {"alg": "RS256", "kid": "bench-1", "typ": "at+jwt"}
+    bearer = jwt.encode(header, claims, key, algorithms=["RS256"])
+    verifier = JwtVerifier(issuer, RESOURCE, jwks_uri=f"{issuer}/jwks")
+    config_ = ResourceServer(RESOURCE, [issuer], verifier, scopes={"mcp"})
+    return config_, f"Bearer {bearer}".encode()
+
+
 async def measure(args: argparse.Namespace) -> str:
+
+    async with trio.open_nursery() as outer:
+        result = await _measure(args, outer)
+        outer.cancel_scope.cancel()
+    return result
+
+
+async def _measure(args: argparse.Namespace, outer: trio.Nursery) -> str:
     from trio_mcp_sessions import StreamableHTTPApp
 
-    ours = StreamableHTTPApp(_load(BENCH / "servers" / "ours.py").server)
+    auth, authorization = (None, b"")
+    if args.auth != "none":
+        auth, authorization = await _resource_server(args.auth, outer)
+    ours = StreamableHTTPApp(_load(BENCH / "servers" / "ours.py").server, auth=auth)
     if args.app == "transport":
         _stub_service(ours)
     app = _load(BENCH / "servers" / "raw_asgi.py").app if args.app == "raw" else ours
@@ -124,6 +205,9 @@ async def measure(args: argparse.Namespace) -> str:
         await nursery.start(ours.run)
         for index in range(args.rounds + 1):  # the first round warms up
             requests = [modern_request(i, sse) for i in range(args.requests)]
+            if authorization:
+                for scope, _ in requests:
+                    scope["headers"].append((b"authorization", authorization))
             starts: list[Any] = []
 
             async def send(message: Any) -> None:
@@ -153,8 +237,9 @@ async def measure(args: argparse.Namespace) -> str:
             if index:
                 per_request.append(cpu / args.requests * 1e6)
         nursery.cancel_scope.cancel()
+    auth = f" auth={args.auth}" if args.auth != "none" else ""
     return (
-        f"{args.app} {args.reply}: {statistics.median(per_request):.1f} µs CPU per request "
+        f"{args.app}{auth} {args.reply}: {statistics.median(per_request):.1f} µs CPU per request "
         f"(min {min(per_request):.1f}), {steps.steps / args.requests:.1f} task steps, "
         f"{steps.rounds / args.requests:.1f} scheduling rounds, {content_type.decode()}"
     )
@@ -166,13 +251,21 @@ def main() -> None:
     parser.add_argument("--reply", choices=("json", "sse"), nargs="+", default=["json", "sse"])
     parser.add_argument("--requests", type=int, default=3000, help="per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--auth",
+        choices=("none", "table", "jwt"),
+        nargs="+",
+        default=["none"],
+        help="ours behind a resource server (needs the auth extra for jwt)",
+    )
     args = parser.parse_args()
     for app in args.app or ["raw", "transport", "ours"]:
         for reply in args.reply:
             if app == "transport" and reply == "sse":
                 continue  # the stub answers at once: no notification, no SSE
-            one = argparse.Namespace(**{**vars(args), "app": app, "reply": reply})
-            print(trio.run(measure, one), flush=True)
+            for auth in args.auth if app != "raw" else ["none"]:
+                one = argparse.Namespace(**{**vars(args), "app": app, "reply": reply, "auth": auth})
+                print(trio.run(measure, one), flush=True)
 
 
 if __name__ == "__main__":
