@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from ._transport._auth import OUTCOMES
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -197,18 +199,10 @@ class MetricsExporter:
         outcomes = CounterMetricFamily(
             f"{p}_auth_requests",
             "Requests by what the resource server made of their credentials "
-            "(verified, missing, malformed, invalid, insufficient_scope, unavailable, throttled).",
+            f"({', '.join(OUTCOMES)}).",
             labels=["outcome"],
         )
-        for outcome in (
-            "verified",
-            "missing",
-            "malformed",
-            "invalid",
-            "insufficient_scope",
-            "unavailable",
-            "throttled",
-        ):
+        for outcome in OUTCOMES:
             outcomes.add_metric([outcome], getattr(auth, outcome))
         yield outcomes
         yield GaugeMetricFamily(

@@ -67,6 +67,19 @@ def token_deadline(token: VerifiedToken | None) -> float | None:
     return trio.current_time() + max(0.0, token.expires_at - time.time())
 
 
+#: What can become of a request's credentials: the :class:`AuthStatistics`
+#: fields that count them, and the ``outcome`` label of ``mcp_auth_requests``.
+OUTCOMES: Final = (
+    "verified",
+    "missing",
+    "malformed",
+    "invalid",
+    "insufficient_scope",
+    "unavailable",
+    "throttled",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AuthStatistics:
     """What the resource server let in and turned away, by reason.
@@ -132,19 +145,7 @@ class AuthGate:
             if config.max_failed_verifications is not None
             else None
         )
-        self._counts = dict.fromkeys(
-            (
-                "verified",
-                "missing",
-                "malformed",
-                "invalid",
-                "insufficient_scope",
-                "unavailable",
-                "throttled",
-                "metadata_served",
-            ),
-            0,
-        )
+        self._counts = dict.fromkeys((*OUTCOMES, "metadata_served"), 0)
 
     @property
     def verifier_to_run(self) -> RunnableVerifier | None:
