@@ -285,6 +285,30 @@ async def test_an_unreachable_or_failing_endpoint_is_unavailable_and_not_cached(
     assert (stats.unavailable, stats.introspection_failures, stats.verified) == (3, 3, 1)
 
 
+async def test_a_400_about_the_token_is_invalid_one_about_us_unavailable(
+    server: AuthorizationServer, start: StartVerifier
+) -> None:
+    """oidc-provider answers its own JWTs with 400 ``unsupported_token_type``.
+
+    That is the AS declining the token (401, cached as inactive), not an
+    outage: as a 503 the client would retry forever, each retry a request.
+    """
+    verifier = await start(introspection_endpoint=f"{server.issuer}/introspect")
+    server.fail[INTROSPECT] = 400
+    for code in ("unsupported_token_type", "invalid_token"):
+        server.raw[INTROSPECT] = b'{"error": "%s"}' % code.encode()
+        token = opaque(server)
+        for _ in range(2):
+            assert await refused(verifier, token) == "the token is not active"
+    assert verifier.statistics().introspections == 2  # the second try of each was cached
+    for body in (b'{"error": "invalid_client"}', b'{"error": 1}', b"not json"):
+        server.raw[INTROSPECT] = body
+        with pytest.raises(VerifierUnavailable, match="answered 400"):
+            await verifier.verify(opaque(server))
+    stats = verifier.statistics()
+    assert (stats.invalid, stats.unavailable, stats.introspection_failures) == (4, 3, 3)
+
+
 async def test_metadata_for_another_issuer_is_refused(
     server: AuthorizationServer, start: StartVerifier
 ) -> None:

@@ -328,6 +328,27 @@ async def test_key_rotation_fetches_the_new_kid(
     )
 
 
+async def test_a_rotation_soon_after_the_first_load_still_refetches(
+    server: AuthorizationServer, start: StartVerifier, mock_clock: MockClock
+) -> None:
+    """The interval is between refetches for unknown kids, not since the first load.
+
+    Counting from the first load refused the new key's tokens (401) for up to
+    ``refetch_interval`` after a rotation that came soon after it.
+    """
+    verifier = await start(refetch_interval=30)
+    old = server.signing[0]
+    await verifier.verify(server.token(old))
+    mock_clock.jump(1)
+    server.signing = [server.add_key("RSA", "rsa-2")]
+    await verifier.verify(server.token(server.signing[0]))
+    assert server.hits[JWKS] == 2
+    reason = "the token's key id is not one of the issuer's keys"
+    assert await refused(verifier, server.token(old)) == reason
+    assert server.hits[JWKS] == 2  # that refetch started the interval
+    assert verifier.statistics().refetches_suppressed == 1
+
+
 async def test_keys_older_than_max_age_are_refreshed_in_the_background(
     server: AuthorizationServer, start: StartVerifier, mock_clock: MockClock
 ) -> None:

@@ -21,8 +21,9 @@ DCR with the first challenged scope is limited to it by oidc-provider, so its
 step-up fails with ``invalid_scope`` (the authorization reference, section 5);
 DCR has its own test, which pins that down too.
 
-Until the verifiers land, tokens are checked by :class:`PyJwtVerifier` below
-(PyJWT over the provider's JWKS, fetched once before the app starts).
+Tokens are checked by our own :class:`~trio_mcp_sessions.JwtVerifier` (keys
+found through the provider's metadata, fetched by the app's lifespan task),
+which :class:`RecordingVerifier` only watches.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import httpx2
-import jwt
 import pytest
 import trio
 from hypercorn.config import Config
@@ -67,7 +67,7 @@ from _oidc_provider import (
 )
 from trio_mcp_sessions import (
     Context,
-    InvalidToken,
+    JwtVerifier,
     McpServer,
     ResourceServer,
     StreamableHTTPApp,
@@ -100,42 +100,15 @@ CALLBACK = "http://127.0.0.1:33418/callback"
 # -- the resource server -------------------------------------------------------------------
 
 
-class PyJwtVerifier:
-    """RFC 9068 checks with PyJWT over a prefetched key set (a test-only verifier)."""
+class RecordingVerifier(JwtVerifier):
+    """Our :class:`JwtVerifier`, keeping every token it accepted (to see who called)."""
 
-    def __init__(self, issuer: str, audience: str, jwks: dict[str, Any]) -> None:
-        self.issuer, self.audience = issuer, audience
-        self.keys = jwt.PyJWKSet.from_dict(jwks)
+    def __init__(self, issuer: str, audience: str) -> None:
+        super().__init__(issuer, audience)
         self.verified: list[VerifiedToken] = []
 
     async def verify(self, token: str) -> VerifiedToken:
-        await trio.lowlevel.checkpoint()
-        try:
-            header = jwt.get_unverified_header(token)
-            if header.get("typ") != "at+jwt":
-                raise InvalidToken("not an access token")
-            key = self.keys[str(header.get("kid"))]
-            claims = jwt.decode(
-                token,
-                key=key.key,
-                algorithms=["ES256"],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise InvalidToken("the access token is not valid") from exc
-        audience = claims["aud"]
-        verified = VerifiedToken(
-            issuer=claims["iss"],
-            subject=claims["sub"],
-            client_id=claims.get("client_id"),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
-            audience=(audience,) if isinstance(audience, str) else tuple(audience),
-            expires_at=float(claims["exp"]),
-            token_id=claims.get("jti"),
-            claims=claims,
-        )
+        verified = await super().verify(token)
         self.verified.append(verified)
         return verified
 
@@ -172,7 +145,7 @@ def make_server() -> McpServer:
 class Protected:
     url: str
     app: StreamableHTTPApp
-    verifier: PyJwtVerifier
+    verifier: RecordingVerifier
 
 
 async def serve_protected(nursery: trio.Nursery, provider: OidcProvider) -> Protected:
@@ -182,9 +155,7 @@ async def serve_protected(nursery: trio.Nursery, provider: OidcProvider) -> Prot
     listener.bind(("127.0.0.1", 0))
     listener.listen(100)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        jwks = (await http.get(provider.jwks_uri)).raise_for_status().json()
-    verifier = PyJwtVerifier(provider.issuer, url, jwks)
+    verifier = RecordingVerifier(provider.issuer, url)
     auth = ResourceServer(
         resource=url, authorization_servers=[provider.issuer], verifier=verifier, scopes={BASE}
     )
@@ -411,6 +382,10 @@ async def test_python_sdk_client_authorizes_and_steps_up_on_one_session(
     assert {(v.subject, v.client_id) for v in protected.verifier.verified} == {
         ("alice", INTEROP_CLIENT)
     }
+    verifier_stats = protected.verifier.statistics()
+    assert verifier_stats.jwks_fetches == 1  # discovery and the key set, once for the whole flow
+    assert verifier_stats.jwks_fetch_failures == 0
+    assert verifier_stats.verified == len(protected.verifier.verified)
     assert storage.tokens is not None
     assert storage.tokens.refresh_token is not None  # offline_access was asked for (SEP-2207)
     assert not tracebacks.records, tracebacks.describe()

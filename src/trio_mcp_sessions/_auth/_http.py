@@ -99,10 +99,12 @@ def _one_chunk(data: bytes) -> Any:
 class FetchError(Exception):
     """A request to the authorization server failed; *reason* is safe to show and log."""
 
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
+    def __init__(self, reason: str, *, status: int | None = None, error: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        #: The OAuth ``error`` code of a 400 answer (RFC 6749 §5.2), if it sent one.
+        self.error = error
 
 
 def _where(url: str) -> str:
@@ -149,7 +151,8 @@ async def request_json(
             response = await client.send(request, stream=True)
             try:
                 status = response.status_code
-                if not 200 <= status < 300:
+                # A 400's body is read for its OAuth error code (see FetchError.error).
+                if not 200 <= status < 300 and status != 400:
                     raise FetchError(f"{where} answered {status}", status=status)
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
@@ -173,9 +176,16 @@ async def request_json(
     if scope.cancelled_caught:
         raise FetchError(f"{where} did not answer within {timeout:g}s")
     try:
-        return json.loads(bytes(body))
+        document = json.loads(bytes(body))
     except (ValueError, RecursionError):
+        if status == 400:
+            raise FetchError(f"{where} answered 400", status=400) from None
         raise FetchError(f"{where} answered {status} with something that is not JSON") from None
+    if status == 400:
+        error = document.get("error") if isinstance(document, dict) else None
+        code = error if isinstance(error, str) else None
+        raise FetchError(f"{where} answered 400", status=400, error=code)
+    return document
 
 
 class ClientRunner:

@@ -48,6 +48,10 @@ logger = logging.getLogger("trio_mcp_sessions.auth")
 
 #: ``token_type`` values of a bearer access token (RFC 7662 §2.2 uses RFC 6749 §7.1's names).
 _BEARER_TYPES = frozenset({"bearer", "access_token"})
+#: 400 answers about the token, not about us: the AS will not vouch for it, so it
+#: is invalid (401, cached as inactive), not an outage (oidc-provider answers
+#: ``unsupported_token_type`` for its own JWT access tokens, RFC 7009 §2.2.1).
+_TOKEN_ERRORS = frozenset({"unsupported_token_type", "invalid_token"})
 
 
 def check_introspection(
@@ -332,8 +336,8 @@ class IntrospectionVerifier:
     async def _introspect(self, token: str, key: bytes, lookup: _Lookup) -> None:
         try:
             client, _ = await self._runner.ready()
-            answer = await self._ask(client, token)
             result: VerifiedToken | InvalidToken
+            answer = await self._ask(client, token)
             try:
                 result = check_introspection(
                     answer,
@@ -387,15 +391,20 @@ class IntrospectionVerifier:
         else:
             form |= {"client_id": self._client_id, "client_secret": self._client_secret}
         self._requests += 1
-        return await request_json(
-            client,
-            "POST",
-            endpoint,
-            timeout=self._http_timeout,
-            max_bytes=self._max_bytes,
-            data=form,
-            headers=headers,
-        )
+        try:
+            return await request_json(
+                client,
+                "POST",
+                endpoint,
+                timeout=self._http_timeout,
+                max_bytes=self._max_bytes,
+                data=form,
+                headers=headers,
+            )
+        except FetchError as exc:
+            if exc.status == 400 and exc.error in _TOKEN_ERRORS:
+                return {"active": False}
+            raise
 
 
 def _form(value: str) -> str:

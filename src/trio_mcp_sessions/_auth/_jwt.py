@@ -479,7 +479,7 @@ class JwtVerifier:
         )
         self._keys: _KeySet | None = None
         self._fetched_at = -math.inf  # trio time of the last successful fetch
-        self._attempted_at = -math.inf  # trio time of the last fetch started
+        self._refetched_at = -math.inf  # trio time of the last fetch for an unknown kid
         self._failed_until = -math.inf
         self._failure = ""
         self._fetch: _Fetch | None = None
@@ -548,12 +548,12 @@ class JwtVerifier:
         keys = self._keys
         if keys is not None and keys.knows(kid):
             if now - self._fetched_at >= self._max_age and now >= self._failed_until:
-                self._start_fetch(nursery, now)  # in the background; this token uses the old set
+                self._start_fetch(nursery)  # in the background; this token uses the old set
             return keys
         if (
             keys is not None
             and self._fetch is None
-            and now - self._attempted_at < self._refetch_interval
+            and now - self._refetched_at < self._refetch_interval
         ):
             if now < self._failed_until:
                 raise VerifierUnavailable(self._failure, retry_after=self._failed_until - now)
@@ -561,7 +561,11 @@ class JwtVerifier:
             raise InvalidToken("the token's key id is not one of the issuer's keys")
         if self._fetch is None and now < self._failed_until:
             raise VerifierUnavailable(self._failure, retry_after=self._failed_until - now)
-        fetch = self._fetch or self._start_fetch(nursery, now)
+        if keys is not None and self._fetch is None:
+            # Only these count against the interval: the first load and the
+            # max-age refreshes must not hold a rotated key out for its length.
+            self._refetched_at = now
+        fetch = self._fetch or self._start_fetch(nursery)
         with trio.move_on_after(self._http_timeout * 4 + 1):
             await fetch.done.wait()
         if not fetch.done.is_set():
@@ -577,11 +581,10 @@ class JwtVerifier:
     def _backoff(self) -> float:
         return max(1.0, min(self._refetch_interval, 5.0))
 
-    def _start_fetch(self, nursery: trio.Nursery, now: float) -> _Fetch:
+    def _start_fetch(self, nursery: trio.Nursery) -> _Fetch:
         if self._fetch is not None:
             return self._fetch
         fetch = self._fetch = _Fetch()
-        self._attempted_at = now
         self._fetches += 1
         nursery.start_soon(self._download, fetch)
         return fetch
