@@ -240,3 +240,10 @@ def test_a_verified_caller_names_its_principal_and_key_injectively() -> None:
     assert VerifiedToken("https://as", "u").rate_limit_key != (
         VerifiedToken("https://other", "u").rate_limit_key
     )
+    # No subject (client_credentials at some servers): each client its own key.
+    machine_a, machine_b = (
+        VerifiedToken("https://as", None, "a"),
+        VerifiedToken("https://as", None, "b"),
+    )
+    assert machine_a.rate_limit_key != machine_b.rate_limit_key
+    assert machine_a.rate_limit_key != VerifiedToken("https://as", "a").rate_limit_key

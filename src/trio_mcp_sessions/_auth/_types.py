@@ -66,10 +66,17 @@ class VerifiedToken:
     def rate_limit_key(self) -> str:
         """``(iss, sub)``: the default key of every per-client limit.
 
-        Never ``client_id`` alone: anyone can mint a client id (dynamic
-        registration, metadata documents), but not a user at this issuer.
+        Never ``client_id`` beside a subject: anyone can mint a client id
+        (dynamic registration, metadata documents), but not a user at this
+        issuer. A token without ``sub`` (``client_credentials`` at some
+        servers) is the client's own, so it keys on the client the issuer
+        gave it to, not on one bucket for every such client.
         """
-        return json.dumps(["oauth", self.issuer, self.subject], separators=(",", ":"))
+        if self.subject is None:
+            parts = ["oauth-client", self.issuer, self.client_id]
+        else:
+            parts = ["oauth", self.issuer, self.subject]
+        return json.dumps(parts, separators=(",", ":"))
 
 
 class InvalidToken(Exception):
