@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: RFC 6750 §2.1 ``b64token``: what a bearer token may be made of.
-_B64TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+B64TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: Longer than any access token an authorization server issues (JWTs with many
 #: claims stay under 8 KiB), shorter than what a parser would be asked to chew.
 MAX_TOKEN_LENGTH: Final = 16 * 1024
@@ -64,9 +64,18 @@ def bearer_token(authorization: list[bytes], query_string: bytes = b"") -> str |
     token = token.strip(" ")
     if not token:
         raise MalformedCredentials("Bearer without a token")
-    if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+    if not looks_like_bearer_token(token):
         raise MalformedCredentials("the bearer token is not well formed")
     return token
+
+
+def looks_like_bearer_token(token: object, max_length: int = MAX_TOKEN_LENGTH) -> bool:
+    """Whether *token* is a plausible RFC 6750 token (the transport's check, and the verifiers')."""
+    return (
+        isinstance(token, str)
+        and 0 < len(token) <= max_length
+        and B64TOKEN.fullmatch(token) is not None
+    )
 
 
 def _has_query_token(query_string: bytes) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +20,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-__all__ = ["FetchError", "fingerprint", "import_httpx", "looks_like_bearer_token", "request_json"]
-
-#: RFC 6750 §2.1 ``b64token``: what a bearer token may be made of.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+__all__ = ["FetchError", "fingerprint", "import_httpx", "request_json"]
 
 
 def import_httpx() -> Any:
@@ -41,15 +37,6 @@ def import_httpx() -> Any:
 def fingerprint(token: str) -> str:
     """A short SHA-256 prefix of *token*: safe to log, useless to replay."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-def looks_like_bearer_token(token: object, max_length: int) -> bool:
-    """Whether *token* is a plausible RFC 6750 token (checked before any I/O)."""
-    return (
-        isinstance(token, str)
-        and 0 < len(token) <= max_length
-        and _B64TOKEN.fullmatch(token) is not None
-    )
 
 
 class _OneChunkIterator:

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
+from ._challenge import MAX_TOKEN_LENGTH, looks_like_bearer_token
 from ._http import (
     ClientRunner,
     FetchError,
-    fingerprint,
     import_httpx,
-    looks_like_bearer_token,
     request_json,
 )
-from ._jwt import MAX_TOKEN_LENGTH, _audiences, check_claims
+from ._jwt import _audiences, check_claims
 from ._metadata import MetadataError, check_http_url, discover_metadata, metadata_urls
+from ._outcomes import VerifyOutcomes
 from ._types import InvalidToken, VerifiedToken, VerifierUnavailable
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ class IntrospectionVerifier:
         self._active = _Cache(max_cached)
         self._inactive = _Cache(max_cached_invalid)
         self._lookups: dict[bytes, _Lookup] = {}
-        self._verified = self._invalid = self._unavailable = 0
+        self._outcomes = VerifyOutcomes()
         self._requests = self._failures = self._hits = self._misses = 0
         self._refused_busy = 0
 
@@ -269,9 +269,9 @@ class IntrospectionVerifier:
     def statistics(self) -> IntrospectionVerifierStatistics:
         """Counters and the cache's sizes, as a frozen record."""
         return IntrospectionVerifierStatistics(
-            verified=self._verified,
-            invalid=self._invalid,
-            unavailable=self._unavailable,
+            verified=self._outcomes.verified,
+            invalid=self._outcomes.invalid,
+            unavailable=self._outcomes.unavailable,
             introspections=self._requests,
             introspection_failures=self._failures,
             cache_hits=self._hits,
@@ -288,18 +288,7 @@ class IntrospectionVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The verified token, or :exc:`InvalidToken` / :exc:`VerifierUnavailable`."""
-        await trio.lowlevel.checkpoint()  # a checkpoint even for a token refused at once
-        try:
-            verified = await self._verify(token)
-        except InvalidToken as exc:
-            self._invalid += 1
-            logger.debug("token %s refused: %s", fingerprint(str(token)), exc.reason)
-            raise
-        except VerifierUnavailable:
-            self._unavailable += 1
-            raise
-        self._verified += 1
-        return verified
+        return await self._outcomes.run(self._verify, token)
 
     async def _verify(self, token: str) -> VerifiedToken:
         if not looks_like_bearer_token(token, MAX_TOKEN_LENGTH):

@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._challenge import MAX_TOKEN_LENGTH, looks_like_bearer_token
 from ._http import (
     ClientRunner,
     FetchError,
-    fingerprint,
     import_httpx,
-    looks_like_bearer_token,
     request_json,
 )
 from ._metadata import MetadataError, check_http_url, discover_metadata, metadata_urls
+from ._outcomes import VerifyOutcomes
 from ._types import InvalidToken, VerifiedToken, VerifierUnavailable
 
 if TYPE_CHECKING:
@@ -76,8 +76,6 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 #: What ``require_typ=False`` accepts besides: ASes that send a plain JWT (or nothing).
 _PLAIN_TYPES = frozenset({"jwt", "application/jwt"})
-#: Longer than any access token an AS issues (the HTTP header limit is near anyway).
-MAX_TOKEN_LENGTH = 16 * 1024
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -483,7 +481,7 @@ class JwtVerifier:
         self._failed_until = -math.inf
         self._failure = ""
         self._fetch: _Fetch | None = None
-        self._verified = self._invalid = self._unavailable = 0
+        self._outcomes = VerifyOutcomes()
         self._fetches = self._fetch_failures = self._suppressed = 0
 
     def __repr__(self) -> str:
@@ -492,9 +490,9 @@ class JwtVerifier:
     def statistics(self) -> JwtVerifierStatistics:
         """Counters and the cached key set's size, as a frozen record."""
         return JwtVerifierStatistics(
-            verified=self._verified,
-            invalid=self._invalid,
-            unavailable=self._unavailable,
+            verified=self._outcomes.verified,
+            invalid=self._outcomes.invalid,
+            unavailable=self._outcomes.unavailable,
             jwks_fetches=self._fetches,
             jwks_fetch_failures=self._fetch_failures,
             refetches_suppressed=self._suppressed,
@@ -512,18 +510,7 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The verified token, or :exc:`InvalidToken` / :exc:`VerifierUnavailable`."""
-        await trio.lowlevel.checkpoint()  # a checkpoint even for a token refused at once
-        try:
-            verified = await self._verify(token)
-        except InvalidToken as exc:
-            self._invalid += 1
-            logger.debug("token %s refused: %s", fingerprint(str(token)), exc.reason)
-            raise
-        except VerifierUnavailable:
-            self._unavailable += 1
-            raise
-        self._verified += 1
-        return verified
+        return await self._outcomes.run(self._verify, token)
 
     async def _verify(self, token: str) -> VerifiedToken:
         header = read_token(
