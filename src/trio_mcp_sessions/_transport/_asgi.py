@@ -527,17 +527,8 @@ class StreamableHTTPApp:
         path = scope.get("path", "").rstrip("/")
         is_metrics = self._metrics is not None and path == self.metrics_path
         auth = self._auth
-        if auth is not None and path in auth.metadata_paths:
-            # Public, for any origin (CORS), derived from the configured resource.
-            headers = _headers(scope)
-            host = headers.get("host")
-            if host is not None and not valid_authority(host):
-                raise _HTTPError(400, INVALID_REQUEST, "Bad Request: malformed Host header")
-            if not self.host_policy.host_allowed(host, (scope.get("server") or (None,))[0]):
-                raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
-            await auth.serve_metadata(scope["method"], send)
-            return None
-        if path != self.path.rstrip("/") and not is_metrics:
+        is_metadata = auth is not None and path in auth.metadata_paths
+        if path != self.path.rstrip("/") and not is_metrics and not is_metadata:
             raise _HTTPError(404, SERVER_ERROR, "Not Found")
         headers = _headers(scope)
         server_address = (scope.get("server") or (None,))[0]
@@ -546,6 +537,11 @@ class StreamableHTTPApp:
             raise _HTTPError(400, INVALID_REQUEST, "Bad Request: malformed Host header")
         if not self.host_policy.host_allowed(host, server_address):
             raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Host header")
+        if is_metadata:
+            # Public, for any origin (CORS), derived from the configured resource.
+            assert auth is not None
+            await auth.serve_metadata(scope["method"], send)
+            return None
         if not self.host_policy.origin_allowed(headers.get("origin"), host, server_address):
             raise _HTTPError(403, SERVER_ERROR, "Forbidden: invalid Origin header")
         if is_metrics:

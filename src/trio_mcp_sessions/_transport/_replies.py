@@ -93,9 +93,13 @@ async def _reply_sse(
             events, ended = _drain_ready(stream)
             if not events and not ended:
                 busy_writes = 0
-                with trio.move_on_at(deadline):
+                if deadline == math.inf:  # the common case: no scope to enter and leave
                     if not await _wait_for_news(stream, receive):
                         return  # the client is gone
+                else:
+                    with trio.move_on_at(deadline):
+                        if not await _wait_for_news(stream, receive):
+                            return
                 events, ended = _drain_ready(stream)
             elif busy_writes >= _POLL_EVERY:
                 # A stream that always has news never parks in receive(),
