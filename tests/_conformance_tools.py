@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -259,3 +260,28 @@ async def run_conformance_async(
         _text(done.stdout),
         _text(done.stderr),
     )
+
+
+async def run_node_json(
+    tools: ConformanceTools, script: Path, *args: str, timeout: float
+) -> dict[str, Any]:
+    """Run *script* on the pinned Node 22; the one JSON object it prints, or a failed test."""
+    command = [str(tools.node), str(script), *args]
+    with trio.fail_after(timeout):
+        done = await trio.run_process(
+            command,
+            env=conformance_env(tools),
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    stdout = done.stdout.decode("utf-8", "replace")
+    stderr = done.stderr.decode("utf-8", "replace")
+    context = f"\n$ {' '.join(command)}  (exit {done.returncode})\n{stdout}\n{stderr}"
+    assert done.returncode == 0, context
+    lines = stdout.splitlines()
+    assert len(lines) == 1, context
+    out = json.loads(lines[0])
+    assert isinstance(out, dict), context
+    return out

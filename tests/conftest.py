@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
@@ -68,6 +69,17 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
         return f"{binds[0]}{app.path}"
 
     return start
+
+
+@pytest.fixture
+def wall(mock_clock: trio.testing.MockClock) -> Callable[[], float]:
+    """A wall clock (POSIX seconds) that moves with trio's mock clock: a verifier's ``clock``."""
+    base = 1_800_000_000.0 - mock_clock.current_time()
+
+    def now() -> float:
+        return base + trio.current_time()
+
+    return now
 
 
 @pytest.fixture

@@ -690,3 +690,29 @@ def test_hostile_credentials_get_a_clear_answer(
             assert app.manager.statistics().live_sessions == 0  # type: ignore[attr-defined]
 
     trio.run(main)
+
+
+class HangingVerifier:
+    """An authorization server that never answers, and no deadline of its own."""
+
+    async def verify(self, token: str) -> VerifiedToken:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+
+async def test_a_verification_that_hangs_gets_503_at_verify_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    auth = ResourceServer("http://127.0.0.1/mcp", [ISSUER], HangingVerifier(), verify_timeout=4)
+    async with open_test_client(
+        make_server(), auth=auth, headers={"authorization": "Bearer t"}
+    ) as client:
+        started = trio.current_time()
+        response = await client.post(initialize_body())
+        assert trio.current_time() - started == pytest.approx(4)
+        assert response.status == 503
+        assert response.headers["retry-after"] == "5"
+        assert "www-authenticate" not in response.headers
+        stats = client.app.statistics().auth
+        assert stats is not None
+        assert stats.unavailable == 1

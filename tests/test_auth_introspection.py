@@ -35,16 +35,6 @@ INTROSPECT = "/introspect"
 
 
 @pytest.fixture
-def wall(mock_clock: MockClock) -> Callable[[], float]:
-    base = 1_800_000_000.0 - mock_clock.current_time()
-
-    def now() -> float:
-        return base + trio.current_time()
-
-    return now
-
-
-@pytest.fixture
 async def server(nursery: trio.Nursery, wall: Callable[[], float]) -> AuthorizationServer:
     auth = AuthorizationServer(wall=wall)
     await serve_authorization_server(nursery, auth)

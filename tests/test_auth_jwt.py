@@ -61,17 +61,6 @@ OIDC = "/.well-known/openid-configuration"
 
 
 @pytest.fixture
-def wall(mock_clock: MockClock) -> Callable[[], float]:
-    """A wall clock (POSIX seconds) that moves with trio's mock clock."""
-    base = 1_800_000_000.0 - mock_clock.current_time()
-
-    def now() -> float:
-        return base + trio.current_time()
-
-    return now
-
-
-@pytest.fixture
 async def server(nursery: trio.Nursery, wall: Callable[[], float]) -> AuthorizationServer:
     auth = AuthorizationServer(wall=wall)
     auth.add_key("RSA", "rsa-1")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -53,7 +52,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
-from _conformance_tools import TESTS_DIR, ConformanceTools, conformance_env
+from _conformance_tools import TESTS_DIR, ConformanceTools, run_node_json
 from _harness import manager_of, wait_until
 from _oidc_provider import (
     INTEROP_CLIENT,
@@ -541,25 +540,8 @@ async def test_python_sdk_client_credentials(
 
 
 async def run_ts_client(tools: ConformanceTools, url: str, *, registration: str) -> dict[str, Any]:
-    command = [str(tools.node), str(TS_SCRIPT), str(tools.ts_sdk), url, CALLBACK, registration]
-    with trio.fail_after(TIMEOUT * 2):
-        done = await trio.run_process(
-            command,
-            env=conformance_env(tools),
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    stdout = done.stdout.decode("utf-8", "replace")
-    stderr = done.stderr.decode("utf-8", "replace")
-    context = f"\n$ {' '.join(command)}  (exit {done.returncode})\n{stdout}\n{stderr}"
-    assert done.returncode == 0, context
-    lines = stdout.splitlines()
-    assert len(lines) == 1, context
-    out = json.loads(lines[0])
-    assert isinstance(out, dict), context
-    return out
+    args = (str(tools.ts_sdk), url, CALLBACK, registration)
+    return await run_node_json(tools, TS_SCRIPT, *args, timeout=TIMEOUT * 2)
 
 
 async def test_typescript_sdk_client_authorizes_and_steps_up_on_one_session(

@@ -18,7 +18,6 @@ must answer those resumes with a clean 4xx, and the session must go on.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
@@ -27,8 +26,8 @@ import trio
 from _conformance_tools import (
     TESTS_DIR,
     ConformanceTools,
-    conformance_env,
     ensure_conformance_tools,
+    run_node_json,
 )
 from _harness import manager_of, wait_until
 from trio_mcp_sessions import (
@@ -152,25 +151,9 @@ def make_server() -> McpServer:
 
 async def run_client(tools: ConformanceTools, url: str) -> dict[str, Any]:
     """Run ``client.mjs`` on Node 22 against *url*; its JSON output, or a failed test."""
-    command = [str(tools.node), str(CLIENT_SCRIPT), str(tools.ts_sdk), url]
-    with trio.fail_after(CLIENT_DEADLINE):
-        done = await trio.run_process(
-            command,
-            env=conformance_env(tools),
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    stdout = done.stdout.decode("utf-8", "replace")
-    stderr = done.stderr.decode("utf-8", "replace")
-    context = f"\n$ {' '.join(command)}  (exit {done.returncode})\n{stdout}\n{stderr}"
-    assert done.returncode == 0, context
-    lines = stdout.splitlines()
-    assert len(lines) == 1, context
-    out = json.loads(lines[0])
-    assert isinstance(out, dict), context
-    return out
+    return await run_node_json(
+        tools, CLIENT_SCRIPT, str(tools.ts_sdk), url, timeout=CLIENT_DEADLINE
+    )
 
 
 def text_of(result: dict[str, Any]) -> str:
